@@ -1,0 +1,57 @@
+"""LLM·RL Workbench: the router and the frame (sidebar); every page lives in pages/."""
+
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+from ui.state import get_model_holder, get_store
+
+st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wide")
+
+PAGES = {
+    "Language models": [
+        st.Page("pages/playground.py", title="Playground", icon="💬", default=True),
+    ],
+    "Runs": [
+        st.Page("pages/runs.py", title="Runs", icon="📈"),
+    ],
+}
+
+
+def render_model_sidebar_ui() -> None:
+    """Show what model is loaded, where, and what it costs."""
+    loaded = get_model_holder().current
+    st.sidebar.markdown("**Model**")
+    if loaded is None:
+        st.sidebar.caption("None loaded yet: the Playground loads the bundled SmolLM2-135M-Instruct.")
+        return
+    facts = loaded.describe()
+    st.sidebar.markdown(f"`{html.escape(facts['name'])}`")
+    st.sidebar.caption(
+        f"{facts['device']} · {facts['dtype']} · {facts['parameters'] / 1e6:.1f} M params · "
+        f"{facts['memory_mb']:.0f} MB · ctx {facts['context_length']}"
+    )
+
+
+def render_runs_sidebar_ui() -> None:
+    """List active runs (any process), each with its progress."""
+    runs = get_store().list_runs(statuses=["queued", "running", "paused"])
+    st.sidebar.markdown("**Active runs**")
+    if runs.empty:
+        st.sidebar.caption("No run is active.")
+        return
+    for r in runs.head(8).itertuples():
+        total = r.total_steps if r.total_steps == r.total_steps and r.total_steps else None
+        label = f"#{r.id} {r.kind} · {r.status}"
+        if total:
+            st.sidebar.progress(min(float(r.step or 0) / float(total), 1.0), text=f"{label} · {int(r.step or 0)}/{int(total)}")
+        else:
+            st.sidebar.caption(label)
+
+
+navigation = st.navigation(PAGES)
+render_model_sidebar_ui()
+render_runs_sidebar_ui()
+navigation.run()

@@ -1,0 +1,7 @@
+"""Entry point for `python -m llmrl_core`."""
+
+import sys
+
+from llmrl_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""The same jobs as the dashboard, headless: `python -m llmrl_core <command> ...`.
+
+Commands: generate, runs (list/show/stop/pause/resume), demo; jobs added by other modules
+register themselves through `add_cli(subparsers)` (see `_PLUGIN_MODULES`). Every command
+writes to the same run store as the dashboard, so runs started here show up there live.
+User errors print one clear line to stderr and exit with status 2; nothing raises a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Sequence
+
+from llmrl_core.errors import WorkbenchError
+
+# Modules that add subcommands: each defines add_cli(subparsers).
+_PLUGIN_MODULES: list[str] = []
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    """Print completions for one prompt (JSON with per-token log-probs under --json)."""
+    from llmrl_core.generation import SamplingConfig, generate
+    from llmrl_core.models import load_causal_lm
+
+    cfg = SamplingConfig(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        n=args.n, seed=args.seed, greedy=args.greedy,
+    )
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    progress = (lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr)) if not args.quiet else (lambda f, m: None)
+    loaded = load_causal_lm(args.model, device=args.device, progress=progress)
+    chat = {"auto": None, "chat": True, "raw": False}[args.mode]
+    result = generate(loaded, [prompt], cfg, chat=chat, system=args.system)
+    if args.json:
+        payload = {
+            "model": loaded.describe(),
+            "prompt": prompt,
+            "seconds": round(result.seconds, 4),
+            "tokens_per_second": round(result.tokens_per_second, 2),
+            "completions": [
+                {
+                    "text": c.text,
+                    "finish_reason": c.finish_reason,
+                    "tokens": [
+                        {"id": i, "text": t, "logprob": lp, "top": [{"text": a, "logprob": v} for a, v in alts]}
+                        for i, t, lp, alts in zip(c.token_ids, c.tokens, c.logprobs, c.top_alternatives or [[]] * len(c.tokens))
+                    ],
+                }
+                for c in result.completions
+            ],
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        for c in result.completions:
+            if len(result.completions) > 1:
+                print(f"--- sample {c.sample_index + 1}")
+            print(c.text)
+        print(f"({result.new_tokens} tokens in {result.seconds:.2f} s, {result.tokens_per_second:.1f} tok/s)", file=sys.stderr)
+    return 0
+
+
+def _format_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts and ts == ts else "-"
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    """List, show or control runs in the store."""
+    from llmrl_core.runs import RunStore
+
+    store = RunStore()
+    if args.action == "list":
+        store.recover_interrupted()
+        runs = store.list_runs(kind=args.kind)
+        if args.json:
+            print(runs.to_json(orient="records"))
+            return 0
+        if runs.empty:
+            print("No runs yet. Start one from the dashboard or with: python -m llmrl_core demo")
+            return 0
+        print(f"{'id':>5}  {'kind':<8} {'status':<12} {'step':>11}  {'created':<16}  name")
+        for r in runs.itertuples():
+            total = f"/{int(r.total_steps)}" if r.total_steps == r.total_steps and r.total_steps else ""
+            step = f"{int(r.step or 0)}{total}"
+            print(f"{r.id:>5}  {r.kind:<8} {r.status:<12} {step:>11}  {_format_time(r.created):<16}  {r.name}")
+        return 0
+    if args.run_id is None:
+        raise WorkbenchError(f"'runs {args.action}' needs a run id, e.g. python -m llmrl_core runs {args.action} 3")
+    run = store.get_run(args.run_id)
+    if run is None:
+        raise WorkbenchError(f"No run with id {args.run_id}. See the ids with: python -m llmrl_core runs list")
+    if args.action == "show":
+        metrics = store.read_metrics_wide(args.run_id)
+        run["last_metrics"] = metrics.iloc[-1].dropna().to_dict() if not metrics.empty else {}
+        print(json.dumps(run, indent=2, default=str))
+        return 0
+    store.request_control(args.run_id, args.action)
+    print(f"Asked run {args.run_id} to {args.action}.")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo job in the foreground (proves the store without a model)."""
+    from llmrl_core.runs import RunManager
+
+    manager = RunManager()
+    config = {"steps": args.steps, "delay": args.delay, "seed": args.seed}
+    run_id, status = manager.run_foreground("demo", config, name=args.name or "demo", total_steps=args.steps)
+    print(f"run {run_id}: {status}")
+    return 0 if status in {"completed", "stopped"} else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, plug-in commands included."""
+    parser = argparse.ArgumentParser(prog="python -m llmrl_core", description="LLM·RL Workbench, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="sample completions from a model")
+    gen.add_argument("--model", default="bundled", help="hub id, model folder, .gguf file, or 'bundled' (default)")
+    gen.add_argument("--prompt", help="the prompt (read from stdin when omitted)")
+    gen.add_argument("--mode", choices=["auto", "chat", "raw"], default="auto",
+                     help="chat template: auto uses it when the model has one")
+    gen.add_argument("--system", help="system message for chat prompts")
+    gen.add_argument("--n", type=int, default=1, help="samples")
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.7)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--top-k", type=int, default=50)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--greedy", action="store_true")
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    gen.add_argument("--json", action="store_true", help="JSON with per-token log-probs and top-5 alternatives")
+    gen.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    gen.set_defaults(func=_cmd_generate)
+
+    runs = sub.add_parser("runs", help="list, show or control runs in the store")
+    runs.add_argument("action", choices=["list", "show", "stop", "pause", "resume"])
+    runs.add_argument("run_id", nargs="?", type=int)
+    runs.add_argument("--kind", help="only runs of this kind")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=_cmd_runs)
+
+    demo = sub.add_parser("demo", help="a trivial job that exercises the run store")
+    demo.add_argument("--steps", type=int, default=20)
+    demo.add_argument("--delay", type=float, default=0.05)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--name")
+    demo.set_defaults(func=_cmd_demo)
+
+    for module_name in _PLUGIN_MODULES:
+        importlib.import_module(module_name).add_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run a command; user errors exit 2 with one clear line."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

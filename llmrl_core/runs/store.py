@@ -1,0 +1,384 @@
+"""The run store: one SQLite file (WAL mode) that every job writes and every page reads.
+
+Tables: runs, metrics (long format: run, step, name, value, wall time), samples (one
+generation with its rewards and extras as JSON), artifacts (checkpoints, saved agents),
+logs (human-readable events). The UI never runs SQL itself; it calls these methods, in the
+spirit of TensorBoard's DataProvider.
+
+WAL lets the dashboard read while a job (in this process or a CLI process) writes. Each
+thread gets its own connection, because sqlite3 connections must not cross threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from llmrl_core.errors import StoreError
+from llmrl_core.paths import get_store_path
+
+ACTIVE_STATUSES = ("queued", "running", "paused")
+FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    error TEXT,
+    owner TEXT,
+    control TEXT,
+    step INTEGER DEFAULT 0,
+    total_steps INTEGER,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    wall_time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run_step ON metrics(run_id, step);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    prompt TEXT,
+    completion TEXT,
+    rewards TEXT,
+    extras TEXT
+);
+CREATE INDEX IF NOT EXISTS samples_run_step ON samples(run_id, step);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    meta TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    time REAL NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id);
+"""
+
+
+def _process_start_time(pid: int) -> str:
+    """Start time of a process (clock ticks since boot), so a reused pid is not mistaken for ours."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "?"
+
+
+def make_owner() -> str:
+    """An id for this process: host, pid and start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start_time(os.getpid())}"
+
+
+def is_owner_alive(owner: str | None) -> bool:
+    """True when the process that owns a run still runs (on this host; other hosts are assumed alive)."""
+    if not owner:
+        return False
+    try:
+        host, pid_text, started = owner.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return started == "?" or _process_start_time(pid) == started
+
+
+def _json_default(value: Any) -> Any:
+    """Make numpy scalars and other odd values JSON-safe."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON with NaN written as null (SQLite and browsers both dislike bare NaN)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(value), default=_json_default)
+
+
+class RunStore:
+    """All persistent state of runs. Safe to share between threads; one instance per process is plenty."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else get_store_path()
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"Cannot open the run store at {self.path}: {err}. Check that LLMRL_HOME is writable.") from err
+
+    # ------------------------------------------------------------------ connection
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        return self._conn().execute(sql, tuple(params))
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, kind: str, name: str, config: Mapping[str, Any], total_steps: int | None = None) -> int:
+        """Add a run in status 'queued' and return its id."""
+        cur = self._execute(
+            "INSERT INTO runs(kind, name, config, status, created, total_steps) VALUES (?,?,?,?,?,?)",
+            (kind, name, dumps(dict(config)), "queued", time.time(), total_steps),
+        )
+        return int(cur.lastrowid)
+
+    def mark_started(self, run_id: int, owner: str | None = None) -> None:
+        """Set status 'running', the start time and the owning process."""
+        self._execute(
+            "UPDATE runs SET status='running', started=COALESCE(started, ?), owner=?, control=NULL WHERE id=?",
+            (time.time(), owner or make_owner(), run_id),
+        )
+
+    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Change a run's status; a final status also sets the end time."""
+        ended = time.time() if status in FINAL_STATUSES else None
+        self._execute(
+            "UPDATE runs SET status=?, error=COALESCE(?, error), ended=COALESCE(?, ended) WHERE id=?",
+            (status, error, ended, run_id),
+        )
+
+    def set_progress(self, run_id: int, step: int, total_steps: int | None = None) -> None:
+        """Record how far a run has got (for progress bars and ETA)."""
+        self._execute(
+            "UPDATE runs SET step=?, total_steps=COALESCE(?, total_steps) WHERE id=?", (step, total_steps, run_id)
+        )
+
+    def set_summary(self, run_id: int, summary: Mapping[str, Any]) -> None:
+        """Store a small JSON summary (final figures) on the run."""
+        self._execute("UPDATE runs SET summary=? WHERE id=?", (dumps(dict(summary)), run_id))
+
+    def rename_run(self, run_id: int, name: str) -> None:
+        """Give a run a new display name."""
+        self._execute("UPDATE runs SET name=? WHERE id=?", (name, run_id))
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run with its metrics, samples, artifacts rows and logs (files stay on disk)."""
+        self._execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+    def request_control(self, run_id: int, command: str | None) -> None:
+        """Ask the process running `run_id` to 'stop', 'pause' or 'resume' (works across processes)."""
+        if command not in {"stop", "pause", "resume", None}:
+            raise ValueError(f"unknown control command {command!r}")
+        self._execute("UPDATE runs SET control=? WHERE id=?", (command, run_id))
+
+    def read_control(self, run_id: int) -> str | None:
+        """The pending control command of a run, if any."""
+        row = self._execute("SELECT control FROM runs WHERE id=?", (run_id,)).fetchone()
+        return row["control"] if row else None
+
+    def get_run(self, run_id: int) -> dict | None:
+        """One run as a dict (config and summary parsed), or None."""
+        row = self._execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return self._run_dict(row) if row else None
+
+    @staticmethod
+    def _run_dict(row: sqlite3.Row) -> dict:
+        run = dict(row)
+        run["config"] = json.loads(run["config"]) if run["config"] else {}
+        run["summary"] = json.loads(run["summary"]) if run.get("summary") else {}
+        return run
+
+    def list_runs(self, kind: str | None = None, statuses: Iterable[str] | None = None) -> pd.DataFrame:
+        """Runs newest first, as a frame (config left as JSON text for cheap listing)."""
+        sql = "SELECT id, kind, name, status, created, started, ended, step, total_steps, error, owner FROM runs"
+        clauses, params = [], []
+        if kind:
+            clauses.append("kind=?")
+            params.append(kind)
+        if statuses:
+            statuses = list(statuses)
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id DESC"
+        rows = [dict(r) for r in self._execute(sql, params).fetchall()]
+        columns = ["id", "kind", "name", "status", "created", "started", "ended", "step", "total_steps", "error", "owner"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def recover_interrupted(self) -> list[int]:
+        """Mark runs left active by a process that no longer exists as 'interrupted'; return their ids."""
+        rows = self._execute(
+            f"SELECT id, owner FROM runs WHERE status IN ({','.join('?' * len(ACTIVE_STATUSES))})", ACTIVE_STATUSES
+        ).fetchall()
+        dead = [int(r["id"]) for r in rows if not is_owner_alive(r["owner"])]
+        for run_id in dead:
+            self.set_status(run_id, "interrupted", error="The process running this run ended before the run did.")
+            self.add_log(run_id, "The process running this run ended before the run did; marked interrupted.", "warning")
+        return dead
+
+    # ------------------------------------------------------------------ metrics
+
+    def log_metrics(self, run_id: int, step: int, metrics: Mapping[str, float], wall_time: float | None = None) -> None:
+        """Append one step's scalars (non-numbers are skipped, NaN is stored as NULL)."""
+        now = wall_time or time.time()
+        rows = []
+        for name, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            rows.append((run_id, int(step), str(name), number if math.isfinite(number) else None, now))
+        if rows:
+            self._executemany("INSERT INTO metrics(run_id, step, name, value, wall_time) VALUES (?,?,?,?,?)", rows)
+
+    def read_metrics(self, run_id: int, since_step: int = -1, names: Iterable[str] | None = None) -> pd.DataFrame:
+        """Metrics with step > since_step, long format (step, name, value, wall_time); cheap for polling."""
+        sql = "SELECT step, name, value, wall_time FROM metrics WHERE run_id=? AND step>?"
+        params: list[Any] = [run_id, since_step]
+        if names:
+            names = list(names)
+            sql += f" AND name IN ({','.join('?' * len(names))})"
+            params.extend(names)
+        sql += " ORDER BY step"
+        rows = [tuple(r) for r in self._execute(sql, params).fetchall()]
+        return pd.DataFrame(rows, columns=["step", "name", "value", "wall_time"])
+
+    def read_metrics_wide(self, run_id: int, since_step: int = -1) -> pd.DataFrame:
+        """Metrics as one row per step and one column per name (the shape charts want)."""
+        long = self.read_metrics(run_id, since_step)
+        if long.empty:
+            return pd.DataFrame(columns=["step"])
+        wide = long.pivot_table(index="step", columns="name", values="value", aggfunc="last")
+        wide.columns.name = None
+        return wide.reset_index()
+
+    def metric_names(self, run_id: int) -> list[str]:
+        """Names of every metric a run has logged."""
+        rows = self._execute("SELECT DISTINCT name FROM metrics WHERE run_id=? ORDER BY name", (run_id,)).fetchall()
+        return [r["name"] for r in rows]
+
+    # ------------------------------------------------------------------ samples
+
+    def add_samples(self, run_id: int, step: int, samples: Iterable[Mapping[str, Any]]) -> None:
+        """Store generations: each with prompt, completion, rewards (dict) and any extras (dict)."""
+        rows = [
+            (
+                run_id,
+                int(step),
+                str(s.get("prompt", "")),
+                str(s.get("completion", "")),
+                dumps(s.get("rewards", {})),
+                dumps(s.get("extras", {})),
+            )
+            for s in samples
+        ]
+        if rows:
+            self._executemany(
+                "INSERT INTO samples(run_id, step, prompt, completion, rewards, extras) VALUES (?,?,?,?,?,?)", rows
+            )
+
+    def read_samples(self, run_id: int, since_step: int = -1, step: int | None = None, limit: int = 5000) -> pd.DataFrame:
+        """Samples (step, prompt, completion, rewards dict, extras dict), newest steps last."""
+        sql = "SELECT id, step, prompt, completion, rewards, extras FROM samples WHERE run_id=? AND step>?"
+        params: list[Any] = [run_id, since_step]
+        if step is not None:
+            sql += " AND step=?"
+            params.append(step)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        rows = [dict(r) for r in self._execute(sql, params).fetchall()][::-1]
+        for r in rows:
+            r["rewards"] = json.loads(r["rewards"] or "{}")
+            r["extras"] = json.loads(r["extras"] or "{}")
+        return pd.DataFrame(rows, columns=["id", "step", "prompt", "completion", "rewards", "extras"])
+
+    # ------------------------------------------------------------------ artifacts and logs
+
+    def add_artifact(self, run_id: int, step: int, kind: str, path: str | Path, meta: Mapping[str, Any] | None = None) -> int:
+        """Record a file or folder a run wrote (checkpoint, agent, episode)."""
+        cur = self._execute(
+            "INSERT INTO artifacts(run_id, step, kind, path, meta, created) VALUES (?,?,?,?,?,?)",
+            (run_id, int(step), kind, str(path), dumps(dict(meta or {})), time.time()),
+        )
+        return int(cur.lastrowid)
+
+    def list_artifacts(self, run_id: int, kind: str | None = None) -> pd.DataFrame:
+        """Artifacts of a run, oldest first."""
+        sql = "SELECT id, step, kind, path, meta, created FROM artifacts WHERE run_id=?"
+        params: list[Any] = [run_id]
+        if kind:
+            sql += " AND kind=?"
+            params.append(kind)
+        rows = [dict(r) for r in self._execute(sql + " ORDER BY id", params).fetchall()]
+        for r in rows:
+            r["meta"] = json.loads(r["meta"] or "{}")
+        return pd.DataFrame(rows, columns=["id", "step", "kind", "path", "meta", "created"])
+
+    def add_log(self, run_id: int, message: str, level: str = "info") -> None:
+        """Append a human-readable event to a run's log."""
+        self._execute("INSERT INTO logs(run_id, time, level, message) VALUES (?,?,?,?)", (run_id, time.time(), level, message))
+
+    def read_logs(self, run_id: int, since_id: int = 0) -> pd.DataFrame:
+        """Log lines of a run with id > since_id."""
+        rows = [dict(r) for r in self._execute(
+            "SELECT id, time, level, message FROM logs WHERE run_id=? AND id>? ORDER BY id", (run_id, since_id)
+        ).fetchall()]
+        return pd.DataFrame(rows, columns=["id", "time", "level", "message"])

@@ -1,0 +1,61 @@
+"""Process-wide objects shared by every browser session, via st.cache_resource.
+
+The model holder, the run store and the run manager are created once per server process and
+are thread-safe, as Streamlit's caching guide requires for cache_resource objects.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from llmrl_core.models import BUNDLED_SPEC, ModelHolder
+from llmrl_core.runs import RunManager, RunStore
+
+
+@st.cache_resource(show_spinner=False)
+def get_model_holder() -> ModelHolder:
+    """The one loaded model shared by all sessions (nothing is loaded until asked)."""
+    return ModelHolder()
+
+
+@st.cache_resource(show_spinner=False)
+def get_run_manager() -> RunManager:
+    """The run manager (and through it the store); marks runs left by dead processes interrupted."""
+    return RunManager(RunStore())
+
+
+def get_store() -> RunStore:
+    """The run store behind the manager."""
+    return get_run_manager().store
+
+
+def default_model_spec() -> str:
+    """The spec loaded when the user has not picked one: LLMRL_MODEL or the bundled model."""
+    return os.environ.get("LLMRL_MODEL", BUNDLED_SPEC)
+
+
+def load_model_ui(spec: str) -> bool:
+    """Load `spec` into the shared holder with a progress bar; show a clear error and keep the old model on failure."""
+    from llmrl_core.errors import WorkbenchError
+
+    bar = st.progress(0.0, text=f"Loading {spec or 'bundled'}…")
+    try:
+        get_model_holder().load(spec, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+    except WorkbenchError as err:
+        bar.empty()
+        current = get_model_holder().current
+        kept = f" The model {current.resolved.display_name} stays loaded." if current else ""
+        st.error(f"{err}{kept}")
+        return False
+    bar.empty()
+    return True
+
+
+def ensure_model_ui():
+    """Return the loaded model, loading the default (with progress) on first use; None if that fails."""
+    holder = get_model_holder()
+    if holder.current is None:
+        load_model_ui(default_model_spec())
+    return holder.current
