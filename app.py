@@ -13,6 +13,7 @@ st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wid
 PAGES = {
     "Language models": [
         st.Page("pages/playground.py", title="Playground", icon="💬", default=True),
+        st.Page("pages/attention.py", title="Attention", icon="🔍"),
     ],
     "Runs": [
         st.Page("pages/runs.py", title="Runs", icon="📈"),
