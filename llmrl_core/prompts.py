@@ -86,10 +86,12 @@ BUILTIN_PROMPT_SETS: dict[str, str] = {
 
 
 def make_arithmetic_problems(n: int = ARITHMETIC_SIZE, seed: int = 0) -> pd.DataFrame:
-    """`n` problems like 'What is 17 + 25? Answer with a number.' with their answers as text ('42')."""
+    """`n` distinct problems like 'What is 17 + 25? Answer with a number.' with their answers as text ('42')."""
+    if not 1 <= n <= 10_000:
+        raise InputError(f"The number of arithmetic problems must be between 1 and 10000 (got {n}).")
     rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
+    rows, seen = [], set()
+    while len(rows) < n:
         op = rng.choice("+-×")
         if op == "+":
             a, b = rng.randint(2, 99), rng.randint(2, 99)
@@ -101,7 +103,10 @@ def make_arithmetic_problems(n: int = ARITHMETIC_SIZE, seed: int = 0) -> pd.Data
         else:
             a, b = rng.randint(2, 12), rng.randint(2, 19)
             answer = a * b
-        rows.append({"prompt": f"What is {a} {op} {b}? Answer with a number.", "answer": str(answer)})
+        prompt = f"What is {a} {op} {b}? Answer with a number."
+        if prompt not in seen:  # distinct problems; the space holds over 15,000
+            seen.add(prompt)
+            rows.append({"prompt": prompt, "answer": str(answer)})
     return pd.DataFrame(rows)
 
 

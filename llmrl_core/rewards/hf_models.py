@@ -88,10 +88,16 @@ def find_label_index(model: Any, label: str) -> int:
     raise InputError(f"The classifier has no label {label!r}; its labels are: {shown}.")
 
 
-def make_classifier_reward(params: dict[str, Any]) -> RewardFn:
-    """The probability (or raw logit) a text-classification model gives `label`, e.g. POSITIVE."""
+def _check_model_params(params: dict[str, Any], what: str) -> None:
+    if not params["model"].strip():
+        raise InputError(f"Name the {what}: a Hugging Face hub id or a local folder.")
     if params["batch_size"] < 1:
         raise InputError(f"The batch size must be at least 1 (got {params['batch_size']}).")
+
+
+def make_classifier_reward(params: dict[str, Any]) -> RewardFn:
+    """The probability (or raw logit) a text-classification model gives `label`, e.g. POSITIVE."""
+    _check_model_params(params, "text-classification model")
     model, tokenizer, device = load_sequence_classifier(params["model"].strip())
     index = find_label_index(model, params["label"])
     use_logit = params["output"] == "logit"
@@ -119,8 +125,7 @@ def _reward_model_texts(tokenizer: Any, prompts: list[str], completions: list[st
 
 def make_reward_model_reward(params: dict[str, Any]) -> RewardFn:
     """A reward model's scalar score (its single logit) for each prompt + completion, or the completion alone."""
-    if params["batch_size"] < 1:
-        raise InputError(f"The batch size must be at least 1 (got {params['batch_size']}).")
+    _check_model_params(params, "reward model")
     model, tokenizer, device = load_sequence_classifier(params["model"].strip())
     if model.config.num_labels != 1:
         raise InputError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from llmrl_core.errors import InputError
+from llmrl_core.errors import InputError, WorkbenchError
 from llmrl_core.rewards import custom, hf_models, sentiment, text
 from llmrl_core.rewards.base import NamedReward, RewardSet, RewardType, coerce_number, coerce_params, unique_names
 
@@ -149,8 +149,8 @@ def build_reward(spec: dict, allow_custom_code: bool = False) -> NamedReward:
     rtype, name, _, params = parse_spec(spec, allow_custom_code)
     try:
         fn = rtype.build(params)
-    except InputError as err:
-        raise InputError(f"Reward {name!r} ({rtype.label}): {err}") from err
+    except WorkbenchError as err:  # same class (InputError, ModelLoadError...), message names the reward
+        raise type(err)(f"Reward {name!r} ({rtype.label}): {err}") from err
     return NamedReward(name, fn, type_key=rtype.key, close=getattr(fn, "close", None))
 
 
