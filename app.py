@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import streamlit as st
 
 from ui.state import get_model_holder, get_store
@@ -12,11 +10,11 @@ st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wid
 
 PAGES = {
     "Language models": [
-        st.Page("pages/playground.py", title="Playground", icon="💬", default=True),
+        st.Page("pages/playground.py", title="Playground", icon=":material/chat:", default=True),
         st.Page("pages/attention.py", title="Attention", icon="🔍"),
     ],
     "Runs": [
-        st.Page("pages/runs.py", title="Runs", icon="📈"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
     ],
 }
 
@@ -29,7 +27,7 @@ def render_model_sidebar_ui() -> None:
         st.sidebar.caption("None loaded yet: the Playground loads the bundled SmolLM2-135M-Instruct.")
         return
     facts = loaded.describe()
-    st.sidebar.markdown(f"`{html.escape(facts['name'])}`")
+    st.sidebar.text(facts["name"])  # st.text: a model name is shown, never interpreted
     st.sidebar.caption(
         f"{facts['device']} · {facts['dtype']} · {facts['parameters'] / 1e6:.1f} M params · "
         f"{facts['memory_mb']:.0f} MB · ctx {facts['context_length']}"
@@ -52,7 +50,6 @@ def render_runs_sidebar_ui() -> None:
             st.sidebar.caption(label)
 
 
-navigation = st.navigation(PAGES)
 render_model_sidebar_ui()
 render_runs_sidebar_ui()
-navigation.run()
+st.navigation(PAGES).run()

@@ -1,0 +1,95 @@
+"""AppTest for the frame, the Playground and the Runs page (in-process, no browser)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def app_env(monkeypatch, tiny_model_dir, tmp_path):
+    """Serve the tiny model by default and a fresh store per test."""
+    monkeypatch.setenv("LLMRL_MODEL", str(tiny_model_dir))
+    monkeypatch.chdir(ROOT)
+    from ui import state
+
+    state.get_model_holder.clear()
+    state.get_run_manager.clear()
+    monkeypatch.setenv("LLMRL_HOME", str(tmp_path / "home"))
+    yield
+    state.get_model_holder.clear()
+    state.get_run_manager.clear()
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+def test_playground_generates_and_shows_tokens(app_env):
+    at = _app()
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Playground"
+    at.radio(key="pg_mode").set_value("Raw text")
+    at.text_area(key="pg_prompt").input("Once upon a time")
+    at.number_input(key="pg_max_new").set_value(6)
+    at.button(key="pg_generate").click().run()
+    assert not at.exception and not at.error
+    texts = [t.value for t in at.text]
+    assert len(texts) >= 2  # two samples by default
+    assert [m.label for m in at.metric] == ["Time", "Tokens", "Tokens/s"]
+    fresh = _app()  # a new session: the model loaded above is shared and shown in the sidebar
+    fresh.run()
+    sidebar = " ".join(c.value for c in fresh.sidebar.caption) + " ".join(t.value for t in fresh.sidebar.text)
+    assert "cpu" in sidebar and "params" in sidebar and "tiny_llama" in sidebar
+
+
+def test_playground_bad_spec_keeps_the_model(app_env):
+    at = _app()
+    at.run()
+    at.text_input(key="pg_spec").input("/no/such/model")
+    at.button(key="pg_load").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("No file or folder at '/no/such/model'" in e and "stays loaded" in e for e in errors)
+    at.button(key="pg_generate").click().run()
+    assert not at.exception and at.metric  # the previous model still generates
+
+
+def test_playground_empty_prompt_and_bad_seed(app_env):
+    at = _app()
+    at.run()
+    at.text_area(key="pg_prompt").input("   ")
+    at.button(key="pg_generate").click().run()
+    assert any("prompt is empty" in e.value for e in at.error)
+    at.text_input(key="pg_seed").input("abc").run()
+    assert any("seed must be a whole number" in e.value for e in at.error)
+    assert at.button(key="pg_generate").disabled  # nothing runs with a bad setting
+    at.number_input(key="pg_max_new").set_value(5000)
+    at.text_input(key="pg_seed").input("1")
+    at.text_area(key="pg_prompt").input("hello").run()
+    at.button(key="pg_generate").click().run()
+    assert any("context of 256 tokens" in e.value for e in at.error)
+
+
+def test_runs_page_starts_and_shows_a_demo_run(app_env):
+    at = _app()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    assert any("No runs yet" in i.value for i in at.info)
+    at.button[0].click().run()  # "Start a demo run"
+    from ui.state import get_run_manager
+
+    manager = get_run_manager()
+    run_id = manager.active_run_ids()[0]
+    manager.stop(run_id)
+    assert manager.wait(run_id, 10)
+    at.run()
+    assert not at.exception
+    assert at.dataframe  # the runs table
+    assert any("stopped" in c.value for c in at.caption)
