@@ -102,6 +102,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    """Convert the bundled model (or a .gguf file) once, showing progress, so the dashboard starts fast."""
+    from llmrl_core.models import load_causal_lm
+
+    loaded = load_causal_lm(args.model, progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+    facts = loaded.describe()
+    print(f"ready: {facts['name']} · {facts['parameters'] / 1e6:.1f} M parameters · {facts['device']} · {facts['dtype']}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo job in the foreground (proves the store without a model)."""
     from llmrl_core.runs import RunManager
@@ -142,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--kind", help="only runs of this kind")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=_cmd_runs)
+
+    prep = sub.add_parser("prepare", help="convert the bundled model once (the dashboard then starts in a second)")
+    prep.add_argument("--model", default="bundled")
+    prep.set_defaults(func=_cmd_prepare)
 
     demo = sub.add_parser("demo", help="a trivial job that exercises the run store")
     demo.add_argument("--steps", type=int, default=20)
