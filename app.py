@@ -13,6 +13,7 @@ PAGES = {
         st.Page("pages/playground.py", title="Playground", icon=":material/chat:", default=True),
         st.Page("pages/attention.py", title="Attention", icon="🔍"),
     ],
+    "Classic RL": [st.Page("pages/classic_rl.py", title="Gymnasium agents", icon="🤖")],
     "Runs": [
         st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
     ],

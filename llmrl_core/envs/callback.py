@@ -124,7 +124,8 @@ class WorkbenchCallback(BaseCallback):
         """Save an episode as JSON under the run's artifact folder and register it."""
         path = save_episode(episode, self.episode_dir / f"episode-{episode.train_step:09d}.json")
         self.ctx.add_artifact(episode.train_step, "episode", path,
-                              {"return": episode.episode_return, "length": episode.length, "policy": episode.policy})
+                              {"return": episode.episode_return, "length": episode.length,
+                               "policy": episode.policy, "fps": episode.fps})
         self.episodes_recorded += 1
 
 

@@ -171,7 +171,7 @@ def run_random_job(ctx: JobContext, config: GymConfig) -> dict:
                 ctx.log_metrics(steps, last_eval)
                 path = save_episode(episode, episode_dir / f"episode-{steps:09d}.json")
                 ctx.add_artifact(steps, "episode", path, {"return": episode.episode_return, "length": episode.length,
-                                                         "policy": "random"})
+                                                         "policy": "random", "fps": episode.fps})
     finally:
         player.close()
         evaluator.close()

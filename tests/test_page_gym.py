@@ -1,0 +1,87 @@
+"""AppTest for the Classic RL page: settings, validation messages, a tiny run shown live, the random contrast."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "classic_rl.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _iframes(at: AppTest) -> list:
+    return list(at.get("iframe"))
+
+
+def test_page_offers_envs_algos_and_tuned_defaults() -> None:
+    at = _page()
+    assert at.selectbox(key="gym_env").options == ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1"]
+    assert at.selectbox(key="gym_algo").value == "ppo"
+    # RL Zoo's CartPole PPO settings are what the inputs start from.
+    assert at.number_input(key="gym_CartPole-v1_ppo_n_steps").value == 32
+    assert at.number_input(key="gym_CartPole-v1_ppo_batch_size").value == 256
+    assert at.number_input(key="gym_CartPole-v1_ppo_n_envs").value == 8
+
+
+def test_invalid_setting_shows_what_to_change_and_starts_nothing() -> None:
+    at = _page()
+    at.number_input(key="gym_CartPole-v1_ppo_batch_size").set_value(1000)
+    at.button(key="gym_train").click()
+    at.run()
+    messages = [e.value for e in at.error]
+    assert any("batch_size (1000)" in m and "lower batch_size to 256" in m for m in messages), messages
+    assert "gym_run_id" not in at.session_state
+
+
+def test_dqn_on_pendulum_is_prevented_with_an_explanation() -> None:
+    at = _page()
+    at.selectbox(key="gym_env").set_value("Pendulum-v1")
+    at.run()
+    at.selectbox(key="gym_algo").set_value("dqn")
+    at.run()
+    assert any("continuous" in w.value and "PPO or A2C" in w.value for w in at.warning)
+    assert at.button(key="gym_train_disabled").disabled
+
+
+def test_random_episode_button_shows_a_player() -> None:
+    at = _page()
+    before = len(_iframes(at))
+    at.button(key="gym_random_btn").click()
+    at.run()
+    assert at.session_state["gym_random_episode"]["policy"] == "random"
+    assert len(_iframes(at)) == before + 1
+
+
+def test_train_tiny_ppo_run_from_the_page_shows_curves_and_episode() -> None:
+    from ui.state import get_run_manager
+
+    at = _page()
+    at.number_input(key="gym_CartPole-v1_ppo_total_steps").set_value(512)
+    at.number_input(key="gym_CartPole-v1_ppo_eval_freq").set_value(256)
+    at.button(key="gym_train").click()
+    at.run()
+    run_id = at.session_state["gym_run_id"]
+    assert get_run_manager().wait(run_id, timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    run = get_run_manager().store.get_run(run_id)
+    assert run["status"] == "completed", run.get("error")
+    assert at.selectbox(key="gym_pick").value == run_id
+    assert len(at.get("plotly_chart")) >= 3
+    assert len(_iframes(at)) >= 1  # the recorded episode's player
+    assert at.button(key=f"gym_watch_{run_id}") is not None
+    at.button(key=f"gym_watch_{run_id}").click()
+    at.run()
+    assert at.session_state["gym_agent_episode"]["policy"] == "agent"
+    time.sleep(0)  # nothing timed here: speed lives in bench/bench_gym.py
