@@ -29,6 +29,7 @@ JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
 # kind -> "module:function". Modules are imported on first use, so listing a job costs nothing.
 JOB_REGISTRY: dict[str, str] = {
     "demo": "llmrl_core.runs.demo_job:run_demo_job",
+    "lm_rl": "llmrl_core.trainer:run_lm_rl_job",
     "gym": "llmrl_core.envs.job:run_gym_job",
 }
 

@@ -1,0 +1,383 @@
+"""The RL fine-tuning run config: one flat, validated dataclass, named presets, YAML round trip.
+
+`RLConfig` is what the trainer, the CLI (`python -m llmrl_core train --config run.yaml`) and the
+dashboard's RL page all share. Every field has a one-line doc; `__post_init__` checks values
+and raises `InputError` with a message that says what to change, so a form can show it as is.
+Field names follow TRL's GRPOConfig where one exists (beta, epsilon, loss_type,
+num_generations, scale_rewards, max_grad_norm, ...), so TRL users recognise them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrl_core.algorithms import ALGORITHMS
+from llmrl_core.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
+from llmrl_core.errors import InputError
+
+LR_SCHEDULERS = ("constant", "linear", "cosine")
+CHAT_MODES = ("auto", "chat", "raw")
+MIXED_PRECISION = ("no", "bf16", "auto")
+
+
+@dataclass
+class RLConfig:
+    """Everything one RL fine-tuning run needs; see the field comments for what each value does."""
+
+    # ------------------------------------------------------------------ run
+    name: str = "rl run"
+    """shown in the runs table"""
+    steps: int = 50
+    """training steps; each samples a batch, scores it and updates the model once per epoch"""
+    seed: int = 0
+    """seeds prompt order, sampling and initialisation (same seed + same machine = same run)"""
+
+    # ------------------------------------------------------------------ model
+    model: str = "bundled"
+    """model spec: 'bundled', a Hugging Face folder, a .gguf file or a hub id"""
+    device: str = "auto"
+    """auto (CUDA, then MPS, then CPU), cpu, cuda or mps"""
+    mixed_precision: str = "no"
+    """'bf16' runs matmuls in bfloat16 autocast (weights stay float32); 'auto' uses it on CUDA with bf16 support"""
+    use_lora: bool = False
+    """train LoRA adapters (peft) instead of every weight; the reference model is then free"""
+    lora_r: int = 16
+    """LoRA rank"""
+    lora_alpha: int = 32
+    """LoRA scale numerator (the update is scaled by alpha / r)"""
+    lora_dropout: float = 0.0
+    """dropout on the LoRA input; 0 keeps the sampling and training distributions identical"""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """module names that get adapters, or ['all-linear']"""
+
+    # ------------------------------------------------------------------ prompts
+    prompt_set: str = "sentence-starters"
+    """bundled set name ('sentence-starters', 'arithmetic'), a CSV/JSONL path, or 'hf:<dataset id>'"""
+    prompt_limit: int | None = None
+    """use at most this many prompts (None: all)"""
+    chat: str = "auto"
+    """'chat' wraps prompts in the chat template, 'raw' continues the text, 'auto' chats when the model has a template"""
+    system_prompt: str | None = None
+    """system message for chat prompts"""
+
+    # ------------------------------------------------------------------ rewards
+    rewards: list[dict] = field(default_factory=lambda: [{"type": "vader", "weight": 1.0}])
+    """reward specs for llmrl_core.rewards.build_reward_set: [{'type': 'vader', 'weight': 1.0}, ...]"""
+    allow_custom_code: bool = False
+    """let 'python' rewards run user code (only on a machine you trust)"""
+
+    # ------------------------------------------------------------------ sampling
+    prompts_per_step: int = 4
+    """distinct prompts per step"""
+    num_generations: int = 4
+    """completions sampled per prompt (the group in GRPO and RLOO)"""
+    max_new_tokens: int = 32
+    """completion budget; a completion that hits it counts in completions/clipped_ratio"""
+    temperature: float = 1.0
+    """sampling temperature; log-probs are taken at the same temperature"""
+    top_p: float = 1.0
+    """nucleus sampling mass; 1.0 samples from the full distribution (what the math assumes)"""
+    top_k: int = 0
+    """0 turns top-k off"""
+
+    # ------------------------------------------------------------------ algorithm
+    algorithm: str = "grpo"
+    """grpo, rloo, reinforce or ppo"""
+    beta: float = 0.0
+    """KL coefficient toward the reference (initial) model; 0 skips the reference entirely (TRL's default)"""
+    kl_estimator: str = "k3"
+    """k1 = log(pi/ref), k3 = ratio - log ratio - 1 (always >= 0)"""
+    epsilon: float = 0.2
+    """clip range of the probability ratio (lower side)"""
+    epsilon_high: float | None = None
+    """upper clip range; None uses epsilon (DAPO suggests 0.28)"""
+    loss_type: str = "dapo"
+    """token aggregation: grpo (per-sequence mean), dapo (per-token mean), dr_grpo (sum / max length)"""
+    scale_rewards: bool = True
+    """GRPO: divide advantages by the group's reward std (False: Dr. GRPO)"""
+    num_epochs: int = 1
+    """update passes over each batch; 1 is on-policy and needs only one forward pass"""
+    baseline_decay: float = 0.9
+    """REINFORCE: moving-average decay of the reward baseline"""
+    vf_coef: float = 0.1
+    """PPO: weight of the value loss"""
+    cliprange_value: float = 0.2
+    """PPO: clip range of the value update"""
+    gamma: float = 1.0
+    """PPO: discount over completion tokens"""
+    lam: float = 0.95
+    """PPO: GAE lambda"""
+    whiten_advantages: bool = True
+    """PPO: normalise advantages over the batch"""
+
+    # ------------------------------------------------------------------ optimisation
+    learning_rate: float = 1e-5
+    """AdamW learning rate (LoRA usually wants 10x more than full fine-tuning)"""
+    lr_scheduler: str = "constant"
+    """constant, linear (to 0) or cosine (to 0), after warmup"""
+    warmup_steps: int = 0
+    """steps of linear warm-up from 0"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clip; 0 turns clipping off"""
+    grad_accum_steps: int = 1
+    """split each batch into this many micro-batches (less memory, same update)"""
+
+    # ------------------------------------------------------------------ checkpoints and logging
+    save_every: int = 0
+    """save a checkpoint every N steps (0: only at the end)"""
+    save_final: bool = True
+    """save a checkpoint when the run ends (completed or stopped)"""
+    resume_from: str | None = None
+    """checkpoint folder to continue from (weights, optimizer, step)"""
+    samples_per_step: int = 64
+    """completions stored per step for the samples view (0: none)"""
+
+    # ------------------------------------------------------------------ validation
+
+    def __post_init__(self) -> None:
+        self._check_choice("algorithm", ALGORITHMS)
+        self._check_choice("loss_type", LOSS_TYPES)
+        self._check_choice("kl_estimator", KL_ESTIMATORS)
+        self._check_choice("lr_scheduler", LR_SCHEDULERS)
+        self._check_choice("chat", CHAT_MODES)
+        self._check_choice("mixed_precision", MIXED_PRECISION)
+        self._check_int("steps", 1)
+        self._check_int("prompts_per_step", 1)
+        self._check_int("num_generations", 1, 64)
+        self._check_int("max_new_tokens", 1)
+        self._check_int("num_epochs", 1)
+        self._check_int("grad_accum_steps", 1)
+        self._check_int("warmup_steps", 0)
+        self._check_int("save_every", 0)
+        self._check_int("samples_per_step", 0)
+        self._check_int("lora_r", 1)
+        self._check_int("top_k", 0)
+        if self.prompt_limit is not None:
+            self._check_int("prompt_limit", 1)
+        if not str(self.model or "").strip():
+            raise InputError("model is empty: give 'bundled', a model folder, a .gguf file or a hub id.")
+        if not str(self.prompt_set or "").strip():
+            raise InputError("prompt_set is empty: choose 'sentence-starters', 'arithmetic', a file path or 'hf:<id>'.")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(f"learning_rate must be a positive number (got {self.learning_rate!r}); try 1e-5 for full fine-tuning or 1e-4 with LoRA.")
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be above 0 (got {self.temperature!r}); 1.0 samples from the model as is.")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1] (got {self.top_p!r}); 1.0 turns it off.")
+        if self.beta < 0:
+            raise InputError(f"beta must be 0 or more (got {self.beta!r}); 0 turns the KL penalty off.")
+        if self.algorithm == "ppo" and self.beta == 0:
+            pass  # PPO without a KL penalty is allowed (pure score maximisation)
+        for name in ("epsilon", "cliprange_value"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise InputError(f"{name} must be between 0 and 1 (got {value!r}); 0.2 is the usual value.")
+        if self.epsilon_high is not None and not 0 < self.epsilon_high < 10:
+            raise InputError(f"epsilon_high must be above 0 (got {self.epsilon_high!r}); leave it empty to use epsilon.")
+        for name in ("baseline_decay", "gamma", "lam"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise InputError(f"{name} must be between 0 and 1 (got {value!r}).")
+        if self.weight_decay < 0 or self.max_grad_norm < 0 or self.vf_coef < 0:
+            raise InputError("weight_decay, max_grad_norm and vf_coef must be 0 or more.")
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"lora_dropout must be in [0, 1) (got {self.lora_dropout!r}).")
+        if self.algorithm in ("grpo", "rloo") and self.num_generations < 2:
+            raise InputError(
+                f"{self.algorithm.upper()} compares samples of the same prompt: set num_generations to 2 or more "
+                f"(got {self.num_generations}), or choose reinforce or ppo for one sample per prompt."
+            )
+        if self.algorithm == "reinforce" and self.num_epochs != 1:
+            raise InputError("REINFORCE is on-policy (no ratio, no clipping): set num_epochs to 1, or choose grpo, rloo or ppo for several update epochs.")
+        batch = self.prompts_per_step * self.num_generations
+        if self.grad_accum_steps > batch:
+            raise InputError(
+                f"grad_accum_steps ({self.grad_accum_steps}) is more than the {batch} completions per step "
+                f"(prompts_per_step x num_generations); set it to at most {batch}."
+            )
+        if self.warmup_steps >= self.steps and self.warmup_steps > 0:
+            raise InputError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps}).")
+        if not isinstance(self.rewards, list) or not self.rewards:
+            raise InputError("rewards is empty: add at least one reward, e.g. [{'type': 'vader'}].")
+        for i, spec in enumerate(self.rewards):
+            if not isinstance(spec, dict) or not spec.get("type"):
+                raise InputError(f"reward #{i + 1} needs a 'type', e.g. {{'type': 'vader', 'weight': 1.0}} (got {spec!r}).")
+        if isinstance(self.lora_target_modules, str):
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        if self.use_lora and not self.lora_target_modules:
+            raise InputError("lora_target_modules is empty: name the layers to adapt, e.g. q_proj, v_proj, or all-linear.")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}).")
+
+    def _check_int(self, name: str, low: int, high: int | None = None) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise InputError(f"{name} must be a whole number {span} (got {value!r}).")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def batch_size(self) -> int:
+        """Completions per step: prompts_per_step x num_generations."""
+        return self.prompts_per_step * self.num_generations
+
+    @property
+    def clip_high(self) -> float:
+        """Upper clip range actually used."""
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when a KL term needs the reference model's log-probs."""
+        return self.beta > 0
+
+    # ------------------------------------------------------------------ dict and YAML
+
+    def to_dict(self) -> dict:
+        """Plain dict of every field (what the run store keeps as the run's config)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RLConfig":
+        """Build from a dict, naming unknown keys (with the closest field) and coercing '3' -> 3 where typed."""
+        data = dict(data or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise InputError(f"Unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(names)}.")
+        hints_by_name = typing.get_type_hints(cls)
+        return cls(**{k: _coerce(k, v, hints_by_name[k]) for k, v in data.items()})
+
+    def replace(self, **changes: Any) -> "RLConfig":
+        """A copy with some fields changed (validated again)."""
+        return RLConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_yaml(self) -> str:
+        """YAML text of every field, in field order."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RLConfig":
+        """Parse YAML text (a mapping of field: value); missing fields keep their defaults."""
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"The config is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise InputError("The config YAML must be a mapping of field: value, e.g. 'algorithm: grpo'.")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the YAML to `path` and return it."""
+        path = Path(path)
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RLConfig":
+        """Read a YAML config file."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"No config file at {str(path)!r}; write one with RLConfig().save(path) or pick a preset.")
+        return cls.from_yaml(path.read_text(encoding="utf-8"))
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Turn strings from forms or the command line into the field's type; leave anything else to validation."""
+    if value is None or not isinstance(value, str):
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    target = args[0]
+    text = value.strip()
+    if type(None) in typing.get_args(hint) and text.lower() in ("", "none", "null"):
+        return None
+    try:
+        if target is bool:
+            if text.lower() in ("true", "yes", "1", "on"):
+                return True
+            if text.lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(text)
+        if target is int:
+            return int(text)
+        if target is float:
+            return float(text)
+    except ValueError as err:
+        raise InputError(f"{name} must be a {target.__name__} (got {value!r}).") from err
+    return value
+
+
+# ---------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: a title and description for the UI, and the fields it sets."""
+
+    title: str
+    description: str
+    overrides: dict
+
+
+PRESETS: dict[str, Preset] = {
+    "make-it-positive": Preset(
+        title="Make it positive",
+        description="GRPO with the VADER sentiment reward on sentence starters: the model learns to continue "
+                    "text cheerfully. Visible progress in a few minutes on a CPU.",
+        overrides=dict(
+            name="make it positive", prompt_set="sentence-starters", chat="raw",
+            rewards=[{"type": "vader", "weight": 1.0}], algorithm="grpo", steps=60,
+            prompts_per_step=2, num_generations=8, max_new_tokens=24, learning_rate=2e-5,
+            loss_type="dapo", beta=0.0, save_every=0,
+        ),
+    ),
+    "make-it-positive-lora": Preset(
+        title="Make it positive (LoRA)",
+        description="The same task training LoRA adapters only: small checkpoints, and a KL penalty to the "
+                    "base model costs no second copy.",
+        overrides=dict(
+            name="make it positive (LoRA)", prompt_set="sentence-starters", chat="raw",
+            rewards=[{"type": "vader", "weight": 1.0}], algorithm="grpo", steps=60,
+            prompts_per_step=2, num_generations=8, max_new_tokens=24, use_lora=True, lora_r=16, lora_alpha=32,
+            learning_rate=2e-4, beta=0.02,
+        ),
+    ),
+    "learn-arithmetic": Preset(
+        title="Learn arithmetic",
+        description="GRPO with an exact-answer reward on small arithmetic questions: accuracy "
+                    "(rewards/exact_answer/mean) should rise.",
+        overrides=dict(
+            name="learn arithmetic", prompt_set="arithmetic", chat="chat",
+            rewards=[{"type": "exact_answer", "weight": 1.0}], algorithm="grpo", steps=60,
+            prompts_per_step=4, num_generations=8, max_new_tokens=24, learning_rate=1e-5,
+            temperature=1.0, loss_type="dapo",
+        ),
+    ),
+}
+
+
+def make_preset_config(name: str, **overrides: Any) -> RLConfig:
+    """The config of preset `name`, with `overrides` applied on top."""
+    if name not in PRESETS:
+        raise InputError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+    return RLConfig.from_dict({**PRESETS[name].overrides, **overrides})
