@@ -35,6 +35,7 @@ class RewardType:
     params: dict[str, Any]  # parameter name -> default value (its type is the parameter's type)
     needs_network: bool  # may download a model from the Hugging Face hub
     runs_user_code: bool  # executes code typed by the user (gated by security.custom_code_allowed)
+    loads_model: bool = False  # building it loads a neural model (seconds), so editors only check types
     choices: dict[str, tuple] = field(default_factory=dict)  # parameter -> allowed values
     help: dict[str, str] = field(default_factory=dict)  # parameter -> one-line help for the UI
     build: Callable[[dict[str, Any]], RewardFn] | None = field(default=None, repr=False, compare=False)

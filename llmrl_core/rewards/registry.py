@@ -27,7 +27,7 @@ _TYPES = [
         description="Probability (or logit) a Hugging Face text-classification model gives one label, "
                     "e.g. POSITIVE from distilbert-base-uncased-finetuned-sst-2-english.",
         params={"model": "", "label": "POSITIVE", "output": "probability", "batch_size": 16},
-        needs_network=True, runs_user_code=False,
+        needs_network=True, runs_user_code=False, loads_model=True,
         choices={"output": ("probability", "logit")},
         help={"model": "Hub id or local folder of an AutoModelForSequenceClassification.",
               "label": "The label whose score is the reward (case-insensitive).",
@@ -76,7 +76,7 @@ _TYPES = [
         description="Cosine similarity between the completion and a target text, embedded with the bundled "
                     "all-MiniLM-L6-v2 (offline); in [-1, 1].",
         params={"target": "What a wonderful day, everyone was happy.", "model": ""},
-        needs_network=False, runs_user_code=False,
+        needs_network=False, runs_user_code=False, loads_model=True,
         help={"target": "The text completions should resemble in meaning.",
               "model": "Blank for the bundled MiniLM, or a sentence-transformers folder or hub id."},
         build=hf_models.make_similarity_reward,
@@ -86,6 +86,7 @@ _TYPES = [
         description="The scalar score of a reward model (AutoModelForSequenceClassification with one output) "
                     "for the prompt and completion.",
         params={"model": "", "with_prompt": True, "batch_size": 8}, needs_network=True, runs_user_code=False,
+        loads_model=True,
         help={"model": "Hub id or local folder.",
               "with_prompt": "Score the prompt with the completion (chat template or text pair), or the completion alone."},
         build=hf_models.make_reward_model_reward,
