@@ -59,7 +59,7 @@ def make_return_figure(metrics: pd.DataFrame, solved_return: float | None = None
     return _layout(fig, "Return", height)
 
 
-def make_losses_figure(metrics: pd.DataFrame, height: int = 320) -> go.Figure:
+def make_losses_figure(metrics: pd.DataFrame, height: int = 380) -> go.Figure:
     """SB3's losses (left) and the step-size signals approx_kl, clip_fraction, exploration_rate (right)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("losses", "approx KL · clip fraction · exploration"))
     for col, keys in ((1, LOSS_KEYS), (2, SIDE_KEYS)):
@@ -68,7 +68,9 @@ def make_losses_figure(metrics: pd.DataFrame, height: int = 320) -> go.Figure:
             if not data.empty:
                 fig.add_trace(go.Scatter(x=data["step"], y=data[key], name=key, mode="lines"), row=1, col=col)
     fig.update_xaxes(title_text="environment steps")
-    return _layout(fig, "Training signals", height)
+    _layout(fig, "", height)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3, x=0), margin=dict(t=30, b=40))
+    return fig
 
 
 def make_fps_figure(metrics: pd.DataFrame, height: int = 260) -> go.Figure:
@@ -93,8 +95,9 @@ _PLAYER_TEMPLATE = """<!DOCTYPE html>
 body { margin: 0; font-family: system-ui, sans-serif; font-size: 14px; color: #222; }
 #wrap { padding: 4px 8px; }
 svg { width: 100%; height: __SVG_H__px; background: #fbfbfd; border: 1px solid #e3e3ea; border-radius: 6px; }
-#bar { display: flex; gap: 8px; align-items: center; margin-top: 6px; }
-#scrub { flex: 1; }
+#bar { display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; margin-top: 6px; }
+#scrub { min-width: 120px; }
+#scrub { flex: 1 1 120px; }
 #info { margin-top: 4px; font-variant-numeric: tabular-nums; }
 button, select { font-size: 13px; padding: 2px 8px; }
 </style></head><body><div id="wrap" data-drawn="0">

@@ -236,6 +236,7 @@ def live_run_ui(run_id: int, was_live: bool = False) -> None:
         st.plotly_chart(make_return_figure(metrics, solved), width="stretch", key=f"gym_ret_{run_id}")
     with right:
         recorded_episode_ui(run)
+        random_contrast_ui(config["env_id"])
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(make_losses_figure(metrics), width="stretch", key=f"gym_loss_{run_id}")
@@ -273,13 +274,12 @@ def main() -> None:
     settings_col, view_col = st.columns([1, 3])
     with settings_col:
         settings_ui()
-        st.divider()
-        random_contrast_ui(st.session_state.get("gym_env", "CartPole-v1"))
     with view_col:
         run_id = pick_run_ui()
         if run_id is None:
             st.info("No Gymnasium run yet: pick an environment and an algorithm, then press Train. "
                     "PPO solves CartPole-v1 in about 12k steps, a few seconds on a CPU.")
+            random_contrast_ui(st.session_state.get("gym_env", "CartPole-v1"))
             return
         run = get_store().get_run(run_id)
         live = run is not None and run["status"] in ACTIVE_STATUSES

@@ -35,13 +35,16 @@ def test_page_offers_envs_algos_and_tuned_defaults() -> None:
 
 
 def test_invalid_setting_shows_what_to_change_and_starts_nothing() -> None:
+    from ui.state import get_store
+
     at = _page()
+    runs_before = len(get_store().list_runs(kind="gym"))
     at.number_input(key="gym_CartPole-v1_ppo_batch_size").set_value(1000)
     at.button(key="gym_train").click()
     at.run()
     messages = [e.value for e in at.error]
     assert any("batch_size (1000)" in m and "lower batch_size to 256" in m for m in messages), messages
-    assert "gym_run_id" not in at.session_state
+    assert len(get_store().list_runs(kind="gym")) == runs_before
 
 
 def test_dqn_on_pendulum_is_prevented_with_an_explanation() -> None:
