@@ -6,8 +6,8 @@ fresh Python interpreter (like multiprocessing's 'spawn'; never fork, since the 
 threads and torch state that must not be copied). It is started with `python -c` rather
 than `multiprocessing.Process` because spawn re-runs the parent's main script in the child,
 which fails for any caller script without an `if __name__ == "__main__"` guard and costs a
-second for Streamlit's. Messages travel over a multiprocessing Connection (a socket pair),
-so the user's prints cannot corrupt them. The worker stays alive between calls, so imports
+second for Streamlit's. Messages travel over a multiprocessing Connection on a socket pair
+of their own, so the user's prints (which go to the server's console) cannot corrupt them. The worker stays alive between calls, so imports
 and set-up in the user's code run once. A call that exceeds its time limit gets the worker
 killed; the next call starts a fresh one.
 
@@ -59,7 +59,7 @@ def check_code(code: str, function_name: str) -> None:
         where = f"line {err.lineno}" + (f", column {err.offset}" if err.offset else "")
         shown = f": {err.text.strip()}" if err.text else ""
         raise InputError(f"Your code has a syntax error at {where} ({err.msg}){shown}") from err
-    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     if function_name not in defined:
         found = ", ".join(sorted(defined)) or "none"
         raise InputError(
@@ -118,7 +118,6 @@ def _serve(conn: Any, code: str, function_name: str) -> None:
 
 def worker_main(fd: int) -> None:
     """Entry point of the worker interpreter: receive (code, function name) on `fd`, then serve calls."""
-    sys.stdout = sys.stderr  # user prints go to the server's stderr, never into the message channel
     conn = Connection(fd)
     try:
         code, function_name = conn.recv()

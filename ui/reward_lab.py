@@ -30,12 +30,13 @@ def custom_code_policy_ui() -> tuple[bool, str]:
 # --------------------------------------------------------------------------- editor
 
 
-def _rows(key: str) -> list[dict]:
-    """The editor's rows in session state: [{"uid", "spec"}], seeded from DEFAULT_SPECS."""
+def _rows(key: str, initial: list[dict] | None = None) -> list[dict]:
+    """The editor's rows in session state: [{"uid", "spec"}], seeded once from `initial` or DEFAULT_SPECS."""
     rows_key = f"{key}_rows"
     if rows_key not in st.session_state:
-        st.session_state[rows_key] = [{"uid": i, "spec": dict(s)} for i, s in enumerate(DEFAULT_SPECS)]
-        st.session_state[f"{key}_next_uid"] = len(DEFAULT_SPECS)
+        seed = [s for s in (DEFAULT_SPECS if initial is None else initial) if s.get("type") in REWARD_TYPES]
+        st.session_state[rows_key] = [{"uid": i, "spec": dict(s)} for i, s in enumerate(seed)]
+        st.session_state[f"{key}_next_uid"] = len(seed)
     return st.session_state[rows_key]
 
 
@@ -57,7 +58,8 @@ def _remove_row(key: str, uid: int) -> None:
 def _param_widget_ui(rtype: RewardType, param: str, value: Any, wkey: str) -> Any:
     """One widget for one parameter, chosen by its default's type."""
     default = rtype.params[param]
-    label, help_text = param.replace("_", " "), rtype.help.get(param)
+    label = param[:-2] + " (s)" if param.endswith("_s") else param  # timeout_s -> timeout (s)
+    label, help_text = label.replace("_", " "), rtype.help.get(param)
     if param in rtype.choices:
         options = list(rtype.choices[param])
         return st.selectbox(label, options, index=options.index(value) if value in options else 0, key=wkey, help=help_text)
@@ -102,9 +104,13 @@ def _reward_row_ui(key: str, row: dict, allow_custom_code: bool, reason: str) ->
     return current  # row["spec"] keeps the initial values, so widget defaults never change under their keys
 
 
-def reward_editor_ui(key: str, allow_custom_code: bool, reason: str) -> list[dict]:
-    """Edit a weighted list of rewards; returns their specs (every shown reward, valid or not)."""
-    specs = [_reward_row_ui(key, row, allow_custom_code, reason) for row in list(_rows(key))]
+def reward_editor_ui(key: str, allow_custom_code: bool, reason: str, initial: list[dict] | None = None) -> list[dict]:
+    """Edit a weighted list of rewards; returns their specs (every shown reward, valid or not).
+
+    `initial` seeds the editor the first time it renders under `key` (e.g. a cloned run's specs);
+    later reruns keep what the user edited.
+    """
+    specs = [_reward_row_ui(key, row, allow_custom_code, reason) for row in list(_rows(key, initial))]
     if not specs:
         st.info("No reward yet: add one below.")
     offered = [k for k, t in REWARD_TYPES.items() if allow_custom_code or not t.runs_user_code]

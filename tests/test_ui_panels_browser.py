@@ -1,0 +1,104 @@
+"""Real browser: the prompt picker and reward panels on a tiny page, served on loopback (custom code allowed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.browser_util import ROOT, free_port, open_browser
+
+PAGE = f'''
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import streamlit as st
+from ui.prompt_picker import prompt_picker_ui
+from ui.reward_lab import custom_code_policy_ui, reward_editor_ui, reward_lab_ui
+
+st.set_page_config(page_title="Reward panels", layout="wide")
+allowed, reason = custom_code_policy_ui()
+st.subheader("Prompts")
+source, frame = prompt_picker_ui("pp")
+st.subheader("Rewards")
+specs = reward_editor_ui("re", allowed, reason)
+st.subheader("Reward lab")
+reward_lab_ui(specs, "lab")
+'''
+
+CUSTOM = "def reward(prompts, completions, **kwargs):\n    return [float(len(c.split())) for c in completions]\n"
+
+
+@contextlib.contextmanager
+def serve_script(script: Path, home: Path):
+    """`streamlit run script` on a free loopback port; yields its URL; stops it by PID."""
+    port = free_port()
+    log_path = home / f"panels-{port}.log"
+    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
+             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
+            while True:
+                with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.browser
+def test_reward_panels_journey(tmp_path: Path, workbench_home: Path):
+    script = tmp_path / "panels.py"
+    script.write_text(PAGE, encoding="utf-8")
+    upload = tmp_path / "mine.jsonl"
+    upload.write_text('{"prompt": "What is 6 × 7?", "answer": "42"}\n{"prompt": "<i>Say hi</i>", "answer": "hi"}\n',
+                      encoding="utf-8")
+    with serve_script(script, workbench_home) as url, open_browser() as page:
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_text("open sentence starters").wait_for(timeout=60_000)
+
+        # Prompts: upload a JSONL file and see its preview.
+        page.get_by_text("Upload a file").click()
+        page.locator('input[type="file"]').set_input_files(str(upload))
+        page.get_by_text("2 prompts · extra columns passed to rewards: answer").wait_for(timeout=30_000)
+
+        # Rewards: add a custom Python reward (allowed: the server listens on loopback).
+        page.get_by_role("combobox", name="Add a reward").click()
+        page.get_by_role("option", name="Custom Python").click()
+        page.get_by_role("button", name="Add", exact=True).click()
+        code = page.get_by_role("textbox", name="code", exact=True)
+        code.wait_for(timeout=30_000)
+        code.fill(CUSTOM)
+        code.press("Control+Enter")
+
+        # Lab: score the default typed completions.
+        page.get_by_role("button", name="Score", exact=True).click()
+        page.get_by_text("total = 1 × sentiment + 1 × custom").wait_for(timeout=60_000)
+        grid = page.locator('[data-testid="stDataFrame"]').last
+        grid.locator("canvas").first.wait_for(timeout=30_000)
+        page.set_viewport_size({"width": 1400, "height": 2600})  # the app scrolls inside its own container
+        page.wait_for_timeout(500)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        page.screenshot(path=str(tmp_path / "reward_panels.png"), full_page=True)
+        assert (tmp_path / "reward_panels.png").stat().st_size > 10_000
