@@ -62,6 +62,9 @@ def load_model_for_attention_ui(spec: str):
     except WorkbenchError as err:
         st.error(str(err))
         return None
+    except (ImportError, RuntimeError) as err:  # e.g. a first transformers import racing another session
+        st.error(f"Loading {spec or 'bundled'} failed ({err}); press the button again.")
+        return None
 
 
 def explanation_ui() -> None:
@@ -163,7 +166,10 @@ def head_view_ui(maps: att.AttentionMaps) -> None:
         return
     focus_index = None if focus == focus_options[0] else focus_options.index(focus) - 1
     layer_weights = maps.weights[layer].astype(np.float32)  # (H, T, T)
-    st.html(viz.render_head_view_svg(layer_weights, maps.tokens, heads, threshold=threshold, focus=focus_index))
+    svg = viz.render_head_view_svg(layer_weights, maps.tokens, heads, threshold=threshold, focus=focus_index)
+    # st.html sanitises SVG away; a srcdoc iframe keeps it (and its CSS hover), still with no JavaScript.
+    st.iframe(svg, height=min(18 * maps.n_tokens + 70, 1200))
+    st.caption("Hover a token on the left to see only its lines; line width and opacity follow the weight.")
 
 
 def aggregates_ui(maps: att.AttentionMaps) -> None:

@@ -37,8 +37,8 @@ def _compute(at: AppTest, text: str) -> AppTest:
     return at
 
 
-def _html_bodies(at: AppTest) -> str:
-    return " ".join(el.proto.body for el in at.get("html"))
+def _head_view_markup(at: AppTest) -> str:
+    return " ".join(el.proto.srcdoc for el in at.get("iframe"))
 
 
 def test_page_maps_a_text_and_shows_the_views(page_env):
@@ -50,7 +50,7 @@ def test_page_maps_a_text_and_shows_the_views(page_env):
     assert at.session_state["att_layer"] == 1  # the last of the tiny model's 2 layers opens first
     charts = at.get("plotly_chart")
     assert len(charts) >= 4  # grid, head heatmap, aggregate, one-token bars
-    body = _html_bodies(at)
+    body = _head_view_markup(at)
     # The tokenizer splits the tag into ' <', 'script', '>': each arrives escaped, none as markup.
     assert "&lt;" in body and "&gt;" in body and "<script" not in body
     assert "<script" not in " ".join(c.proto.spec for c in charts)

@@ -1,0 +1,40 @@
+"""Real browser: open the Attention page, map a typed text on the bundled model, see the grid and the heatmap."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser_util import open_browser, serve_app
+
+
+@pytest.mark.browser
+def test_attention_journey(tmp_path, workbench_home, bundled_dir):
+    with serve_app(workbench_home) as url, open_browser() as page:
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Playground").wait_for(timeout=90_000)  # the router is up
+        page.get_by_role("link", name="Attention").click()
+        page.get_by_role("heading", name="Attention explorer").wait_for(timeout=90_000)
+        text = page.get_by_label("Text (or prompt)")
+        text.fill("The cat sat on the mat. <script>alert(1)</script> Then the cat sat on the")
+        page.get_by_role("button", name="Compute attention").click()
+        charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+        charts.nth(1).wait_for(timeout=120_000)
+        # The grid: one transparent marker per head (30 layers x 9 heads) over the thumbnails.
+        grid = charts.nth(0)
+        grid.locator(".heatmaplayer image").wait_for(timeout=60_000)
+        assert grid.locator(".scatterlayer .point").count() == 30 * 9
+        # The chosen head's heatmap, titled with its layer (the last one, 29) and its key/value head.
+        heatmap = charts.nth(1)
+        heatmap.locator(".heatmaplayer image").wait_for(timeout=60_000)
+        assert "Layer 29, head" in heatmap.locator(".gtitle").text_content()
+        # Tokens render as text: no script element came from the model's tokens.
+        assert page.locator("script:has-text('alert(1)')").count() == 0
+        assert page.get_by_text("dialog").count() == 0
+        page.screenshot(path=str(tmp_path / "attention.png"), full_page=True)
+        # Head view (lines): an SVG with one line per visible weight, no JavaScript.
+        page.get_by_role("tab", name="Head view (lines)").click()
+        lines = page.frame_locator("iframe").locator("svg.hv line")
+        lines.first.wait_for(state="attached", timeout=30_000)
+        assert lines.count() > 10
+        page.screenshot(path=str(tmp_path / "head_view.png"), full_page=True)
+        assert (tmp_path / "attention.png").stat().st_size > 10_000
