@@ -96,7 +96,6 @@ body { margin: 0; font-family: system-ui, sans-serif; font-size: 14px; color: #2
 #wrap { padding: 4px 8px; }
 svg { width: 100%; height: __SVG_H__px; background: #fbfbfd; border: 1px solid #e3e3ea; border-radius: 6px; }
 #bar { display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; margin-top: 6px; }
-#scrub { min-width: 120px; }
 #scrub { flex: 1 1 120px; }
 #info { margin-top: 4px; font-variant-numeric: tabular-nums; }
 button, select { font-size: 13px; padding: 2px 8px; }

@@ -101,24 +101,24 @@ def _to_list(action: Any) -> Any:
 
 
 class EpisodeRunner:
-    """Plays `n` episodes of `env_id` in lockstep, recording the first one.
+    """Plays one episode in each of `n` environments in lockstep, recording the first.
 
-    The environments are seeded once at creation, then reset without a seed, so successive
-    evaluations see fresh but reproducible starts (as SB3's EvalCallback does).
+    It steps an SB3 vectorised environment exactly as SB3's `evaluate_policy` does (seeded once
+    at creation, reset at the start of each evaluation, auto-reset when an episode ends, one
+    batched policy call per step), so a workbench evaluation sees the same starting states, and
+    gives the same numbers, as SB3's EvalCallback with the same seed and number of environments.
     """
 
     def __init__(self, env_id: str, n: int = 1, seed: int = 0) -> None:
+        from stable_baselines3.common.env_util import make_vec_env
+
         self.env_id = env_id
-        self.envs = [gym.make(env_id) for _ in range(n)]
+        self.venv = make_vec_env(env_id, n_envs=n, seed=seed)
         self.fps = get_player_fps(env_id)
-        self._seeds: list[int | None] = [seed + i for i in range(n)]
-        for i, env in enumerate(self.envs):
-            env.action_space.seed(seed + i)
 
     def close(self) -> None:
         """Close the environments."""
-        for env in self.envs:
-            env.close()
+        self.venv.close()
 
     def run(self, act_fn: ActFn, policy: str = "trained", train_step: int = 0,
             should_stop: Callable[[], bool] | None = None) -> tuple[list[float], list[int], Episode]:
@@ -126,34 +126,28 @@ class EpisodeRunner:
 
         `should_stop` is checked every step; when it fires, unfinished episodes are cut short.
         """
-        n = len(self.envs)
-        obs = []
-        for i, env in enumerate(self.envs):
-            o, _ = env.reset(seed=self._seeds[i])
-            self._seeds[i] = None
-            obs.append(o)
-        obs_batch = np.stack(obs)  # (n, obs_dim)
-        active = np.ones(n, dtype=bool)
+        n = self.venv.num_envs
+        obs = self.venv.reset()  # (n, obs_dim)
+        running = np.ones(n, dtype=bool)
         returns = np.zeros(n)
         lengths = np.zeros(n, dtype=int)
         episode = Episode(self.env_id, policy, int(train_step), fps=self.fps,
                           action_names=list(ACTION_NAMES.get(self.env_id, [])))
-        while active.any():
+        while running.any():
             if should_stop is not None and should_stop():
                 break
-            actions = act_fn(obs_batch)  # (n,) or (n, act_dim)
-            for i in np.flatnonzero(active):
-                o, r, terminated, truncated, _ = self.envs[i].step(actions[i])
-                if i == 0:
-                    episode.states.append([round(float(x), 4) for x in obs_batch[0]])
-                    episode.actions.append(_to_list(actions[0]))
-                    episode.rewards.append(round(float(r), 4))
-                    episode.terminated = bool(terminated)
-                returns[i] += float(r)
-                lengths[i] += 1
-                obs_batch[i] = o
-                if terminated or truncated:
-                    active[i] = False
+            actions = act_fn(obs)  # (n,) or (n, act_dim)
+            new_obs, rewards, dones, infos = self.venv.step(actions)
+            if running[0]:
+                episode.states.append([round(float(x), 4) for x in obs[0]])
+                episode.actions.append(_to_list(actions[0]))
+                episode.rewards.append(round(float(rewards[0]), 4))
+                if dones[0]:
+                    episode.terminated = not infos[0].get("TimeLimit.truncated", False)
+            returns += np.where(running, rewards, 0.0)
+            lengths += running
+            running &= ~dones
+            obs = new_obs
         return returns.tolist(), lengths.tolist(), episode
 
 
