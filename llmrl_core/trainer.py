@@ -288,6 +288,8 @@ class RLTrainer:
         if self.value_head is not None and state.get("value_head") is not None:
             self.value_head.load_state_dict(state["value_head"])
         self._order, self._cursor, self._epoch = list(state["order"]), int(state["cursor"]), int(state["epoch"])
+        if len(self._order) != len(self.prompt_frame):  # the prompt set changed since: start a fresh pass
+            self._order, self._cursor = [], 0
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
 
@@ -328,12 +330,17 @@ class RLTrainer:
                              f"model's context of {self.loaded.context_length}; lower max_new_tokens or use shorter prompts.")
         start = time.perf_counter()
         self.policy.eval()
-        with torch.inference_mode(), self._autocast():
-            out = self.policy.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=cfg.temperature,
-                top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-                pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids,
-            )
+        try:
+            with torch.inference_mode(), self._autocast():
+                out = self.policy.generate(
+                    input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=cfg.temperature,
+                    top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
+                    pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids,
+                )
+        except RuntimeError as err:
+            if "inf" in str(err) or "nan" in str(err):  # sampling from NaN probabilities: the weights blew up
+                self._check_finite(torch.tensor(float("nan")), "sampling distribution")
+            raise
         seconds = time.perf_counter() - start
         completion_ids = out[:, prompt_ids.shape[1]:].clone()  # (B, T); clone leaves inference mode
         n_pos = completion_ids.shape[1]
@@ -519,7 +526,9 @@ class RLTrainer:
         ro = self.generate_rollout()
 
         reward_start = time.perf_counter()
-        scores = self.reward_set.score(ro.prompts, ro.texts, **ro.columns)
+        lengths_list = ro.completion_mask.sum(1).long().tolist()
+        completion_ids = [ids[:n] for ids, n in zip(ro.completion_ids.tolist(), lengths_list)]
+        scores = self.reward_set.score(ro.prompts, ro.texts, completion_ids=completion_ids, **ro.columns)
         reward_seconds = time.perf_counter() - reward_start
         total = np.asarray(scores.total, dtype=np.float64)
         if not np.isfinite(total).all():
@@ -603,10 +612,21 @@ def run_lm_rl_job(ctx: Any, on_step: Callable[[StepResult], None] | None = None)
     Honours stop and pause between steps (ctx.should_stop), so a stop takes effect within one step.
     `on_step(result)` lets the CLI draw a progress bar.
     """
-    from llmrl_core.paths import get_artifact_dir
-
     cfg = RLConfig.from_dict(ctx.config)
     trainer = RLTrainer(cfg, log=ctx.log)
+    try:
+        return _train_until_done(ctx, trainer, on_step)
+    finally:
+        close = getattr(trainer.reward_set, "close", None)
+        if callable(close):
+            close()  # custom-code rewards hold a worker process
+
+
+def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResult], None] | None) -> dict:
+    """The body of run_lm_rl_job: the step loop, checkpoints and the summary."""
+    from llmrl_core.paths import get_artifact_dir
+
+    cfg = trainer.cfg
     first_step = trainer.step_count
     ctx.set_progress(first_step, cfg.steps)
     ctx.log(f"Training {cfg.algorithm.upper()} for {cfg.steps - first_step} steps: {cfg.prompts_per_step} prompts x "
