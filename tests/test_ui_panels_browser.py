@@ -66,6 +66,12 @@ def serve_script(script: Path, home: Path):
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the script run finishes (Streamlit shows its status widget while running)."""
+    page.wait_for_timeout(300)  # let a rerun triggered by the last action begin
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+
+
 @pytest.mark.browser
 def test_reward_panels_journey(tmp_path: Path, workbench_home: Path):
     script = tmp_path / "panels.py"
@@ -81,15 +87,18 @@ def test_reward_panels_journey(tmp_path: Path, workbench_home: Path):
         page.get_by_text("Upload a file").click()
         page.locator('input[type="file"]').set_input_files(str(upload))
         page.get_by_text("2 prompts · extra columns passed to rewards: answer").wait_for(timeout=30_000)
+        wait_idle(page)
 
         # Rewards: add a custom Python reward (allowed: the server listens on loopback).
         page.get_by_role("combobox", name="Add a reward").click()
         page.get_by_role("option", name="Custom Python").click()
+        wait_idle(page)
         page.get_by_role("button", name="Add", exact=True).click()
         code = page.get_by_role("textbox", name="code", exact=True)
         code.wait_for(timeout=30_000)
         code.fill(CUSTOM)
         code.press("Control+Enter")
+        wait_idle(page)
 
         # Lab: score the default typed completions.
         page.get_by_role("button", name="Score", exact=True).click()
