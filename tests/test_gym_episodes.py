@@ -50,3 +50,17 @@ def test_continuous_actions_are_recorded_as_floats(tmp_path) -> None:
 def test_summary_uses_sb3_names() -> None:
     assert summarise_returns([10.0, 20.0], [10, 20]) == {
         "eval/mean_reward": 15.0, "eval/std_reward": 5.0, "eval/mean_ep_length": 15.0}
+
+
+def test_agent_fast_path_picks_the_same_actions_as_predict() -> None:
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from llmrl_core.envs.episodes import make_agent_act_fn
+
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)  # (n, obs_dim)
+    for cls in (PPO, DQN):
+        model = cls("MlpPolicy", env, seed=0, device="cpu")
+        assert (make_agent_act_fn(model)(obs) == model.predict(obs, deterministic=True)[0]).all()
+    env.close()

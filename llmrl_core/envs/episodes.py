@@ -11,7 +11,7 @@ which is how evaluation stays cheap enough to run every few thousand steps.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -60,7 +60,7 @@ class Episode:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict, with the return and length spelled out for readers that skip the arrays."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict deep-copies every state
         data["return"] = self.episode_return
         data["length"] = self.length
         return data
@@ -159,8 +159,26 @@ def make_random_act_fn(env_id: str, seed: int = 0) -> ActFn:
 
 
 def make_agent_act_fn(model: Any, deterministic: bool = True) -> ActFn:
-    """A policy from a Stable-Baselines3 model (greedy by default, as in evaluation)."""
-    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+    """A policy from a Stable-Baselines3 model (greedy by default, as in evaluation).
+
+    For discrete actions it calls the policy network directly, skipping what `model.predict`
+    repeats on every call (switching every module to eval mode, input checks); the actions are
+    the same. Continuous actions go through `model.predict`, which also clips them to the bounds.
+    """
+    import torch
+    from gymnasium import spaces
+
+    if not isinstance(model.action_space, spaces.Discrete):
+        return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+    policy = model.policy
+    policy.set_training_mode(False)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device)  # (n, obs_dim)
+            return policy._predict(obs_t, deterministic=deterministic).cpu().numpy()  # (n,)
+
+    return act
 
 
 def play_random_episode(env_id: str = "CartPole-v1", seed: int | None = None) -> Episode:
