@@ -8,6 +8,7 @@ and its latest recorded evaluation episode, which replays in the browser from re
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -38,7 +39,8 @@ def _widget_for(name: str, default: Any, key: str, help_text: str | None) -> Any
     if isinstance(default, int):
         return int(st.number_input(name, value=default, step=1, key=key, help=help_text))
     if isinstance(default, float):
-        return float(st.number_input(name, value=default, format="%g", key=key, help=help_text))
+        step = 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.01  # 0.98 -> 0.01, 1e-3 -> 1e-4
+        return float(st.number_input(name, value=default, step=step, format="%g", key=key, help=help_text))
     if name.endswith("schedule"):
         return st.selectbox(name, ["constant", "linear"], index=["constant", "linear"].index(default), key=key,
                             help=help_text)

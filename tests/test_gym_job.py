@@ -114,3 +114,24 @@ def test_cli_reports_invalid_settings(capsys) -> None:
     assert "Use PPO or A2C on Pendulum-v1" in capsys.readouterr().err
     assert main(["gym", "--set", "gamma=2"]) == 2
     assert "gamma is a discount factor" in capsys.readouterr().err
+
+
+def test_pause_and_resume(manager: RunManager) -> None:
+    config = make_gym_config("CartPole-v1", "ppo", total_steps=5_000_000)
+    run_id = manager.start("gym", config.to_dict())
+    _wait_for_metrics(manager, run_id)
+    manager.pause(run_id)
+    deadline = time.monotonic() + 30
+    while manager.store.get_run(run_id)["status"] != "paused":
+        assert time.monotonic() < deadline, "the run never paused"
+        time.sleep(0.05)
+    step = manager.store.get_run(run_id)["step"]
+    time.sleep(0.5)
+    assert manager.store.get_run(run_id)["step"] == step  # nothing moves while paused
+    manager.resume(run_id)
+    while manager.store.get_run(run_id)["status"] != "running":
+        assert time.monotonic() < deadline, "the run never resumed"
+        time.sleep(0.05)
+    manager.stop(run_id)
+    assert manager.wait(run_id, timeout=30)
+    assert manager.store.get_run(run_id)["status"] == "stopped"
