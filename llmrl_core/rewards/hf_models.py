@@ -110,17 +110,21 @@ def make_classifier_reward(params: dict[str, Any]) -> RewardFn:
     return classifier_reward
 
 
-def _reward_model_texts(tokenizer: Any, prompts: list[str], completions: list[str]) -> tuple[list[str], list | None]:
+def _as_messages(prompt: Any) -> list[dict]:
+    """A prompt as chat messages: a list of {"role", "content"} dicts stays as is; text becomes one user turn."""
+    return list(prompt) if isinstance(prompt, (list, tuple)) else [{"role": "user", "content": str(prompt)}]
+
+
+def _reward_model_texts(tokenizer: Any, prompts: list, completions: list[str]) -> tuple[list[str], list | None]:
     """Texts for a reward model: its chat template when it has one, else (prompt, completion) text pairs."""
     if getattr(tokenizer, "chat_template", None):
         texts = [
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=False
-            )
+            tokenizer.apply_chat_template(_as_messages(p) + [{"role": "assistant", "content": c}], tokenize=False)
             for p, c in zip(prompts, completions)
         ]
         return texts, None
-    return list(prompts), list(completions)
+    firsts = ["\n".join(m.get("content", "") for m in p) if isinstance(p, (list, tuple)) else str(p) for p in prompts]
+    return firsts, list(completions)
 
 
 def make_reward_model_reward(params: dict[str, Any]) -> RewardFn:
