@@ -16,7 +16,15 @@ from typing import Any
 
 import streamlit as st
 
-from llmrl_core.envs.config import ALGOS, ENVS, PARAMS_CLASSES, compatible_algos, make_gym_config
+from llmrl_core.envs.config import (
+    ALGOS,
+    ENVS,
+    PARAMS_CLASSES,
+    GymConfig,
+    compatible_algos,
+    get_field_docs,
+    make_gym_config,
+)
 from llmrl_core.envs.episodes import load_episode, play_agent_episode, play_random_episode
 from llmrl_core.errors import InputError, WorkbenchError
 from llmrl_core.runs import ACTIVE_STATUSES
@@ -49,22 +57,6 @@ def _widget_for(name: str, default: Any, key: str, help_text: str | None) -> Any
     return st.text_input(name, value=str(default), key=key, help=help_text)
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """One-line docs of a dataclass's fields (the string under each field), for widget help."""
-    import ast
-    import inspect
-
-    try:
-        tree = ast.parse(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    docs, body = {}, tree.body[0].body
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
-
-
 def settings_ui() -> None:
     """Environment, algorithm, budget and every hyperparameter; Train validates, then starts the run."""
     env_id = st.selectbox("Environment", list(ENVS), key="gym_env")
@@ -79,15 +71,14 @@ def settings_ui() -> None:
         return
     defaults = make_gym_config(env_id, algo)
     prefix = f"gym_{env_id}_{algo}_"  # per pair, so switching pairs shows that pair's tuned values
-    from llmrl_core.envs.config import GymConfig
-
-    run_docs = _field_docs(GymConfig)
+    run_docs = get_field_docs(GymConfig)
     overrides: dict[str, Any] = {}
     c1, c2 = st.columns(2)
     overrides["total_steps"] = _widget_for("total_steps", defaults.total_steps, prefix + "total_steps", run_docs.get("total_steps"))
-    overrides["seed"] = c1.number_input("seed", value=defaults.seed, step=1, key=prefix + "seed", help=run_docs.get("seed"))
-    overrides["eval_freq"] = c2.number_input("eval_freq", value=defaults.eval_freq, step=100, key=prefix + "eval_freq",
-                                             help=run_docs.get("eval_freq"))
+    overrides["seed"] = int(c1.number_input("seed", value=defaults.seed, step=1, key=prefix + "seed",
+                                            help=run_docs.get("seed")))
+    overrides["eval_freq"] = int(c2.number_input("eval_freq", value=defaults.eval_freq, step=100, key=prefix + "eval_freq",
+                                                 help=run_docs.get("eval_freq")))
     if defaults.solved_return is not None:
         overrides["stop_when_solved"] = st.checkbox(
             f"Stop when solved (evaluation mean ≥ {defaults.solved_return:g})", value=False, key=prefix + "solved",
@@ -96,7 +87,7 @@ def settings_ui() -> None:
         overrides["n_envs"] = _widget_for("n_envs", defaults.n_envs, prefix + "n_envs", run_docs.get("n_envs"))
         overrides["eval_episodes"] = _widget_for("eval_episodes", defaults.eval_episodes, prefix + "eval_episodes",
                                                  run_docs.get("eval_episodes"))
-        docs = _field_docs(PARAMS_CLASSES[algo])
+        docs = get_field_docs(PARAMS_CLASSES[algo])
         for f in fields(PARAMS_CLASSES[algo]):
             overrides[f.name] = _widget_for(f.name, defaults.params[f.name], prefix + f.name, docs.get(f.name))
     if st.button("Train", type="primary", key="gym_train"):

@@ -81,3 +81,12 @@ def test_log_interval_keeps_curves_live() -> None:
     assert compute_log_interval(make_gym_config("CartPole-v1", "ppo")) == 1  # 8 envs x 32 steps = 256 per iteration
     assert compute_log_interval(make_gym_config("CartPole-v1", "a2c")) == 6  # 8 x 5 = 40 per iteration
     assert compute_log_interval(make_gym_config("CartPole-v1", "dqn")) == 4  # episodes, SB3's default
+
+
+def test_field_docs_feed_the_page_help() -> None:
+    from llmrl_core.envs.config import DQNParams, get_field_docs
+
+    docs = get_field_docs(DQNParams)
+    assert docs["exploration_fraction"].startswith("share of the whole run")
+    assert set(docs) == {f for f in DQNParams.__dataclass_fields__}
+    assert get_field_docs(GymConfig)["eval_freq"].startswith("environment steps between evaluations")

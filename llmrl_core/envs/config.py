@@ -69,6 +69,25 @@ def compatible_algos(env_id: str) -> list[str]:
 # ----------------------------------------------------------------------------- helpers
 
 
+def get_field_docs(cls: type) -> dict[str, str]:
+    """The one-line doc under each field of a config dataclass (what the page shows as help)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    except (OSError, TypeError, IndexError, AttributeError):
+        return {}
+    return {
+        node.target.id: str(nxt.value.value)
+        for node, nxt in zip(body, body[1:])
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+    }
+
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise InputError(message)
