@@ -180,6 +180,7 @@ def test_bad_return_values_are_reported_with_the_reward_name():
     ({"type": "distinct_n", "n": 0}, "n must be between 1 and 10"),
     ({"type": "vader", "weight": "heavy"}, "weight of reward 'vader' must be a number"),
     ({"type": "vader", "name": "a/b"}, "without '/'"),
+    ({"type": "vader", "name": "total"}, "'total' is reserved"),
 ])
 def test_bad_specs_raise_input_errors_that_say_what_to_change(spec, message):
     with pytest.raises(InputError, match=message):

@@ -207,12 +207,14 @@ def reward_lab_ui(specs: list[dict], key: str) -> None:
             if ids is not None:
                 columns["completion_ids"] = ids
             allowed, _ = custom_code_policy_ui()
-            st.session_state[result_key] = score_table(specs, [prompt] * len(completions), completions, allowed, **columns)
+            table = score_table(specs, [prompt] * len(completions), completions, allowed, **columns)
+            names = [c for c in table.columns if c not in ("completion", "total")]
+            weights = " + ".join(f"{float(s.get('weight', 1.0)):g} × {n}" for s, n in zip(specs, names))
+            st.session_state[result_key] = (table, f"total = {weights} (a reward that returns None is left out)")
         except WorkbenchError as err:
             st.error(str(err))
-    table = st.session_state.get(result_key)
-    if table is not None:
-        names = [c for c in table.columns if c not in ("completion", "total")]
-        weights = " + ".join(f"{float(s.get('weight', 1.0)):g} × {n}" for s, n in zip(specs, names))
-        st.caption(f"total = {weights} (a reward that returns None is left out)")
+    result = st.session_state.get(result_key)
+    if result is not None:  # kept across reruns until the next score
+        table, formula = result
+        st.caption(formula)
         st.dataframe(table, hide_index=True, column_config={"completion": st.column_config.TextColumn(width="large")})

@@ -120,6 +120,7 @@ CUSTOM_CODE_REFUSED = (
 )
 
 _SPEC_KEYS = ("type", "name", "weight")
+RESERVED_NAMES = ("total", "completion", "prompt")  # columns of score tables
 
 
 def parse_spec(spec: dict, allow_custom_code: bool = False) -> tuple[RewardType, str, float, dict[str, Any]]:
@@ -134,6 +135,8 @@ def parse_spec(spec: dict, allow_custom_code: bool = False) -> tuple[RewardType,
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise InputError(f"The reward name {name!r} must be non-empty text without '/' (it is used in metric names).")
     name = name.strip()
+    if name in RESERVED_NAMES:
+        raise InputError(f"The reward name {name!r} is reserved (tables use it for the weighted total and the text); pick another.")
     weight = coerce_number(spec.get("weight", 1.0), float, f"The weight of reward {name!r}")
     if rtype.runs_user_code and not allow_custom_code:
         raise InputError(f"Reward {name!r}: {CUSTOM_CODE_REFUSED}")
