@@ -20,6 +20,8 @@ from llmrl_core.errors import InputError
 MAX_UPLOAD_BYTES = 50 * 2**20  # a prompt file larger than 50 MB is almost certainly a mistake
 FILE_TYPES = (".csv", ".jsonl", ".json", ".txt")
 ARITHMETIC_SIZE = 200  # problems generated for the arithmetic set
+# Reward functions receive these as keywords next to the extra columns (TRL's convention), so no column may use them.
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids", "trainer_state")
 
 _SENTENCE_STARTERS = [
     "The weather today", "My neighbour", "This morning I", "The new restaurant downtown", "Our team meeting",
@@ -198,6 +200,12 @@ def finalize_prompt_frame(frame: pd.DataFrame, what: str) -> pd.DataFrame:
         raise InputError(
             f"{what} has no prompt column (its columns are: {shown}). Name the column holding the prompts "
             "'prompt', or upload a .txt file with one prompt a line."
+        )
+    clashing = [c for c in frame.columns if c in RESERVED_COLUMNS]
+    if clashing:
+        raise InputError(
+            f"{what} has a column named {clashing[0]!r}, which clashes with an argument every reward function "
+            "receives; rename that column."
         )
     if frame.empty:
         raise InputError(f"{what} has no prompts: it needs at least one row.")

@@ -73,6 +73,7 @@ def test_load_prompt_set_reads_files_and_rejects_unknown_sources(tmp_path: Path)
     ("p.csv", b"prompt,answer\nok,1\n,2\n", r"1 prompt\(s\) are empty \(rows 2\)"),
     ("p.xlsx", b"PK\x03\x04", r"unsupported file type '.xlsx'; upload a .csv, .jsonl, .json or .txt file"),
     ("p.txt", b"a\x00b", "looks like a binary file"),
+    ("p.csv", b"prompt,completions\na,b\n", "column named 'completions', which clashes with an argument"),
 ])
 def test_malformed_uploads_each_get_a_clear_error(filename, data, message):
     with pytest.raises(InputError, match=message):
