@@ -61,6 +61,7 @@ def test_keywords_fraction_included_minus_fraction_avoided():
         "grey rain, cold, wet",  # 0 - 4/4
     ]) == [1.0, 0.0, 0.0, -1.0]
     assert score({**spec, "whole_word": False}, ["Sunny"]) == [0.5]
+    assert score({"type": "keywords", "include": ["happy", " sun "]}, ["sun"]) == [0.5]  # lists work too
     assert score({**spec, "case_sensitive": True}, ["HAPPY sun"]) == [0.5]
 
 

@@ -88,9 +88,16 @@ def test_reward_editor_adds_edits_removes_and_explains_custom_code_refusal():
     assert [s["type"] for s in at.session_state["specs_out"]] == ["length"]
     assert at.session_state["specs_out"][0]["unit"] == "chars"
 
+    at.selectbox(key="re_new_type").set_value("keywords").run()
+    at.button(key="re_add").click().run()
+    assert any("needs words to include or to avoid" in e.value for e in at.error)
+    at.text_input(key="re_2_include").set_value("sun, happy ,").run()
+    assert at.session_state["specs_out"][1]["include"] == ["sun", "happy"] and not at.error
+    at.button(key="re_2_remove").click().run()
+
     at.selectbox(key="re_new_type").set_value("regex").run()
     at.button(key="re_add").click().run()
-    at.text_input(key="re_2_name").set_value("bad/name").run()
+    at.text_input(key="re_3_name").set_value("bad/name").run()
     assert any("without '/'" in e.value for e in at.error)
 
 

@@ -69,6 +69,9 @@ def _param_widget_ui(rtype: RewardType, param: str, value: Any, wkey: str) -> An
         return int(st.number_input(label, value=int(value), step=1, key=wkey, help=help_text))
     if isinstance(default, float):
         return float(st.number_input(label, value=float(value), step=0.5, format="%g", key=wkey, help=help_text))
+    if isinstance(default, (list, tuple)):
+        text = st.text_input(label, value=", ".join(map(str, value or [])), key=wkey, help=help_text)
+        return [w.strip() for w in text.split(",") if w.strip()]
     if param == "code":
         return st.text_area(label, value=str(value), height=180, key=wkey, help=help_text)
     return st.text_input(label, value=str(value), key=wkey, help=help_text)

@@ -32,7 +32,7 @@ class RewardType:
     key: str  # the spec's "type"
     label: str  # shown in menus
     description: str  # one or two sentences: what it scores and in what range
-    params: dict[str, Any]  # parameter name -> default value (its type is the parameter's type)
+    params: dict[str, Any]  # parameter name -> default value (its type is the parameter's type; [] = list of words)
     needs_network: bool  # may download a model from the Hugging Face hub
     runs_user_code: bool  # executes code typed by the user (gated by security.custom_code_allowed)
     loads_model: bool = False  # building it loads a neural model (seconds), so editors only check types
@@ -98,6 +98,12 @@ def coerce_params(rtype: RewardType, raw: dict[str, Any], name: str) -> dict[str
                 value = ""
             if not isinstance(value, str):
                 raise InputError(f"{what} must be text (got {value!r}).")
+        elif isinstance(default, (list, tuple)):  # a list of words: ['a', 'b'] or 'a, b'
+            if value is None:
+                value = []
+            if not isinstance(value, (str, list, tuple)):
+                raise InputError(f"{what} must be a list of words or comma-separated text (got {value!r}).")
+            value = split_words_list(value)
         allowed = rtype.choices.get(param)
         if allowed and value not in allowed:
             raise InputError(f"{what} must be one of {', '.join(map(repr, allowed))} (got {value!r}).")

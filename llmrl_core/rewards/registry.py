@@ -48,9 +48,9 @@ _TYPES = [
     RewardType(
         key="keywords", label="Keywords",
         description="Fraction of the 'include' keywords present minus fraction of the 'avoid' keywords present; in [-1, 1].",
-        params={"include": "", "avoid": "", "case_sensitive": False, "whole_word": True},
+        params={"include": [], "avoid": [], "case_sensitive": False, "whole_word": True},
         needs_network=False, runs_user_code=False,
-        help={"include": "Comma-separated words to reward.", "avoid": "Comma-separated words to penalise.",
+        help={"include": "Words to reward (comma-separated).", "avoid": "Words to penalise (comma-separated).",
               "whole_word": "Match whole words only (cat does not match category)."},
         build=text.make_keywords_reward,
     ),

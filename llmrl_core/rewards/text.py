@@ -11,7 +11,7 @@ import re
 from typing import Any, Sequence
 
 from llmrl_core.errors import InputError
-from llmrl_core.rewards.base import RewardFn, split_words_list
+from llmrl_core.rewards.base import RewardFn
 
 # --------------------------------------------------------------------------- length
 
@@ -57,7 +57,7 @@ def _keyword_pattern(word: str, case_sensitive: bool, whole_word: bool) -> re.Pa
 
 def make_keywords_reward(params: dict[str, Any]) -> RewardFn:
     """Fraction of `include` keywords present minus fraction of `avoid` keywords present; in [-1, 1]."""
-    include, avoid = split_words_list(params["include"]), split_words_list(params["avoid"])
+    include, avoid = params["include"], params["avoid"]  # lists of words (coerce_params split any text)
     if not include and not avoid:
         raise InputError("The keywords reward needs words to include or to avoid (comma-separated).")
     flags = (params["case_sensitive"], params["whole_word"])
