@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from llmrl_core.errors import WorkbenchError
+from llmrl_core.paths import get_home
 from ui.state import get_model_holder, get_store
 
 st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wide")
@@ -51,6 +53,18 @@ def render_runs_sidebar_ui() -> None:
             st.sidebar.caption(label)
 
 
+def check_home_ui() -> None:
+    """Stop with a clear message when the workbench home (runs, caches) cannot be used."""
+    try:
+        get_home()
+        get_store()
+    except WorkbenchError as err:
+        st.title("LLM·RL Workbench")
+        st.error(str(err))
+        st.stop()
+
+
+check_home_ui()
 render_model_sidebar_ui()
 render_runs_sidebar_ui()
 st.navigation(PAGES).run()

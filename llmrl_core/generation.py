@@ -38,6 +38,7 @@ class SamplingConfig:
     n: int = 1  # samples per prompt
     seed: int | None = None  # None: a fresh random draw each time
     greedy: bool = False  # argmax decoding; n must then be 1
+    min_new_tokens: int = 0  # suppress end-of-sequence before this many tokens (fixed-length benches)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -48,6 +49,8 @@ class SamplingConfig:
             raise InputError(f"top-p must be in (0, 1] (got {self.top_p!r}).")
         if self.top_k < 0:
             raise InputError(f"top-k must be 0 (off) or more (got {self.top_k!r}).")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise InputError(f"min new tokens must be between 0 and max new tokens (got {self.min_new_tokens!r}).")
         if self.n < 1 or self.n > 64:
             raise InputError(f"number of samples must be between 1 and 64 (got {self.n!r}).")
 
@@ -162,6 +165,7 @@ def generate(
     enc = {k: v.to(loaded.device) for k, v in enc.items()}
     kwargs: dict[str, Any] = dict(
         max_new_tokens=cfg.max_new_tokens,
+        min_new_tokens=cfg.min_new_tokens or None,
         num_return_sequences=cfg.n,
         return_dict_in_generate=True,
         output_logits=True,  # raw logits: per-token log-probs and alternatives

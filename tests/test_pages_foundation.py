@@ -93,3 +93,32 @@ def test_runs_page_starts_and_shows_a_demo_run(app_env):
     assert not at.exception
     assert at.dataframe  # the runs table
     assert any("stopped" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("make_spec, message", [
+    (lambda tmp: "/no/such/model", "No file or folder"),
+    (lambda tmp: str(tmp), "no config.json"),
+    (lambda tmp: (tmp / "bad.gguf").write_bytes(b"junk" * 10) and str(tmp / "bad.gguf"), "not a valid GGUF"),
+])
+def test_playground_bad_model_specs(app_env, tmp_path, make_spec, message):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    at = _app()
+    at.run()
+    at.text_input(key="pg_spec").input(make_spec(folder))
+    at.button(key="pg_load").click().run()
+    assert not at.exception
+    assert any(message in e.value and "stays loaded" in e.value for e in at.error)
+
+
+def test_unwritable_home_gives_a_message_not_a_crash(app_env, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("LLMRL_HOME", str(blocker / "home"))
+    from ui import state
+
+    state.get_run_manager.clear()
+    at = _app()
+    at.run()
+    assert not at.exception
+    assert any("not writable" in e.value and "LLMRL_HOME" in e.value for e in at.error)
