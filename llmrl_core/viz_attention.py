@@ -93,38 +93,59 @@ def pool_map(weights: np.ndarray, size: int) -> np.ndarray:
     return pooled / counts[:, None] / counts[None, :]
 
 
+def make_thumbnail_canvas(weights: np.ndarray, tile: int = 24) -> np.ndarray:
+    """All heads' maps pooled to (tile x tile) and laid out as one image, rows = layers, columns = heads.
+
+    (L, H, T, T) -> (L * (t + 1) - 1, H * (t + 1) - 1) uint8 with t = min(tile, T); each thumbnail
+    is scaled to its own maximum (255) so weak heads stay visible; the gaps between tiles and the
+    masked future are 0 (white). uint8 keeps the figure small (plotly ships numpy arrays as binary).
+    """
+    n_layers, n_heads, n = weights.shape[0], weights.shape[1], weights.shape[2]
+    t = min(tile, n)
+    w = np.asarray(weights, dtype=np.float32)
+    if n > t:
+        edges = np.linspace(0, n, t + 1).astype(int)[:-1]  # block starts
+        counts = np.diff(np.append(edges, n)).astype(np.float32)  # (t,)
+        w = np.add.reduceat(np.add.reduceat(w, edges, axis=2), edges, axis=3)  # (L, H, t, t) sums
+        w = w / counts[:, None] / counts[None, :]
+    peak = np.maximum(w.max(axis=(2, 3), keepdims=True), 1e-9)  # (L, H, 1, 1)
+    thumbs = np.rint(255.0 * w / peak).astype(np.uint8)  # (L, H, t, t)
+    thumbs[..., np.triu(np.ones((t, t), dtype=bool), 1)] = 0
+    step = t + 1
+    canvas = np.zeros((n_layers, step, n_heads, step), dtype=np.uint8)
+    canvas[:, :t, :, :t] = thumbs.transpose(0, 2, 1, 3)  # (L, t, H, t)
+    return canvas.reshape(n_layers * step, n_heads * step)[:-1, :-1]
+
+
 def make_model_view(
-    weights: np.ndarray, selected: tuple[int, int] | None = None, tile: int = 24, scores: np.ndarray | None = None
+    weights: np.ndarray,
+    selected: tuple[int, int] | None = None,
+    tile: int = 24,
+    scores: np.ndarray | None = None,
+    canvas: np.ndarray | None = None,
 ) -> go.Figure:
     """Every layer (rows) x head (columns) as a small map in one figure; clicking a tile selects that head.
 
-    Thumbnails are drawn as one heatmap (fast in the browser even for 30 x 9 heads), each tile
-    scaled to its own maximum so weak heads stay visible. A transparent marker on each tile's
-    centre carries (layer, head) as customdata, which is what a click selects.
+    Thumbnails are drawn as one heatmap (fast in the browser even for 30 x 9 heads); pass the
+    `canvas` from :func:`make_thumbnail_canvas` to skip rebuilding it. A transparent marker on each
+    tile's centre carries (layer, head) as customdata, which is what a click selects (a plain list:
+    numpy customdata travels as a binary array and comes back from a click event as an object).
     """
     n_layers, n_heads, n = weights.shape[0], weights.shape[1], weights.shape[2]
     t = min(tile, n)
     step = t + 1  # one blank row/column between tiles
-    canvas = np.full((n_layers * step - 1, n_heads * step - 1), np.nan, dtype=np.float32)
-    for layer in range(n_layers):
-        for head in range(n_heads):
-            thumb = pool_map(weights[layer, head], t)  # (t, t)
-            thumb = thumb / max(float(thumb.max()), 1e-9)
-            thumb[np.triu(np.ones((t, t), dtype=bool), 1)] = np.nan
-            canvas[layer * step : layer * step + t, head * step : head * step + t] = thumb
-    centres_x, centres_y, custom, hover = [], [], [], []
-    for layer in range(n_layers):
-        for head in range(n_heads):
-            centres_x.append(head * step + (t - 1) / 2)
-            centres_y.append(layer * step + (t - 1) / 2)
-            custom.append([layer, head])
-            extra = f"<br>entropy contrast {scores[layer, head]:.3f}" if scores is not None else ""
-            hover.append(f"layer {layer}, head {head}{extra}<br>click to open")
+    if canvas is None:
+        canvas = make_thumbnail_canvas(weights, tile)
+    layer_idx, head_idx = np.divmod(np.arange(n_layers * n_heads), n_heads)  # row-major over (layer, head)
+    centre = (t - 1) / 2
+    extra = [f"<br>entropy contrast {v:.3f}" for v in scores.reshape(-1)] if scores is not None else [""] * len(layer_idx)
+    hover = [f"layer {ly}, head {h}{e}<br>click to open" for ly, h, e in zip(layer_idx, head_idx, extra)]
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(z=canvas, colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=canvas, colorscale="Blues", zmin=0, zmax=255, showscale=False, hoverinfo="skip"))
     fig.add_trace(
         go.Scatter(
-            x=centres_x, y=centres_y, mode="markers", customdata=custom, text=hover, hovertemplate="%{text}<extra></extra>",
+            x=head_idx * step + centre, y=layer_idx * step + centre, mode="markers",
+            customdata=np.stack([layer_idx, head_idx], axis=1).tolist(), text=hover, hovertemplate="%{text}<extra></extra>",
             marker=dict(symbol="square", size=max(8, min(28, 520 // max(n_layers, n_heads))), color="rgba(0,0,0,0.01)"),
             showlegend=False, name="heads",
         )
@@ -138,9 +159,9 @@ def make_model_view(
     fig.update_layout(
         height=int(min(1400, max(300, 26 * n_layers + 80))),
         margin=dict(l=10, r=10, t=30, b=10),
-        xaxis=dict(tickvals=[h * step + (t - 1) / 2 for h in range(n_heads)], ticktext=[f"H{h}" for h in range(n_heads)],
+        xaxis=dict(tickvals=[h * step + centre for h in range(n_heads)], ticktext=[f"H{h}" for h in range(n_heads)],
                    side="top", showgrid=False, zeroline=False, range=[-1, n_heads * step - 1]),
-        yaxis=dict(tickvals=[ly * step + (t - 1) / 2 for ly in range(n_layers)], ticktext=[f"L{ly}" for ly in range(n_layers)],
+        yaxis=dict(tickvals=[ly * step + centre for ly in range(n_layers)], ticktext=[f"L{ly}" for ly in range(n_layers)],
                    autorange="reversed", showgrid=False, zeroline=False),
         plot_bgcolor="white", clickmode="event+select", dragmode=False,
     )

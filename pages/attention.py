@@ -114,7 +114,7 @@ def input_ui(default_spec: str) -> None:
     layer, head = att.pick_default_head(maps)
     st.session_state.update(
         att_maps=maps, att_spec=spec or BUNDLED_SPEC, att_layer=layer, att_head=head, att_compare=None, att_last_click=None,
-        att_scores=att.compute_entropy_contrast(maps.weights),
+        att_scores=att.compute_entropy_contrast(maps.weights), att_canvas=viz.make_thumbnail_canvas(maps.weights),
     )
 
 
@@ -124,7 +124,9 @@ def apply_grid_click() -> None:
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     for point in points:
         custom = point.get("customdata")
-        if custom and len(custom) == 2:
+        if isinstance(custom, dict):  # a typed array serialised by index
+            custom = [custom.get("0", custom.get(0)), custom.get("1", custom.get(1))]
+        if isinstance(custom, (list, tuple)) and len(custom) == 2 and None not in custom:
             click = (int(custom[0]), int(custom[1]))
             if click != st.session_state.get("att_last_click"):
                 st.session_state.att_last_click = click
@@ -139,7 +141,8 @@ def overview_ui(maps: att.AttentionMaps) -> None:
     with left:
         st.markdown("**Model view**: every layer × head; click a tile to open it")
         grid = viz.make_model_view(
-            maps.weights, selected=(st.session_state.att_layer, st.session_state.att_head), scores=st.session_state.att_scores
+            maps.weights, selected=(st.session_state.att_layer, st.session_state.att_head), scores=st.session_state.att_scores,
+            canvas=st.session_state.att_canvas,
         )
         st.plotly_chart(grid, key="att_grid", on_select="rerun", selection_mode="points", config={"displayModeBar": False})
     with right:

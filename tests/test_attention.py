@@ -185,6 +185,15 @@ def test_model_view_has_one_clickable_point_per_head(tiny_maps: att.AttentionMap
     assert len(fig.layout.shapes) == 1  # the selected head is outlined
 
 
+def test_thumbnail_canvas_matches_pooled_maps(tiny_maps: att.AttentionMaps):
+    canvas = viz.make_thumbnail_canvas(tiny_maps.weights, tile=4)  # (2 * 5 - 1, 4 * 5 - 1)
+    assert canvas.shape == (9, 19) and canvas.dtype == np.uint8
+    pooled = viz.pool_map(tiny_maps.head(1, 2), 4)
+    expected = np.rint(255 * np.tril(pooled) / pooled.max())
+    np.testing.assert_array_equal(canvas[5:9, 10:14], expected)
+    assert not canvas[4].any() and not canvas[:, 4].any()  # blank gaps between tiles
+
+
 def test_pool_map_averages_blocks():
     w = np.arange(16, dtype=np.float32).reshape(4, 4)
     np.testing.assert_allclose(viz.pool_map(w, 2), [[2.5, 4.5], [10.5, 12.5]])

@@ -31,6 +31,17 @@ def test_attention_journey(tmp_path, workbench_home, bundled_dir):
         assert page.locator("script:has-text('alert(1)')").count() == 0
         assert page.get_by_text("dialog").count() == 0
         page.screenshot(path=str(tmp_path / "attention.png"), full_page=True)
+        # Choosing a tile in the grid (layer 3, head 2) opens its heatmap.
+        point = grid.locator(".scatterlayer .point").nth(3 * 9 + 2)
+        point.scroll_into_view_if_needed()
+        box = point.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        grid.locator(".hoverlayer .hovertext").wait_for(timeout=10_000)  # plotly clicks what it hovers
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.gtitle')].some(t => t.textContent.startsWith('Layer 3, head 2 '))",
+            timeout=60_000,
+        )
         # Head view (lines): an SVG with one line per visible weight, no JavaScript.
         page.get_by_role("tab", name="Head view (lines)").click()
         lines = page.frame_locator("iframe").locator("svg.hv line")
