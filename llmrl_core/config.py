@@ -9,8 +9,11 @@ num_generations, scale_rewards, max_grad_norm, ...), so TRL users recognise them
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
 import math
 import typing
 from dataclasses import dataclass, field
@@ -298,6 +301,19 @@ class RLConfig:
         if not path.is_file():
             raise InputError(f"No config file at {str(path)!r}; write one with RLConfig().save(path) or pick a preset.")
         return cls.from_yaml(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1)
+def get_field_help() -> dict[str, str]:
+    """Each RLConfig field's one-line doc (the string under it in the source), for form tooltips."""
+    tree = ast.parse(inspect.getsource(RLConfig))
+    body = tree.body[0].body
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr) \
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+            docs[node.target.id] = following.value.value.strip()
+    return docs
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmrl_core.config import PRESETS, RLConfig, make_preset_config
+import dataclasses
+
+from llmrl_core.config import PRESETS, RLConfig, get_field_help, make_preset_config
 from llmrl_core.errors import InputError
 
 
@@ -73,3 +75,9 @@ def test_presets_build_and_round_trip():
     assert arithmetic.rewards[0]["type"] == "exact_answer" and arithmetic.prompt_set == "arithmetic"
     with pytest.raises(InputError, match="Unknown preset"):
         make_preset_config("make-it-rich")
+
+
+def test_every_field_has_help_for_the_form():
+    help_text = get_field_help()
+    assert set(help_text) == {f.name for f in dataclasses.fields(RLConfig)}
+    assert "KL coefficient" in help_text["beta"]

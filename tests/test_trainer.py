@@ -156,3 +156,23 @@ def test_huge_learning_rate_diverges_with_a_clear_message(tiny_model_dir, store)
     run_id, status = manager.run_foreground("lm_rl", cfg.to_dict())
     assert status == "failed"
     assert "diverged" in store.get_run(run_id)["error"] and "learning_rate" in store.get_run(run_id)["error"]
+
+
+def test_pause_and_resume_between_steps(tiny_model_dir, store):
+    import time
+
+    manager = RunManager(store)
+    cfg = tiny_config(tiny_model_dir, steps=2, save_final=False)
+    run_id = manager.start("lm_rl", cfg.to_dict(), total_steps=cfg.steps)
+    manager.pause(run_id)
+    deadline = time.time() + 120
+    while store.get_run(run_id)["status"] != "paused" and time.time() < deadline:
+        time.sleep(0.1)
+    assert store.get_run(run_id)["status"] == "paused"
+    paused_at = store.get_run(run_id)["step"]
+    time.sleep(0.5)
+    assert store.get_run(run_id)["step"] == paused_at  # nothing trains while paused
+    manager.resume(run_id)
+    assert manager.wait(run_id, timeout=120)
+    assert store.get_run(run_id)["status"] == "completed"
+    assert list(store.read_metrics_wide(run_id)["step"]) == [1, 2]
