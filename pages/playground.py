@@ -66,15 +66,33 @@ def sampling_controls_ui() -> tuple[SamplingConfig | None, dict]:
     return cfg, {"show_tokens": show_tokens}
 
 
-def prompt_ui(is_chat_model: bool) -> tuple[str, bool, str | None]:
-    """Prompt box and mode; returns (prompt, use_chat_template, system message)."""
+def chat_history_ui() -> list[dict]:
+    """The conversation so far (chat mode); each turn shown as plain text, never interpreted."""
+    history: list[dict] = st.session_state.setdefault("pg_chat", [])
+    for message in history:
+        with st.chat_message(message["role"]):
+            st.text(message["content"])
+    if history and st.button("Clear the conversation", key="pg_clear_chat"):
+        history.clear()
+        st.session_state.pop("pg_result", None)
+        st.rerun()
+    return history
+
+
+def prompt_ui(is_chat_model: bool) -> tuple[str | list[dict], bool, str | None]:
+    """Prompt box and mode; returns (prompt or chat messages, use_chat_template, system message)."""
     modes = ["Chat", "Raw text"] if is_chat_model else ["Raw text", "Chat"]
     mode = st.radio("Prompt as", modes, horizontal=True, key="pg_mode",
                     help="Chat wraps your message in the model's chat template; raw text is continued as is.")
     system = None
+    history: list[dict] = []
     if mode == "Chat":
         system = st.text_input("System message (optional)", "", key="pg_system") or None
-    prompt = st.text_area("Prompt", "Write a short poem about reinforcement learning.", height=110, key="pg_prompt")
+        history = chat_history_ui()
+    label = "Your next message" if history else "Prompt"
+    prompt = st.text_area(label, "Write a short poem about reinforcement learning.", height=110, key="pg_prompt")
+    if history:
+        return history + [{"role": "user", "content": prompt}], True, system
     return prompt, mode == "Chat", system
 
 
@@ -105,6 +123,14 @@ def stream_into_columns(loaded, prompt: str, cfg: SamplingConfig, chat: bool, sy
     return result
 
 
+def continue_chat(result: dict, sample: int) -> None:
+    """Keep the user's message and one sample as the assistant's reply, for the next turn."""
+    history = st.session_state.setdefault("pg_chat", [])
+    history.append({"role": "user", "content": result["user_message"]})
+    history.append({"role": "assistant", "content": result["completions"][sample]["text"]})
+    st.session_state.pop("pg_result", None)
+
+
 def results_ui(result: dict) -> None:
     """Show the last generation: timing, then each sample side by side (token view or plain text)."""
     m1, m2, m3 = st.columns(3)
@@ -120,6 +146,9 @@ def results_ui(result: dict) -> None:
                 tips = make_logprob_tooltips(comp["logprobs"], comp["top_alternatives"])
                 st.html(render_token_html(comp["tokens"], comp["logprobs"], tips, mode="logprob"))
             st.text(comp["text"])  # st.text never interprets markup
+            if result.get("chat"):
+                st.button("Reply with this", key=f"pg_keep_{comp['sample_index']}", on_click=continue_chat,
+                          args=(result, comp["sample_index"]), help="Add it to the conversation and write the next message.")
     if result["show_tokens"]:
         st.caption("Token colour: green = likely, red = unlikely under the model (temperature 1). Hover a token for the top-5 alternatives.")
     with st.expander("Exact prompt the model saw"):
@@ -147,6 +176,8 @@ def main() -> None:
                 "new_tokens": result.new_tokens,
                 "tokens_per_second": result.tokens_per_second,
                 "prompt_text": result.prompt_texts[0],
+                "chat": chat,
+                "user_message": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
                 "show_tokens": options.get("show_tokens", True),
                 "completions": [c.__dict__ for c in result.completions],
             }

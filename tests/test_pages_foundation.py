@@ -122,3 +122,22 @@ def test_unwritable_home_gives_a_message_not_a_crash(app_env, monkeypatch, tmp_p
     at.run()
     assert not at.exception
     assert any("not writable" in e.value and "LLMRL_HOME" in e.value for e in at.error)
+
+
+def test_playground_multi_turn_chat(app_env):
+    at = _app()
+    at.run()
+    at.radio(key="pg_mode").set_value("Chat")
+    at.text_area(key="pg_prompt").input("Hello there")
+    at.number_input(key="pg_max_new").set_value(4)
+    at.button(key="pg_generate").click().run()
+    assert not at.exception
+    at.button(key="pg_keep_0").click().run()  # keep sample 1 as the reply
+    assert not at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.text_area(key="pg_prompt").label == "Your next message"
+    at.text_area(key="pg_prompt").input("And then?")
+    at.button(key="pg_generate").click().run()
+    assert not at.exception and at.metric
+    at.button(key="pg_clear_chat").click().run()
+    assert not at.chat_message
