@@ -262,6 +262,8 @@ def summary_ui(maps: att.AttentionMaps) -> None:
         st.code(maps.extra["completion_text"], language=None, wrap_lines=True)
 
 
+TAB_VIEWS = {"Head view (lines)": head_view_ui, "Aggregates": aggregates_ui, "One token": token_ui, "Compare models": compare_ui}
+
 st.title("Attention explorer")
 st.caption("What every layer and head attends to, for any model, offline. Six views: head, model grid, "
            "head lines, aggregates, one token, and a comparison of two models.")
@@ -274,12 +276,9 @@ if maps_now is None:
 else:
     summary_ui(maps_now)
     overview_ui(maps_now)
-    tab_lines, tab_agg, tab_token, tab_compare = st.tabs(["Head view (lines)", "Aggregates", "One token", "Compare models"])
-    with tab_lines:
-        head_view_ui(maps_now)
-    with tab_agg:
-        aggregates_ui(maps_now)
-    with tab_token:
-        token_ui(maps_now)
-    with tab_compare:
-        compare_ui(maps_now)
+    # Lazy tabs: only the open one runs and is drawn, which keeps a compute-to-grid rerun light.
+    tabs = st.tabs(list(TAB_VIEWS), key="att_tabs", on_change="rerun")
+    for tab, view in zip(tabs, TAB_VIEWS.values()):
+        if tab.open:
+            with tab:
+                view(maps_now)

@@ -37,6 +37,14 @@ def _compute(at: AppTest, text: str) -> AppTest:
     return at
 
 
+def _open_tab(at: AppTest, label: str) -> AppTest:
+    """Open one of the lazy tabs (only the open tab runs)."""
+    at.session_state["att_tabs"] = label
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def _head_view_markup(at: AppTest) -> str:
     return " ".join(el.proto.srcdoc for el in at.get("iframe"))
 
@@ -49,12 +57,18 @@ def test_page_maps_a_text_and_shows_the_views(page_env):
     assert not at.error
     assert at.session_state["att_layer"] == 1  # the last of the tiny model's 2 layers opens first
     charts = at.get("plotly_chart")
-    assert len(charts) >= 4  # grid, head heatmap, aggregate, one-token bars
+    assert len(charts) == 2  # the grid and the head heatmap; the head view (first tab) is an iframe
     body = _head_view_markup(at)
     # The tokenizer splits the tag into ' <', 'script', '>': each arrives escaped, none as markup.
     assert "&lt;" in body and "&gt;" in body and "<script" not in body
     assert "<script" not in " ".join(c.proto.spec for c in charts)
     assert any("2 layers × 4 query heads sharing 2 key/value heads" in c.value for c in at.caption)
+    for tab, key in (("Aggregates", "att_agg"), ("One token", "att_tok_bar")):
+        _open_tab(at, tab)
+        assert any(c.key == key for c in at.get("plotly_chart")), tab
+        assert not at.get("iframe")  # closed tabs do not run
+    _open_tab(at, "Aggregates").radio(key="att_agg_kind").set_value("Rollout").run()
+    assert not at.exception
 
 
 def test_grid_click_opens_that_head(page_env):
@@ -80,11 +94,12 @@ def test_generated_completion_is_selectable(page_env):
     _compute(at, "Once upon a time")
     maps = at.session_state["att_maps"]
     assert maps.n_prompt < maps.n_tokens
+    _open_tab(at, "One token")
     assert "(generated)" in at.selectbox(key="att_tok_choice").value
 
 
 def test_compare_same_model_and_refused_shapes(page_env):
-    at = _compute(_page(), "compare these maps")
+    at = _open_tab(_compute(_page(), "compare these maps"), "Compare models")
     at.selectbox(key="att_cmp_model_choice").set_value("Other (type a path or hub id)…").run()
     at.text_input(key="att_cmp_model_typed").set_value(str(page_env))
     at.button(key="att_cmp_go").click().run()
@@ -93,3 +108,21 @@ def test_compare_same_model_and_refused_shapes(page_env):
     at.text_input(key="att_cmp_model_typed").set_value("/no/such/checkpoint")
     at.button(key="att_cmp_go").click().run()
     assert any("No file or folder" in e.value for e in at.error)
+
+
+def test_compare_lists_run_checkpoints(page_env):
+    """A fine-tuning run's 'checkpoint' artifact is offered as the second model and compares cleanly."""
+    from ui import state
+
+    store = state.get_store()
+    run_id = store.create_run("grpo", "attention-page-test", {})
+    store.add_artifact(run_id, 3, "checkpoint", str(page_env), {})
+    store.add_artifact(run_id, 4, "checkpoint", "/gone/checkpoint", {})  # deleted since: not offered
+    at = _open_tab(_compute(_page(), "compare these maps"), "Compare models")
+    options = at.selectbox(key="att_cmp_model_choice").options
+    label = f"checkpoint: run #{run_id} attention-page-test · step 3"
+    assert label in options and not any("step 4" in o for o in options if f"#{run_id} " in o)
+    at.selectbox(key="att_cmp_model_choice").set_value(label).run()
+    at.button(key="att_cmp_go").click().run()
+    assert not at.exception and not at.error
+    assert any("identical" in i.value for i in at.info)
