@@ -14,6 +14,7 @@ PAGES = {
     "Language models": [
         st.Page("pages/playground.py", title="Playground", icon=":material/chat:", default=True),
         st.Page("pages/attention.py", title="Attention", icon="🔍"),
+        st.Page("pages/rl_training.py", title="RL fine-tuning", icon=":material/model_training:"),
     ],
     "Classic RL": [st.Page("pages/classic_rl.py", title="Gymnasium agents", icon="🤖")],
     "Runs": [
