@@ -1,0 +1,173 @@
+"""AppTest for the RL fine-tuning page: presets, validation, YAML round trip, a tiny run shown with curves and samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "rl_training.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _open(at: AppTest, view: str) -> None:
+    at.session_state["rl_view"] = view
+    at.run()
+    assert not at.exception, at.exception
+
+
+def _lm_rl_count() -> int:
+    from ui.state import get_store
+
+    return len(get_store().list_runs(kind="lm_rl"))
+
+
+def _shown_yaml(at: AppTest) -> dict:
+    blocks = [c.value for c in at.code if c.language == "yaml"]
+    assert blocks, "no YAML shown"
+    return yaml.safe_load(blocks[0])
+
+
+def test_presets_fill_the_config() -> None:
+    at = _page()
+    _open(at, "New run")
+    at.button(key="rl_preset_learn-arithmetic").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="rl_f_algorithm").value == "grpo"
+    assert at.selectbox(key="rl_prompts_builtin").value == "arithmetic"
+    assert at.selectbox(key="rl_f_chat").value == "chat"
+    assert at.number_input(key="rl_f_num_generations").value == 8
+    assert [s["type"] for s in at.session_state["rl_config"]["rewards"]] == ["exact_answer"]
+
+    at.button(key="rl_preset_make-it-positive").click()
+    at.run()
+    assert at.selectbox(key="rl_prompts_builtin").value == "sentence-starters"
+    assert at.selectbox(key="rl_f_chat").value == "raw"
+    assert at.number_input(key="rl_f_learning_rate").value == pytest.approx(2e-5)
+    assert [s["type"] for s in at.session_state["rl_config"]["rewards"]] == ["vader"]
+    assert _shown_yaml(at)["rewards"][0]["type"] == "vader"
+
+
+def test_invalid_config_shows_what_to_change_and_starts_nothing() -> None:
+    at = _page()
+    _open(at, "New run")
+    before = _lm_rl_count()
+    at.number_input(key="rl_f_temperature").set_value(0.0)
+    at.button(key="rl_start").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("temperature must be above 0" in e.value for e in at.error), [e.value for e in at.error]
+    at.number_input(key="rl_f_temperature").set_value(1.0)
+    at.number_input(key="rl_f_num_generations").set_value(1)
+    at.button(key="rl_start").click()
+    at.run()
+    assert any("set num_generations to 2 or more" in e.value for e in at.error), [e.value for e in at.error]
+    at.number_input(key="rl_f_num_generations").set_value(4)
+    at.text_input(key="rl_f_model").input("/no/such/model")
+    at.button(key="rl_start").click()
+    at.run()
+    assert any("No file or folder at '/no/such/model'" in e.value for e in at.error), [e.value for e in at.error]
+    assert _lm_rl_count() == before
+
+
+def test_yaml_round_trip_and_bad_yaml_messages() -> None:
+    at = _page()
+    _open(at, "New run")
+    shown = _shown_yaml(at)
+    assert shown["algorithm"] == "grpo"
+    text = yaml.safe_dump({**shown, "algorithm": "rloo", "steps": 7, "beta": 0.05, "prompt_set": "review-openers"})
+    at.text_area(key="rl_yaml_text").input(text)
+    at.button(key="rl_yaml_load").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="rl_f_algorithm").value == "rloo"
+    assert at.number_input(key="rl_f_steps").value == 7
+    assert at.number_input(key="rl_f_beta").value == pytest.approx(0.05)
+    assert at.selectbox(key="rl_prompts_builtin").value == "review-openers"
+    again = _shown_yaml(at)
+    assert {k: again[k] for k in ("algorithm", "steps", "beta", "prompt_set")} == \
+        {"algorithm": "rloo", "steps": 7, "beta": 0.05, "prompt_set": "review-openers"}
+
+    at.text_area(key="rl_yaml_text").input("algorithm: [grpo\nsteps: 3")
+    at.button(key="rl_yaml_load").click()
+    at.run()
+    assert any("not valid YAML" in e.value for e in at.error), [e.value for e in at.error]
+    at.text_area(key="rl_yaml_text").input("algoritm: ppo")
+    at.button(key="rl_yaml_load").click()
+    at.run()
+    assert any("did you mean 'algorithm'" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.selectbox(key="rl_f_algorithm").value == "rloo"  # a bad file changes nothing
+
+
+def test_failed_run_shows_message_and_traceback() -> None:
+    from ui.state import get_store
+
+    store = get_store()
+    run_id = store.create_run("lm_rl", "diverged run", {"algorithm": "grpo", "model": "bundled", "steps": 5}, 5)
+    store.mark_started(run_id)
+    store.set_status(run_id, "failed", error="The loss became nan at step 3: training diverged. Lower learning_rate."
+                                             "\n\nTraceback (most recent call last):\n  File \"trainer.py\"\n<b>not html</b>")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["rl_run_id"] = run_id
+    at.session_state["rl_view"] = "Dashboard"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("training diverged" in e.value and "Traceback" not in e.value for e in at.error)
+    assert any("Traceback (most recent call last)" in c.value for c in at.code)
+    assert any(x.label == "Traceback" for x in at.expander)
+
+
+def test_tiny_run_from_the_page_shows_curves_samples_and_resumes(tiny_model_dir) -> None:
+    from ui.state import get_run_manager
+
+    at = _page()
+    _open(at, "New run")
+    at.button(key="rl_preset_make-it-positive").click()
+    at.run()
+    at.text_input(key="rl_f_model").input(str(tiny_model_dir))
+    at.selectbox(key="rl_f_device").set_value("cpu")
+    for name, value in (("steps", 2), ("prompts_per_step", 2), ("num_generations", 2), ("max_new_tokens", 6)):
+        at.number_input(key=f"rl_f_{name}").set_value(value)
+    at.button(key="rl_start").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    run_id = at.session_state["rl_run_id"]
+    assert at.session_state["rl_view"] == "Dashboard"
+    assert get_run_manager().wait(run_id, timeout=90)
+    at.run()
+    assert not at.exception, at.exception
+    run = get_run_manager().store.get_run(run_id)
+    assert run["status"] == "completed", run.get("error")
+    assert run["config"]["model"] == str(tiny_model_dir) and run["config"]["steps"] == 2
+    assert at.selectbox(key="rl_pick").value == run_id
+    assert len(at.get("plotly_chart")) >= 6  # reward + the small curves
+    assert any(df.value.shape[0] == 4 and "completion" in df.value.columns for df in at.dataframe)  # step 2's samples
+    assert at.get("html"), "the token view renders"
+    at.radio(key=f"rl_token_colour_{run_id}").set_value("per-token KL")
+    at.run()
+    assert any("beta = 0" in c.value for c in at.caption)
+
+    # Resume from the final checkpoint for one more step: a new run with resume_from set.
+    at.number_input(key=f"rl_ckpt_until_{run_id}_2").set_value(3)
+    at.button(key=f"rl_resume_ckpt_{run_id}").click()
+    at.run()
+    assert not at.exception, at.exception
+    new_id = at.session_state["rl_run_id"]
+    assert new_id != run_id
+    assert get_run_manager().wait(new_id, timeout=90)
+    resumed = get_run_manager().store.get_run(new_id)
+    assert resumed["status"] == "completed", resumed.get("error")
+    assert resumed["config"]["resume_from"].endswith("checkpoint-000002")
+    assert get_run_manager().store.read_metrics_wide(new_id)["step"].tolist() == [3]
