@@ -276,11 +276,12 @@ def make_layer_head_grid(values: np.ndarray, title: str = "", value_name: str = 
     fig = go.Figure(
         go.Heatmap(
             z=v, x=[f"H{h}" for h in range(v.shape[1])], y=[f"L{ly}" for ly in range(v.shape[0])], colorscale=colorscale,
+            zmin=0.0, zmax=max(float(v.max()) if v.size else 0.0, 1e-6),  # all zeros (identical models) stays white
             hovertemplate=f"%{{y}} %{{x}}<br>{value_name} %{{z:.5f}}<extra></extra>", colorbar=dict(title=value_name, thickness=12),
         )
     )
     fig.update_layout(
         title=title, height=int(min(900, max(260, 20 * v.shape[0] + 80))), margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-        yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category", side="top"),
+        yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"),
     )
     return fig

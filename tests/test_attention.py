@@ -149,6 +149,20 @@ def test_difference_of_a_model_with_itself_is_zero(tiny_eager, tiny_maps):
     assert att.summarize_difference(diff).shape == (2, 4)
 
 
+def test_difference_shows_where_a_changed_checkpoint_attends_differently(tiny_model_dir, tiny_maps, tmp_path):
+    """Perturb layer 1's queries in a copy ('a checkpoint'): layer 0 stays identical, layer 1 differs."""
+    changed = att.load_attention_model(str(tiny_model_dir), device="cpu")
+    with torch.no_grad():
+        changed.model.model.layers[1].self_attn.q_proj.weight.mul_(3.0)
+    diff = att.compute_attention_difference(tiny_maps, att.extract_attention_like(changed, tiny_maps))
+    summary = att.summarize_difference(diff)  # (L, H)
+    assert np.all(summary[0] == 0) and np.all(summary[1] > 1e-4)
+    fig = viz.make_difference_heatmap(diff[1, 0], tiny_maps.tokens)
+    assert fig.data[0].zmid == 0 and fig.data[0].zmax == -fig.data[0].zmin > 0
+    grid = viz.make_layer_head_grid(summary)
+    assert grid.data[0].zmin == 0
+
+
 def test_difference_refuses_other_shapes(tiny_maps, bundled_eager):
     other = att.extract_attention_like(bundled_eager, tiny_maps)  # same tokenizer, 30 x 9 heads
     with pytest.raises(InputError, match="different shapes"):
