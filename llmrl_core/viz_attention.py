@@ -49,19 +49,24 @@ def make_head_heatmap(
     n_prompt: int | None = None,
     colorscale: str = "Blues",
     value_name: str = "weight",
+    scale_without_first: bool = False,
 ) -> go.Figure:
     """Query tokens (rows) x key tokens (columns) for one head or an aggregate; hover shows the exact weight.
 
     Cells above the diagonal (the future, masked by the causal mask) are left blank. A dashed
     line marks where the prompt ends and the completion starts when `n_prompt` is inside the text.
+    `scale_without_first` sets the colour range from keys 1.. only, so a head that parks most of
+    its weight on the first token (an attention sink) still shows where the rest goes; the hover
+    keeps the exact values.
     """
     w = np.asarray(weights, dtype=np.float32)  # (T, T)
     n = w.shape[0]
     z = np.where(np.tril(np.ones((n, n), dtype=bool)), w, np.nan)  # (T, T), future blank
+    top = float(np.nanmax(z[1:, 1:])) if scale_without_first and n > 1 else float(np.nanmax(z)) if n else 1.0
     labels = make_axis_labels(tokens)
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=labels, y=labels, colorscale=colorscale, zmin=0.0, zmax=float(np.nanmax(z)) if n else 1.0,
+            z=z, x=labels, y=labels, colorscale=colorscale, zmin=0.0, zmax=max(top, 1e-6),
             hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{value_name} %{{z:.6f}}<extra></extra>",
             colorbar=dict(title=value_name, thickness=12),
         )

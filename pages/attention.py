@@ -153,7 +153,11 @@ def overview_ui(maps: att.AttentionMaps) -> None:
         layer, head = st.session_state.att_layer, st.session_state.att_head
         kv = head // max(maps.n_heads // max(maps.n_kv_heads, 1), 1)
         title = f"Layer {layer}, head {head} (key/value head {kv})"
-        st.plotly_chart(viz.make_head_heatmap(maps.head(layer, head), maps.tokens, title, n_prompt=maps.n_prompt), key="att_heatmap")
+        sink = st.toggle("Colour scale ignores the first token", value=True, key="att_sink",
+                         help="Many heads park most weight on the first token (an 'attention sink'); scaling colours "
+                              "without it shows where the rest goes. Hover values stay exact.")
+        fig = viz.make_head_heatmap(maps.head(layer, head), maps.tokens, title, n_prompt=maps.n_prompt, scale_without_first=sink)
+        st.plotly_chart(fig, key="att_heatmap")
 
 
 def head_view_ui(maps: att.AttentionMaps) -> None:
@@ -187,7 +191,9 @@ def aggregates_ui(maps: att.AttentionMaps) -> None:
         grid, title = st.session_state.att_rollout[layer], f"Attention rollout through layer {layer}"
     else:
         grid, title = att.compute_head_mean(maps.weights[layer : layer + 1])[0], f"Layer {layer}, mean over {maps.n_heads} heads"
-    st.plotly_chart(viz.make_head_heatmap(grid, maps.tokens, title, n_prompt=maps.n_prompt, colorscale="Purples"), key="att_agg")
+    fig = viz.make_head_heatmap(grid, maps.tokens, title, n_prompt=maps.n_prompt, colorscale="Purples",
+                                scale_without_first=st.session_state.get("att_sink", True))
+    st.plotly_chart(fig, key="att_agg")
 
 
 def token_ui(maps: att.AttentionMaps) -> None:

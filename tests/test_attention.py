@@ -191,6 +191,12 @@ def test_heatmap_labels_are_unique_and_future_is_blank(tiny_maps: att.AttentionM
     assert np.isnan(z[0, 1]) and not np.isnan(z[1, 0])
 
 
+def test_colour_scale_can_ignore_the_first_token():
+    w = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.8, 0.05, 0.15]], dtype=np.float32)
+    assert viz.make_head_heatmap(w, ["a", "b", "c"]).data[0].zmax == 1.0
+    assert abs(viz.make_head_heatmap(w, ["a", "b", "c"], scale_without_first=True).data[0].zmax - 0.15) < 1e-6
+
+
 def test_model_view_has_one_clickable_point_per_head(tiny_maps: att.AttentionMaps):
     fig = viz.make_model_view(tiny_maps.weights, selected=(1, 2))
     points = fig.data[1]
