@@ -98,11 +98,12 @@ def pool_map(weights: np.ndarray, size: int) -> np.ndarray:
     return pooled / counts[:, None] / counts[None, :]
 
 
-def make_thumbnail_canvas(weights: np.ndarray, tile: int = 24) -> np.ndarray:
+def make_thumbnail_canvas(weights: np.ndarray, tile: int = 24, scale_without_first: bool = True) -> np.ndarray:
     """All heads' maps pooled to (tile x tile) and laid out as one image, rows = layers, columns = heads.
 
     (L, H, T, T) -> (L * (t + 1) - 1, H * (t + 1) - 1) uint8 with t = min(tile, T); each thumbnail
-    is scaled to its own maximum (255) so weak heads stay visible; the gaps between tiles and the
+    is scaled to its own maximum (255; by default the maximum off the first key column, which
+    saturates, so a head's structure shows beside its attention sink); the gaps between tiles and the
     masked future are 0 (white). uint8 keeps the figure small (plotly ships numpy arrays as binary).
     """
     n_layers, n_heads, n = weights.shape[0], weights.shape[1], weights.shape[2]
@@ -113,8 +114,9 @@ def make_thumbnail_canvas(weights: np.ndarray, tile: int = 24) -> np.ndarray:
         counts = np.diff(np.append(edges, n)).astype(np.float32)  # (t,)
         w = np.add.reduceat(np.add.reduceat(w, edges, axis=2), edges, axis=3)  # (L, H, t, t) sums
         w = w / counts[:, None] / counts[None, :]
-    peak = np.maximum(w.max(axis=(2, 3), keepdims=True), 1e-9)  # (L, H, 1, 1)
-    thumbs = np.rint(255.0 * w / peak).astype(np.uint8)  # (L, H, t, t)
+    scaled = w[..., 1:] if scale_without_first and t > 1 else w  # leave the first key column (a sink) out of the scale
+    peak = np.maximum(scaled.max(axis=(2, 3), keepdims=True), 1e-9)  # (L, H, 1, 1)
+    thumbs = np.rint(np.minimum(255.0 * w / peak, 255.0)).astype(np.uint8)  # (L, H, t, t)
     thumbs[..., np.triu(np.ones((t, t), dtype=bool), 1)] = 0
     step = t + 1
     canvas = np.zeros((n_layers, step, n_heads, step), dtype=np.uint8)
