@@ -56,9 +56,12 @@ def model_choice_ui(label: str, key: str, default: str) -> str:
 
 def load_model_for_attention_ui(spec: str):
     """Load (or reuse) the eager copy of `spec`; show the error and return None on failure."""
+    if not spec:
+        st.error("Type a model spec (a model folder, a .gguf file or a hub id), or choose one from the list.")
+        return None
     try:
         with st.spinner(f"Loading an eager-attention copy of {spec or 'bundled'} (once per model)…"):
-            return get_attention_model(spec or BUNDLED_SPEC)
+            return get_attention_model(spec)
     except WorkbenchError as err:
         st.error(str(err))
         return None
@@ -113,7 +116,7 @@ def input_ui(default_spec: str) -> None:
         return
     layer, head = att.pick_default_head(maps)
     st.session_state.update(
-        att_maps=maps, att_spec=spec or BUNDLED_SPEC, att_layer=layer, att_head=head, att_compare=None, att_last_click=None,
+        att_maps=maps, att_spec=spec, att_layer=layer, att_head=head, att_compare=None, att_last_click=None,
         att_scores=att.compute_entropy_contrast(maps.weights), att_canvas=viz.make_thumbnail_canvas(maps.weights),
     )
 
@@ -162,9 +165,12 @@ def overview_ui(maps: att.AttentionMaps) -> None:
 
 def head_view_ui(maps: att.AttentionMaps) -> None:
     """View 3: lines from each token to the tokens it attends to, for one or several heads of a layer."""
+    chosen = (st.session_state.att_layer, st.session_state.att_head)
+    if st.session_state.get("att_hv_for") != chosen:  # follow the head chosen above (grid click or selectboxes)
+        st.session_state.update(att_hv_for=chosen, att_hv_layer=chosen[0], att_hv_heads=[chosen[1]])
     c1, c2, c3, c4 = st.columns([1, 2, 1, 2])
-    layer = c1.selectbox("Layer", list(range(maps.n_layers)), index=st.session_state.att_layer, key="att_hv_layer")
-    heads = c2.multiselect("Heads", list(range(maps.n_heads)), default=[st.session_state.att_head], key="att_hv_heads")
+    layer = c1.selectbox("Layer", list(range(maps.n_layers)), key="att_hv_layer")
+    heads = c2.multiselect("Heads", list(range(maps.n_heads)), key="att_hv_heads")
     threshold = c3.slider("Hide below", 0.0, 0.5, 0.02, 0.01, key="att_hv_threshold")
     focus_options = ["all tokens"] + [f"{i}: {t!r}" for i, t in enumerate(maps.tokens)]
     focus = c4.selectbox("From token", focus_options, key="att_hv_focus", help="Or hover a token on the left.")
@@ -229,7 +235,7 @@ def compare_ui(maps: att.AttentionMaps) -> None:
                 with st.spinner("Mapping the same tokens under the second model…"):
                     maps_b = att.extract_attention_like(loaded_b, maps)
                     diff = att.compute_attention_difference(maps, maps_b)
-                st.session_state.att_compare = {"spec": spec_b or BUNDLED_SPEC, "diff": diff, "summary": att.summarize_difference(diff)}
+                st.session_state.att_compare = {"spec": spec_b, "diff": diff, "summary": att.summarize_difference(diff)}
             except WorkbenchError as err:
                 st.error(str(err))
     result = st.session_state.get("att_compare")

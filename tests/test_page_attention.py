@@ -77,8 +77,12 @@ def test_grid_click_opens_that_head(page_env):
     at.run()
     assert not at.exception
     assert (at.session_state["att_layer"], at.session_state["att_head"]) == (0, 3)
+    assert at.multiselect(key="att_hv_heads").value == [3]  # the head view follows the chosen head
     at.selectbox(key="att_head").set_value(1).run()  # the selectboxes still work after a click
-    assert at.session_state["att_head"] == 1
+    assert at.session_state["att_head"] == 1 and at.multiselect(key="att_hv_heads").value == [1]
+    at.multiselect(key="att_hv_heads").set_value([0, 1, 2]).run()  # several heads at once, in colours
+    assert _head_view_markup(at).count("■ head") == 3
+    assert not at.exception and not at.warning
 
 
 def test_over_long_text_shows_the_message(page_env):
@@ -105,6 +109,9 @@ def test_compare_same_model_and_refused_shapes(page_env):
     at.button(key="att_cmp_go").click().run()
     assert not at.exception and not at.error
     assert any("identical" in i.value for i in at.info)
+    at.text_input(key="att_cmp_model_typed").set_value("")
+    at.button(key="att_cmp_go").click().run()
+    assert any("Type a model spec" in e.value for e in at.error)
     at.text_input(key="att_cmp_model_typed").set_value("/no/such/checkpoint")
     at.button(key="att_cmp_go").click().run()
     assert any("No file or folder" in e.value for e in at.error)
