@@ -43,7 +43,7 @@ def run_preset(name: str, budget: float, metric: str, overrides: dict) -> tuple[
         result = trainer.train_step()
         curve.append(result.metrics[metric])
         times.append(result.metrics["step_time"])
-        print(f"  step {result.step:3d}  {metric} {curve[-1]:+.3f}  length {result.metrics['completions/mean_length']:5.1f}"
+        print(f"  step {result.step:3d}  {metric} {curve[-1]:+.3f}  length {result.metrics['completions/mean_length']:5.1f}  gen {result.metrics['time/generation']:4.1f} s"
               f"  {times[-1]:5.1f} s  (elapsed {time.perf_counter() - start:5.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
     return trainer, curve, times
 

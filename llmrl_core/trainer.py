@@ -376,7 +376,9 @@ class RLTrainer:
                 logits_to_keep=n_pos + 1,  # lm_head only on the positions that predict completion tokens
                 output_hidden_states=want_values, use_cache=False,
             )
-        logits = out.logits[:, :-1, :].float() / self.cfg.temperature  # (b, T, V)
+        logits = out.logits[:, :-1, :].float()  # (b, T, V)
+        if self.cfg.temperature != 1.0:
+            logits = logits / self.cfg.temperature  # the distribution the tokens were sampled from
         logp = compute_token_logprobs(logits, ro.completion_ids[idx])  # (b, T)
         values = None
         if want_values:
