@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from typing import Any, Callable
 
 import pandas as pd
@@ -24,7 +25,7 @@ from llmrl_core.runs import ACTIVE_STATUSES
 from ui.prompt_picker import MODES as PROMPT_MODES
 from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
 from ui.reward_lab import custom_code_policy_ui, reward_editor_ui, reward_lab_ui
-from ui.rl_dashboard import STATUS_ICONS, rl_dashboard_ui
+from ui.rl_dashboard import rl_dashboard_ui
 from ui.state import default_model_spec, get_run_manager, get_store
 
 POLL_SECONDS = 1.0
@@ -435,15 +436,14 @@ def pick_run_ui() -> int | None:
     active = runs[runs["status"].isin(ACTIVE_STATUSES)]["id"].tolist()
     wanted = st.session_state.get("rl_run_id") or (active[0] if active else ids[0])
     names = runs.set_index("id")["name"].to_dict()
-    status = runs.set_index("id")["status"].to_dict()
-    steps = runs.set_index("id")[["step", "total_steps"]].to_dict("index")
+    created = runs.set_index("id")["created"].to_dict()
 
-    def label(i: int) -> str:
-        s = steps[i]
-        total = f"/{int(s['total_steps'])}" if s["total_steps"] == s["total_steps"] and s["total_steps"] else ""
-        return f"#{i} {names[i]} · {STATUS_ICONS.get(status[i], '')} {status[i]} · step {int(s['step'] or 0)}{total}"
+    def label(i: int) -> str:  # no status here: a keyed selectbox keeps showing the label it first drew
+        return f"#{i} {names[i]} · {time.strftime('%d %b %H:%M', time.localtime(created[i]))}"
 
     run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="rl_pick", format_func=label)
+    if active:
+        st.caption("Active now: " + ", ".join(f"#{i} {names[i]}" for i in active))
     st.session_state["rl_run_id"] = run_id
     return run_id
 

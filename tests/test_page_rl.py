@@ -10,6 +10,8 @@ import yaml
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from llmrl_core.config import PRESETS  # noqa: E402
+
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "rl_training.py")
 
 
@@ -47,16 +49,35 @@ def test_presets_fill_the_config() -> None:
     assert at.selectbox(key="rl_f_algorithm").value == "grpo"
     assert at.selectbox(key="rl_prompts_builtin").value == "arithmetic"
     assert at.selectbox(key="rl_f_chat").value == "chat"
-    assert at.number_input(key="rl_f_num_generations").value == 8
+    arithmetic = PRESETS["learn-arithmetic"].overrides
+    assert at.number_input(key="rl_f_num_generations").value == arithmetic["num_generations"]
+    assert at.number_input(key="rl_f_max_new_tokens").value == arithmetic["max_new_tokens"]
     assert [s["type"] for s in at.session_state["rl_config"]["rewards"]] == ["exact_answer"]
 
     at.button(key="rl_preset_make-it-positive").click()
     at.run()
     assert at.selectbox(key="rl_prompts_builtin").value == "sentence-starters"
     assert at.selectbox(key="rl_f_chat").value == "raw"
-    assert at.number_input(key="rl_f_learning_rate").value == pytest.approx(2e-5)
+    assert at.number_input(key="rl_f_learning_rate").value == pytest.approx(PRESETS["make-it-positive"].overrides["learning_rate"])
     assert [s["type"] for s in at.session_state["rl_config"]["rewards"]] == ["vader"]
     assert _shown_yaml(at)["rewards"][0]["type"] == "vader"
+
+
+def test_custom_python_rewards_follow_the_server_address() -> None:
+    from streamlit import config
+
+    at = _page()
+    _open(at, "New run")
+    assert any("Custom code is allowed because the server listens on loopback" in c.value for c in at.caption)
+    old = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = _page()
+        _open(at, "New run")
+        assert any("Custom Python is off: this server listens on 0.0.0.0" in c.value for c in at.caption)
+        assert "custom" not in at.selectbox(key="rl_rewards_v0_new_type").options
+    finally:
+        config.set_option("server.address", old)
 
 
 def test_invalid_config_shows_what_to_change_and_starts_nothing() -> None:

@@ -173,14 +173,14 @@ def samples_inspector_ui(run: dict, samples: pd.DataFrame) -> None:
         shown = best
     elif view == f"worst {BEST_WORST_N}":
         shown = worst
+    numbers = [c for c in shown.columns if c not in ("sample", "step", "prompt", "completion", "finish")]
     st.dataframe(  # st.dataframe shows text as text: model output is never interpreted
         shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 420),
         column_config={
             "sample": None,
             "prompt": st.column_config.TextColumn(width="medium"),
             "completion": st.column_config.TextColumn(width="large"),
-            "advantage": st.column_config.NumberColumn(format="%.3f"),
-            "total": st.column_config.NumberColumn(format="%.3f"),
+            **{c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
         },
     )
     token_view_ui(run_id, shown, samples)
@@ -191,9 +191,10 @@ def token_view_ui(run_id: int, shown: pd.DataFrame, samples: pd.DataFrame) -> No
     if shown.empty:
         return
     ids = shown["sample"].tolist()
+    strongest = shown["advantage"].abs().fillna(-1.0).to_numpy().argmax()  # start on a sample the update cared about
     labels = {int(r.sample): f"step {r.step} · total {r.total:.3f} · {str(r.completion)[:60]!r}" for r in shown.itertuples()}
     c_pick, c_colour = st.columns([3, 2])
-    sample_id = c_pick.selectbox("Token view of sample", ids, key=f"rl_token_sample_{run_id}",
+    sample_id = c_pick.selectbox("Token view of sample", ids, index=int(strongest), key=f"rl_token_sample_{run_id}",
                                  format_func=lambda i: labels.get(int(i), str(i)))
     colouring = c_colour.radio("Colour tokens by", list(TOKEN_COLOURINGS), horizontal=True,
                                key=f"rl_token_colour_{run_id}")
