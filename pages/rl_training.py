@@ -22,6 +22,7 @@ from llmrl_core.config import CHAT_MODES, LR_SCHEDULERS, MIXED_PRECISION, PRESET
 from llmrl_core.errors import InputError, WorkbenchError
 from llmrl_core.prompts import BUILTIN_PROMPT_SETS, load_prompt_set
 from llmrl_core.runs import ACTIVE_STATUSES
+from llmrl_core.viz_rl import escape_markdown
 from ui.prompt_picker import MODES as PROMPT_MODES
 from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
 from ui.reward_lab import custom_code_policy_ui, reward_editor_ui, reward_lab_ui
@@ -283,7 +284,7 @@ def prompts_ui() -> None:
             st.rerun()
         preview = _preview_prompt_set(fixed)
         if isinstance(preview, str):
-            st.error(preview)
+            st.error(escape_markdown(preview))
         else:
             show_prompt_preview_ui(preview)
         cfg["prompt_set"] = fixed
@@ -341,7 +342,7 @@ def start_run_ui() -> None:
     try:
         cfg = validate_config()
     except WorkbenchError as err:
-        st.error(str(err))  # RLConfig's messages say what to change; never a traceback
+        st.error(escape_markdown(err))  # RLConfig's messages say what to change; never a traceback
         return
     run_id = get_run_manager().start("lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps)
     st.session_state["rl_run_id"] = run_id
@@ -379,7 +380,7 @@ def yaml_ui() -> None:
     try:
         current = RLConfig.from_dict(dict(_config())).to_yaml()
     except WorkbenchError as err:
-        st.warning(f"The form's config is not valid yet, so it has no YAML: {err}")
+        st.warning(f"The form's config is not valid yet, so it has no YAML: {escape_markdown(err)}")
         current = None
     if current is not None:
         st.code(current, language="yaml")
@@ -391,7 +392,7 @@ def yaml_ui() -> None:
                  placeholder="algorithm: rloo\nsteps: 20\nrewards:\n- type: vader")
     st.button("Load into the form", key="rl_yaml_load", on_click=load_yaml_text)
     if st.session_state.get("rl_yaml_error"):
-        st.error(st.session_state["rl_yaml_error"])
+        st.error(escape_markdown(st.session_state["rl_yaml_error"]))  # may quote the file
     elif st.session_state.pop("rl_yaml_loaded", False):
         st.success("Loaded: every field of the form now shows the config.")
 
@@ -423,7 +424,7 @@ def new_run_ui() -> None:
     st.caption(f"{ALGORITHM_LABELS.get(cfg.get('algorithm'), cfg.get('algorithm'))} · {cfg.get('steps')} steps × "
                f"{cfg.get('prompts_per_step')} prompts × {cfg.get('num_generations')} samples · up to "
                f"{cfg.get('max_new_tokens')} new tokens · {'LoRA' if cfg.get('use_lora') else 'full fine-tuning'} of "
-               f"{cfg.get('model')}")
+               f"{escape_markdown(cfg.get('model'))}")
     start_run_ui()
 
 
@@ -443,7 +444,7 @@ def pick_run_ui() -> int | None:
 
     run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="rl_pick", format_func=label)
     if active:
-        st.caption("Active now: " + ", ".join(f"#{i} {names[i]}" for i in active))
+        st.caption("Active now: " + ", ".join(f"\\#{i} {escape_markdown(names[i])}" for i in active))
     st.session_state["rl_run_id"] = run_id
     return run_id
 

@@ -34,6 +34,11 @@ def _lm_rl_count() -> int:
     return len(get_store().list_runs(kind="lm_rl"))
 
 
+def _errors(at: AppTest) -> list[str]:
+    """Error texts as shown (the page backslash-escapes Markdown in messages)."""
+    return [e.value.replace("\\", "") for e in at.error]
+
+
 def _shown_yaml(at: AppTest) -> dict:
     blocks = [c.value for c in at.code if c.language == "yaml"]
     assert blocks, "no YAML shown"
@@ -88,17 +93,17 @@ def test_invalid_config_shows_what_to_change_and_starts_nothing() -> None:
     at.button(key="rl_start").click()
     at.run()
     assert not at.exception, at.exception
-    assert any("temperature must be above 0" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("temperature must be above 0" in e for e in _errors(at)), _errors(at)
     at.number_input(key="rl_f_temperature").set_value(1.0)
     at.number_input(key="rl_f_num_generations").set_value(1)
     at.button(key="rl_start").click()
     at.run()
-    assert any("set num_generations to 2 or more" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("set num_generations to 2 or more" in e for e in _errors(at)), _errors(at)
     at.number_input(key="rl_f_num_generations").set_value(4)
     at.text_input(key="rl_f_model").input("/no/such/model")
     at.button(key="rl_start").click()
     at.run()
-    assert any("No file or folder at '/no/such/model'" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("No file or folder at '/no/such/model'" in e for e in _errors(at)), _errors(at)
     assert _lm_rl_count() == before
 
 
@@ -123,11 +128,11 @@ def test_yaml_round_trip_and_bad_yaml_messages() -> None:
     at.text_area(key="rl_yaml_text").input("algorithm: [grpo\nsteps: 3")
     at.button(key="rl_yaml_load").click()
     at.run()
-    assert any("not valid YAML" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("not valid YAML" in e for e in _errors(at)), _errors(at)
     at.text_area(key="rl_yaml_text").input("algoritm: ppo")
     at.button(key="rl_yaml_load").click()
     at.run()
-    assert any("did you mean 'algorithm'" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("did you mean 'algorithm'" in e for e in _errors(at)), _errors(at)
     assert at.selectbox(key="rl_f_algorithm").value == "rloo"  # a bad file changes nothing
 
 
@@ -135,7 +140,7 @@ def test_failed_run_shows_message_and_traceback() -> None:
     from ui.state import get_store
 
     store = get_store()
-    run_id = store.create_run("lm_rl", "diverged run", {"algorithm": "grpo", "model": "bundled", "steps": 5}, 5)
+    run_id = store.create_run("lm_rl", "![x](http://evil) diverged run", {"algorithm": "grpo", "model": "bundled", "steps": 5}, 5)
     store.mark_started(run_id)
     store.set_status(run_id, "failed", error="The loss became nan at step 3: training diverged. Lower learning_rate."
                                              "\n\nTraceback (most recent call last):\n  File \"trainer.py\"\n<b>not html</b>")
@@ -144,7 +149,9 @@ def test_failed_run_shows_message_and_traceback() -> None:
     at.session_state["rl_view"] = "Dashboard"
     at.run()
     assert not at.exception, at.exception
-    assert any("training diverged" in e.value and "Traceback" not in e.value for e in at.error)
+    assert any("training diverged" in e and "Traceback" not in e for e in _errors(at))
+    # Run names and messages can come from YAML files or model output: their Markdown is escaped.
+    assert any(r"\!\[x\]\(http\://evil\)" in h.value for h in at.subheader), [h.value for h in at.subheader]
     assert any("Traceback (most recent call last)" in c.value for c in at.code)
     assert any(x.label == "Traceback" for x in at.expander)
 
@@ -163,7 +170,7 @@ def test_tiny_run_from_the_page_shows_curves_samples_and_resumes(tiny_model_dir)
     at.button(key="rl_start").click()
     at.run()
     assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, _errors(at)
     run_id = at.session_state["rl_run_id"]
     assert at.session_state["rl_view"] == "Dashboard"
     assert get_run_manager().wait(run_id, timeout=90)

@@ -18,6 +18,7 @@ import streamlit as st
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.viz_rl import (
     TOKEN_COLOURINGS,
+    escape_markdown,
     estimate_eta_seconds,
     explain_flat_rewards,
     format_duration,
@@ -82,12 +83,12 @@ def run_status_ui(run: dict, metrics: pd.DataFrame) -> None:
     if status == "failed":
         error = run.get("error") or "The run failed without a message."
         headline, _, trace = error.partition("\n\n")
-        st.error(headline)
+        st.error(escape_markdown(headline))  # messages may quote model output or file contents
         if trace.strip():
             with st.expander("Traceback"):
                 st.code(trace, language="text")
     elif status == "interrupted":
-        st.warning((run.get("error") or "The run was interrupted.") +
+        st.warning(escape_markdown(run.get("error") or "The run was interrupted.") +
                    " Resume it from its last checkpoint below, if it saved one.")
     elif status == "stopped":
         st.info("Stopped by request.")
@@ -240,7 +241,7 @@ def checkpoints_ui(run: dict) -> None:
             cfg = RLConfig.from_dict({**run["config"], "resume_from": choice, "steps": until,
                                       "name": f"{run['name']} (resumed)"})
         except WorkbenchError as err:
-            st.error(str(err))
+            st.error(escape_markdown(err))
             return
         new_id = get_run_manager().start("lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps)
         st.session_state["rl_run_id"] = new_id
@@ -273,11 +274,11 @@ def rl_dashboard_ui(run_id: int, was_live: bool = False, on_clone: Any = None) -
     config = run["config"]
     active = run["status"] in ACTIVE_STATUSES
     metrics, samples = read_run_data(run_id)
-    st.subheader(f"#{run['id']} · {run['name']}")
+    st.subheader(f"\\#{run['id']} · {escape_markdown(run['name'])}")
     algo = str(config.get("algorithm", "?")).upper()
     mode = "LoRA" if config.get("use_lora") else "full fine-tuning"
-    st.caption(f"{STATUS_ICONS.get(run['status'], '')} {run['status']} · {algo} · {mode} · model {config.get('model')} · "
-               f"prompts {config.get('prompt_set')} · {config.get('prompts_per_step')} prompts × "
+    st.caption(f"{STATUS_ICONS.get(run['status'], '')} {run['status']} · {algo} · {mode} · model {escape_markdown(config.get('model'))} · "
+               f"prompts {escape_markdown(config.get('prompt_set'))} · {config.get('prompts_per_step')} prompts × "
                f"{config.get('num_generations')} samples per step · seed {config.get('seed')}")
     run_status_ui(run, metrics)
     c_controls, c_clone = st.columns([4, 1])
