@@ -199,3 +199,55 @@ def test_tiny_run_from_the_page_shows_curves_samples_and_resumes(tiny_model_dir)
     assert resumed["status"] == "completed", resumed.get("error")
     assert resumed["config"]["resume_from"].endswith("checkpoint-000002")
     assert get_run_manager().store.read_metrics_wide(new_id)["step"].tolist() == [3]
+
+
+def _wait_for_status(run_id: int, statuses: set[str], timeout: float = 60.0) -> str:
+    import time
+
+    from ui.state import get_store
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = get_store().get_run(run_id)["status"]
+        if status in statuses:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} stayed {status!r}, expected one of {statuses}")
+
+
+def test_pause_resume_stop_and_edit_a_copy(tiny_model_dir) -> None:
+    from ui.state import get_run_manager, get_store
+
+    config = {"name": "controls", "model": str(tiny_model_dir), "device": "cpu", "steps": 500, "prompts_per_step": 1,
+              "num_generations": 2, "max_new_tokens": 4, "beta": 0.1, "algorithm": "rloo"}
+    run_id = get_run_manager().start("lm_rl", config, name="controls", total_steps=500)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["rl_view"] = "Dashboard"
+    _wait_for_status(run_id, {"running"})
+    at.run()
+    assert at.selectbox(key="rl_pick").value == run_id  # the newest active run is shown on load
+    at.button(key=f"rl_pause_{run_id}").click()
+    at.run()
+    _wait_for_status(run_id, {"paused"})
+    at.run()
+    at.button(key=f"rl_resume_{run_id}").click()
+    at.run()
+    _wait_for_status(run_id, {"running"})
+    at.run()
+    at.button(key=f"rl_stop_{run_id}").click()
+    at.run()
+    assert get_run_manager().wait(run_id, timeout=60)
+    assert get_store().get_run(run_id)["status"] == "stopped"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Stopped by request." in i.value for i in at.info)
+    assert not get_store().list_artifacts(run_id, kind="checkpoint").empty  # a stop saves a checkpoint to resume from
+
+    at.button(key=f"rl_clone_{run_id}").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["rl_view"] == "New run"
+    assert at.text_input(key="rl_f_name").value == "controls (copy)"
+    assert at.selectbox(key="rl_f_algorithm").value == "rloo"
+    assert at.number_input(key="rl_f_beta").value == pytest.approx(0.1)
+    assert at.text_input(key="rl_f_model").value == str(tiny_model_dir)

@@ -291,7 +291,7 @@ def rl_dashboard_ui(run_id: int, was_live: bool = False, on_clone: Any = None) -
     curves_ui(run, metrics)
     st.markdown("#### Samples")
     samples_inspector_ui(run, samples)
-    with st.expander("Checkpoints and resume"):
+    with st.expander("Checkpoints and resume", expanded=run["status"] in ("interrupted", "failed")):
         checkpoints_ui(run)
     with st.expander("Log"):
         logs_ui(run_id)
