@@ -10,7 +10,7 @@ gradient checkpointing on); `--trl-plain` adds a second TRL run with both off, s
 comparison does not hinge on those defaults. The engine runs in float32 and, with
 `--engine-bf16`, also with bf16 autocast (mixed_precision='bf16').
 
-Usage: LLMRL_HOME=/tmp/lh python bench/bench_rl_step.py [--steps 4] [--warmup 1] [--trl-plain] [--engine-bf16]
+Usage: LLMRL_HOME=/tmp/lh python bench/bench_rl_step.py [--steps 4] [--warmup 1] [--trl-plain] [--engine-bf16] [--threads N]
 Needs: pip install -r bench/requirements.txt (trl). Timings are noisy when other jobs share the cores.
 """
 
@@ -108,7 +108,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--trl-plain", action="store_true", help="also time TRL with bf16 and gradient checkpointing off")
     parser.add_argument("--engine-bf16", action="store_true", help="also time the engine with bf16 autocast")
+    parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's choice; 1 is faster "
+                        "when other jobs oversubscribe the cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
     results: dict[str, float] = {}
     results["engine (fp32)"] = statistics.median(time_engine(args.steps, args.warmup, "no"))

@@ -176,3 +176,13 @@ def test_pause_and_resume_between_steps(tiny_model_dir, store):
     assert manager.wait(run_id, timeout=120)
     assert store.get_run(run_id)["status"] == "completed"
     assert list(store.read_metrics_wide(run_id)["step"]) == [1, 2]
+
+
+def test_bf16_mixed_precision_samples_from_a_synced_copy(tiny_model_dir):
+    cfg = tiny_config(tiny_model_dir, mixed_precision="bf16")
+    trainer = RLTrainer(cfg, prompts=PROMPTS)
+    result = trainer.train_step()
+    assert set(result.metrics) == expected_metric_keys(cfg, ["length"])
+    for copy, param in zip(trainer.sampler.parameters(), trainer.policy.parameters()):
+        assert copy.dtype == torch.bfloat16 and param.dtype == torch.float32
+        assert torch.equal(copy, param.detach().to(torch.bfloat16))  # synced after the update
