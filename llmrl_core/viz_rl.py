@@ -223,8 +223,12 @@ def make_token_tooltips(extras: dict) -> list[str]:
     return tips
 
 
-def render_sample_tokens_html(extras: dict, colouring: str) -> tuple[str | None, str]:
-    """The completion's tokens coloured by `colouring` (escaped HTML), and a note; (None, note) without data."""
+def render_sample_tokens_html(extras: dict, colouring: str, scale: float | None = None) -> tuple[str | None, str]:
+    """The completion's tokens coloured by `colouring` (escaped HTML), and a note; (None, note) without data.
+
+    `scale` is the |value| at which colours saturate; pass the largest |advantage| of the step so samples
+    compare by colour (default: this sample's own largest |value|).
+    """
     tokens = extras.get("tokens")
     if not tokens:
         return None, "No tokens stored for this sample."
@@ -232,7 +236,9 @@ def render_sample_tokens_html(extras: dict, colouring: str) -> tuple[str | None,
     if values is None:
         return None, note
     mode = "logprob" if colouring == "log-prob" else "diverging"
-    return render_token_html(tokens, values, make_token_tooltips(extras), mode=mode), note
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        scale = None
+    return render_token_html(tokens, values, make_token_tooltips(extras), mode=mode, scale=scale), note
 
 
 def _num(value: Any) -> float:

@@ -83,7 +83,10 @@ def test_rl_make_it_positive_journey(tmp_path, workbench_home, tiny_model_dir):
         grid.wait_for(state="attached", timeout=30_000)
         assert int(grid.get_attribute("aria-rowcount")) >= 3, "the samples table shows no rows"
         assert table.locator('[role="gridcell"]').count() > 0
-        page.locator(".token-view .tok").first.wait_for(timeout=30_000)
+        token = page.locator(".token-view .tok").first
+        token.wait_for(timeout=30_000)
+        assert "advantage" in token.get_attribute("title")  # st.html keeps the hover text
+        assert "background" in token.get_attribute("style")  # ... and the colour
 
         page.get_by_role("button", name="Stop", exact=True).click()
         page.get_by_test_id("stAlertContentInfo").get_by_text("Stopped by request.").wait_for(timeout=60_000)

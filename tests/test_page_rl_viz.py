@@ -51,6 +51,9 @@ def test_token_html_escapes_model_output() -> None:
     assert "<b>" not in markup and "&lt;b&gt;" in markup
     assert "every token shares it" in note
     assert markup.count('class="tok"') == 4
+    saturated, _ = render_sample_tokens_html(extras, "advantage")  # 0.7 on its own scale: full colour
+    paler, _ = render_sample_tokens_html(extras, "advantage", scale=1.4)  # half of the step's largest |advantage|
+    assert "hsl(0, 80%, 62%)" in saturated and "hsl(0, 80%, 81%)" in paler
 
 
 def test_token_values_per_colouring() -> None:

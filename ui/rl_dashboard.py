@@ -203,7 +203,10 @@ def token_view_ui(run_id: int, shown: pd.DataFrame, samples: pd.DataFrame) -> No
     if row.empty:
         return
     extras = row.iloc[0]["extras"] or {}
-    markup, note = render_sample_tokens_html(extras, colouring)
+    scale = None
+    if colouring == "advantage" and extras.get("token_advantages") is None:
+        scale = float(shown["advantage"].abs().max())  # one scale for the table, so samples compare by colour
+    markup, note = render_sample_tokens_html(extras, colouring, scale)
     st.caption(f"{TOKEN_COLOURINGS[colouring]} {note}")
     if markup is None:
         return
