@@ -251,3 +251,26 @@ def test_pause_resume_stop_and_edit_a_copy(tiny_model_dir) -> None:
     assert at.selectbox(key="rl_f_algorithm").value == "rloo"
     assert at.number_input(key="rl_f_beta").value == pytest.approx(0.1)
     assert at.text_input(key="rl_f_model").value == str(tiny_model_dir)
+
+
+def test_uploaded_prompts_and_yaml_file_reach_the_config() -> None:
+    from llmrl_core.prompts import load_prompt_set
+
+    at = _page()
+    _open(at, "New run")
+    at.radio(key="rl_prompts_mode").set_value("Upload a file").run()
+    at.file_uploader(key="rl_prompts_upload").set_value(
+        ("mine.csv", b"prompt,answer\n<b>What is 2+2?</b>,4\nWhat is 3+3?,6\n", "text/csv")).run()
+    assert not at.exception, at.exception
+    source = at.session_state["rl_config"]["prompt_set"]
+    assert source.endswith(".jsonl") and "prompt_uploads" in source  # the job reads the upload back by path
+    frame = load_prompt_set(source)
+    assert frame["prompt"].tolist() == ["<b>What is 2+2?</b>", "What is 3+3?"]
+    assert frame["answer"].astype(str).tolist() == ["4", "6"]
+
+    at.file_uploader(key="rl_yaml_file").set_value(("run.yaml", b"algorithm: reinforce\nsteps: 9\n", "text/yaml")).run()
+    at.button(key="rl_yaml_load").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="rl_f_algorithm").value == "reinforce"
+    assert at.number_input(key="rl_f_steps").value == 9
