@@ -47,5 +47,11 @@ def test_attention_journey(tmp_path, workbench_home, bundled_dir):
         lines = page.frame_locator("iframe").locator("svg.hv line")
         lines.first.wait_for(state="attached", timeout=30_000)
         assert lines.count() > 10
+        # Hovering a token on the left keeps only its own lines (CSS :has, no JavaScript).
+        frame = page.frame_locator("iframe")
+        frame.locator("svg.hv text.q5").hover()
+        shown = frame.locator("svg.hv").evaluate(
+            "s => [...s.querySelectorAll('line')].filter(l => getComputedStyle(l).display !== 'none').length")
+        assert 0 < shown == frame.locator("svg.hv line.q5").count() < lines.count()
         page.screenshot(path=str(tmp_path / "head_view.png"), full_page=True)
         assert (tmp_path / "attention.png").stat().st_size > 10_000
