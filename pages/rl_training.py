@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import typing
 from typing import Any, Callable
 
 import pandas as pd
@@ -94,7 +95,7 @@ def clone_config(config: dict) -> None:
 
 
 OPTIONAL_TEXT = ("system_prompt", "resume_from", "epsilon_high")  # an empty box means None
-FIELD_TYPES = {name: f.type for name, f in RLConfig.__dataclass_fields__.items()}
+FIELD_TYPES = typing.get_type_hints(RLConfig)  # field -> int, float, bool, str, int | None, ...
 
 
 def _from_widget(name: str, value: Any) -> Any:
@@ -105,9 +106,9 @@ def _from_widget(name: str, value: Any) -> Any:
         return [m.strip() for m in str(value).split(",") if m.strip()]
     if name in OPTIONAL_TEXT:
         return str(value).strip() or None
-    if FIELD_TYPES.get(name) == "int":
+    if FIELD_TYPES.get(name) is int:
         return int(value)
-    if FIELD_TYPES.get(name) == "float":
+    if FIELD_TYPES.get(name) is float:
         return float(value)
     return value
 
@@ -120,11 +121,11 @@ def _to_widget(name: str, value: Any) -> Any:
         return ", ".join(value or [])
     if name in OPTIONAL_TEXT:
         return "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
-    if FIELD_TYPES.get(name) == "int":
+    if FIELD_TYPES.get(name) is int:
         return int(value)
-    if FIELD_TYPES.get(name) == "float":
+    if FIELD_TYPES.get(name) is float:
         return float(value)
-    if FIELD_TYPES.get(name) == "bool":
+    if FIELD_TYPES.get(name) is bool:
         return bool(value)
     return value
 
@@ -277,7 +278,7 @@ def prompts_ui() -> None:
     cfg = _config()
     fixed = st.session_state.get("rl_prompt_fixed")
     if fixed:
-        st.markdown("Prompts named by the loaded config:")
+        st.markdown("Prompts from:")
         st.code(fixed, language="text")
         if st.button("Pick other prompts", key="rl_prompt_unfix"):
             st.session_state.pop("rl_prompt_fixed")
