@@ -10,6 +10,8 @@ from tests.browser_util import open_browser, serve_app
 @pytest.mark.browser
 def test_attention_journey(tmp_path, workbench_home, bundled_dir):
     with serve_app(workbench_home) as url, open_browser() as page:
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))  # alert(1) would land here
         page.goto(url, wait_until="domcontentloaded")
         page.get_by_role("heading", name="Playground").wait_for(timeout=90_000)  # the router is up
         page.get_by_role("link", name="Attention").click()
@@ -29,7 +31,6 @@ def test_attention_journey(tmp_path, workbench_home, bundled_dir):
         assert "Layer 29, head" in heatmap.locator(".gtitle").text_content()
         # Tokens render as text: no script element came from the model's tokens.
         assert page.locator("script:has-text('alert(1)')").count() == 0
-        assert page.get_by_text("dialog").count() == 0
         page.screenshot(path=str(tmp_path / "attention.png"), full_page=True)
         # Choosing a tile in the grid (layer 3, head 2) opens its heatmap.
         point = grid.locator(".scatterlayer .point").nth(3 * 9 + 2)
@@ -55,3 +56,4 @@ def test_attention_journey(tmp_path, workbench_home, bundled_dir):
         assert 0 < shown == frame.locator("svg.hv line.q5").count() < lines.count()
         page.screenshot(path=str(tmp_path / "head_view.png"), full_page=True)
         assert (tmp_path / "attention.png").stat().st_size > 10_000
+        assert dialogs == []
