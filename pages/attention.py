@@ -116,13 +116,13 @@ def input_ui(default_spec: str) -> None:
         return
     layer, head = att.pick_default_head(maps)
     st.session_state.update(
-        att_maps=maps, att_spec=spec, att_layer=layer, att_head=head, att_compare=None, att_last_click=None,
+        att_maps=maps, att_spec=spec, att_layer=layer, att_head=head, att_compare=None, att_last_click=read_grid_click(),
         att_scores=att.compute_entropy_contrast(maps.weights), att_canvas=viz.make_thumbnail_canvas(maps.weights),
     )
 
 
-def apply_grid_click() -> None:
-    """Turn a click on the model-view grid (kept by Streamlit under its key) into the chosen layer and head."""
+def read_grid_click() -> tuple[int, int] | None:
+    """The (layer, head) of the tile selected in the model-view grid, as Streamlit keeps it under its key."""
     event = st.session_state.get("att_grid")
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     for point in points:
@@ -130,11 +130,16 @@ def apply_grid_click() -> None:
         if isinstance(custom, dict):  # a typed array serialised by index
             custom = [custom.get("0", custom.get(0)), custom.get("1", custom.get(1))]
         if isinstance(custom, (list, tuple)) and len(custom) == 2 and None not in custom:
-            click = (int(custom[0]), int(custom[1]))
-            if click != st.session_state.get("att_last_click"):
-                st.session_state.att_last_click = click
-                st.session_state.att_layer, st.session_state.att_head = click
-            return
+            return int(custom[0]), int(custom[1])
+    return None
+
+
+def apply_grid_click() -> None:
+    """Open the clicked tile's head, once per click (the selectboxes may change it afterwards)."""
+    click = read_grid_click()
+    if click is not None and click != st.session_state.get("att_last_click"):
+        st.session_state.att_last_click = click
+        st.session_state.att_layer, st.session_state.att_head = click
 
 
 def overview_ui(maps: att.AttentionMaps) -> None:

@@ -80,6 +80,9 @@ def test_grid_click_opens_that_head(page_env):
     assert at.multiselect(key="att_hv_heads").value == [3]  # the head view follows the chosen head
     at.selectbox(key="att_head").set_value(1).run()  # the selectboxes still work after a click
     assert at.session_state["att_head"] == 1 and at.multiselect(key="att_hv_heads").value == [1]
+    at.button[0].click().run()  # a new text opens its default head, not the old click
+    assert (at.session_state["att_layer"], at.session_state["att_head"]) != (0, 3)
+    assert at.session_state["att_layer"] == 1
     at.multiselect(key="att_hv_heads").set_value([0, 1, 2]).run()  # several heads at once, in colours
     assert _head_view_markup(at).count("■ head") == 3
     assert not at.exception and not at.warning
