@@ -274,3 +274,19 @@ def test_uploaded_prompts_and_yaml_file_reach_the_config() -> None:
     assert not at.exception, at.exception
     assert at.selectbox(key="rl_f_algorithm").value == "reinforce"
     assert at.number_input(key="rl_f_steps").value == 9
+
+
+def test_form_keeps_its_values_across_tab_switches() -> None:
+    at = _page()
+    _open(at, "New run")
+    at.text_input(key="rl_f_name").input("kept name")
+    at.number_input(key="rl_f_temperature").set_value(0.7)
+    weight_key = next(w.key for w in at.number_input if str(w.key).endswith("_weight"))
+    at.number_input(key=weight_key).set_value(2.5)
+    at.run()
+    _open(at, "Dashboard")  # the form's widgets are not drawn, so Streamlit forgets their state
+    _open(at, "New run")
+    assert at.text_input(key="rl_f_name").value == "kept name"
+    assert at.number_input(key="rl_f_temperature").value == pytest.approx(0.7)
+    assert at.session_state["rl_config"]["rewards"][0]["weight"] == pytest.approx(2.5)
+    assert [w.value for w in at.number_input if str(w.key).endswith("_weight")] == [pytest.approx(2.5)]
