@@ -42,6 +42,18 @@ def make_axis_labels(tokens: Sequence[str]) -> list[str]:
     return [f"{i}·{format_token_label(t)}" for i, t in enumerate(tokens)]
 
 
+def style_token_map(fig: go.Figure, n: int, title: str = "") -> go.Figure:
+    """Shared layout of query x key maps: token axes, queries top to bottom, a height that grows with n."""
+    side = int(min(760, max(360, 14 * n + 160)))
+    fig.update_layout(
+        title=title, height=side, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        xaxis=dict(title="key (attended to)", tickangle=-60, tickfont=dict(size=10), type="category"),
+        yaxis=dict(title="query (attending)", autorange="reversed", tickfont=dict(size=10), type="category"),
+        plot_bgcolor="#fafafa",
+    )
+    return fig
+
+
 def make_head_heatmap(
     weights: np.ndarray,
     tokens: Sequence[str],
@@ -76,14 +88,7 @@ def make_head_heatmap(
         for kind in ("x", "y"):
             coords = dict(x0=edge, x1=edge, y0=-0.5, y1=n - 0.5) if kind == "x" else dict(y0=edge, y1=edge, x0=-0.5, x1=n - 0.5)
             fig.add_shape(type="line", line=dict(color="#e45756", dash="dash", width=1.5), **coords)
-    side = int(min(760, max(360, 14 * n + 160)))
-    fig.update_layout(
-        title=title, height=side, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-        xaxis=dict(title="key (attended to)", tickangle=-60, tickfont=dict(size=10), type="category"),
-        yaxis=dict(title="query (attending)", autorange="reversed", tickfont=dict(size=10), type="category"),
-        plot_bgcolor="#fafafa",
-    )
-    return fig
+    return style_token_map(fig, n, title)
 
 
 def pool_map(weights: np.ndarray, size: int) -> np.ndarray:
@@ -267,14 +272,7 @@ def make_difference_heatmap(diff: np.ndarray, tokens: Sequence[str], title: str 
             colorbar=dict(title="B − A", thickness=12),
         )
     )
-    side = int(min(760, max(360, 14 * n + 160)))
-    fig.update_layout(
-        title=title, height=side, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-        xaxis=dict(title="key", tickangle=-60, tickfont=dict(size=10), type="category"),
-        yaxis=dict(title="query", autorange="reversed", tickfont=dict(size=10), type="category"),
-        plot_bgcolor="#fafafa",
-    )
-    return fig
+    return style_token_map(fig, n, title)
 
 
 def make_layer_head_grid(values: np.ndarray, title: str = "", value_name: str = "value", colorscale: str = "Reds") -> go.Figure:
