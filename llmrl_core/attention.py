@@ -176,7 +176,9 @@ def extract_attention_ids(
     ids, message = cap_tokens(token_ids, max_tokens)
     limit = getattr(loaded, "context_length", None)
     if limit and len(ids) > limit:
-        ids, message = cap_tokens(ids, limit)
+        ids = ids[:limit]
+        message = (f"The text has {original} tokens, more than this model's context of {limit}; "
+                   f"attention is mapped for the first {limit} only. Shorten the text to see the rest.")
     input_ids = torch.tensor([ids], device=loaded.device)  # (1, T)
     start = time.perf_counter()
     out = model(input_ids=input_ids, output_attentions=True, use_cache=False)
