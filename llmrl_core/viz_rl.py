@@ -81,7 +81,7 @@ def make_reward_figure(frame: pd.DataFrame) -> go.Figure:
         band[column] = f"rewards/{name}/std"
     fig = make_metric_figure(frame, names, title="Reward (mean ± std)", band=band)
     fig.update_layout(height=340)
-    return fig
+    return _whole_steps(fig, frame)
 
 
 def make_small_figure(frame: pd.DataFrame, spec: ChartSpec) -> go.Figure:
@@ -90,6 +90,13 @@ def make_small_figure(frame: pd.DataFrame, spec: ChartSpec) -> go.Figure:
     fig.update_layout(height=260, title_font_size=13)
     if spec.key == "zero_std":
         fig.update_yaxes(range=[-0.05, 1.05])
+    return _whole_steps(fig, frame)
+
+
+def _whole_steps(fig: go.Figure, frame: pd.DataFrame) -> go.Figure:
+    """Tick every step while there are few (plotly would otherwise label 1.5, 2.5, ...)."""
+    if "step" in frame.columns and len(frame) and frame["step"].max() - frame["step"].min() <= 12:
+        fig.update_xaxes(dtick=1)
     return fig
 
 

@@ -156,6 +156,26 @@ def test_failed_run_shows_message_and_traceback() -> None:
     assert any(x.label == "Traceback" for x in at.expander)
 
 
+def test_interrupted_run_says_so_and_offers_its_checkpoints(tmp_path) -> None:
+    from ui.state import get_store
+
+    store = get_store()
+    run_id = store.create_run("lm_rl", "cut short", {"algorithm": "grpo", "model": "bundled", "steps": 9}, 9)
+    store.set_status(run_id, "interrupted", error="The process running this run ended before the run did.")
+    folder = tmp_path / "checkpoint-000003"
+    folder.mkdir()
+    store.add_artifact(run_id, 3, "checkpoint", folder, {"step": 3})
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["rl_run_id"] = run_id
+    at.session_state["rl_view"] = "Dashboard"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("ended before the run did" in w.value and "Resume it" in w.value for w in at.warning)
+    assert at.selectbox(key=f"rl_ckpt_{run_id}").value == str(folder)
+    assert at.number_input(key=f"rl_ckpt_until_{run_id}_3").value == 9  # finish the planned steps
+    assert not at.button(key=f"rl_resume_ckpt_{run_id}").disabled
+
+
 def test_tiny_run_from_the_page_shows_curves_samples_and_resumes(tiny_model_dir) -> None:
     from ui.state import get_run_manager
 
