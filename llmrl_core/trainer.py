@@ -199,11 +199,6 @@ class RLTrainer:
             else:  # the checkpoint's weights moved on: the reference is the original model
                 self.ref_model = load_causal_lm(cfg.model, device=cfg.device, dtype="float32").model.eval()
             self.ref_model.requires_grad_(False)
-        # With bf16, sampling runs on a bfloat16 copy of the weights, synced after every update: casting
-        # float32 weights at each decoding step costs more than it saves, a bf16 copy is ~1.5x faster.
-        self.sampler = None
-        if self.use_bf16 and not cfg.use_lora:
-            self.sampler = copy.deepcopy(self.policy).to(torch.bfloat16).eval().requires_grad_(False)
         self.value_head = None
         if cfg.algorithm == "ppo":
             self.value_head = ValueHead(self.policy.config.hidden_size).to(self.device)
@@ -335,11 +330,12 @@ class RLTrainer:
                              f"model's context of {self.loaded.context_length}; lower max_new_tokens or use shorter prompts.")
         start = time.perf_counter()
         self.policy.eval()
-        sampler = self.sampler if self.sampler is not None else self.policy
-        autocast = self._autocast() if self.sampler is None else contextlib.nullcontext()
+        # On a CPU, bf16 autocast slows decoding (16-row matmuls re-cast the weights; measured in
+        # bench/bench_rl_step.py), so sampling stays in float32 there; on CUDA it is the faster choice.
+        autocast = self._autocast() if self.device.type == "cuda" else contextlib.nullcontext()
         try:
             with torch.inference_mode(), autocast:
-                out = sampler.generate(
+                out = self.policy.generate(
                     input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=cfg.temperature,
                     top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
                     pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids,
@@ -429,12 +425,6 @@ class RLTrainer:
         self.baseline = update_baseline(self.baseline, rewards, cfg.baseline_decay)
         return advantages
 
-    @torch.no_grad()
-    def _sync_sampler(self) -> None:
-        """Copy the updated float32 weights into the bfloat16 sampling copy."""
-        for target, source in zip(self.sampler.parameters(), self.policy.parameters()):
-            target.copy_(source)
-
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         """Stop the run with advice when the loss or gradient is NaN or infinite."""
         if torch.isfinite(value).all():
@@ -512,8 +502,6 @@ class RLTrainer:
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.policy.eval()
-        if self.sampler is not None:
-            self._sync_sampler()
 
         ratio_all = torch.cat(ratios)  # (B, T)
         stats.update(compute_clip_stats(ratio_all, advantages, mask, cfg.epsilon, cfg.clip_high))
