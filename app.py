@@ -1,4 +1,10 @@
-"""LLM·RL Workbench: the router and the frame (sidebar); every page lives in pages/."""
+"""LLM·RL Workbench: the router and the frame (sidebar); every page lives in app_pages/.
+
+The folder is not called pages/: Streamlit still treats a pages/ folder beside the main
+script as a v1 multipage app until st.navigation first runs, so the first request after a
+server start to a deep link (e.g. /runs after a restart) ran that page without this frame,
+and AppTest put pages/ on sys.path (a pages/gym.py would shadow the gym package).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,13 @@ st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wid
 
 PAGES = {
     "Language models": [
-        st.Page("pages/playground.py", title="Playground", icon=":material/chat:", default=True),
-        st.Page("pages/attention.py", title="Attention", icon="🔍"),
-        st.Page("pages/rl_training.py", title="RL fine-tuning", icon=":material/model_training:"),
+        st.Page("app_pages/playground.py", title="Playground", icon=":material/chat:", default=True),
+        st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("app_pages/rl_training.py", title="RL fine-tuning", icon=":material/model_training:"),
     ],
-    "Classic RL": [st.Page("pages/classic_rl.py", title="Gymnasium agents", icon="🤖")],
+    "Classic RL": [st.Page("app_pages/classic_rl.py", title="Gymnasium agents", icon=":material/smart_toy:")],
     "Runs": [
-        st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/monitoring:"),
     ],
 }
 

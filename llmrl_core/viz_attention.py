@@ -1,6 +1,6 @@
 """Figures for the attention explorer: plain arrays and token lists in, plotly figures or escaped SVG out.
 
-Six views (see pages/attention.py): one head's heatmap, the model view (every layer x head as a
+Six views (see app_pages/attention.py): one head's heatmap, the model view (every layer x head as a
 thumbnail, clickable), the head view (lines from each token to what it attends to, as bertviz
 draws them, in plain SVG with CSS hover and no JavaScript), the aggregates (head mean and rollout,
 drawn with the heatmap), one token's attention as bars, and the difference between two models.

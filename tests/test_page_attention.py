@@ -24,7 +24,7 @@ def page_env(monkeypatch, tiny_model_dir):
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "attention.py"), default_timeout=120)
     at.run()
     assert not at.exception
     return at

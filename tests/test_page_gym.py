@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "classic_rl.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "classic_rl.py")
 
 
 def _page() -> AppTest:

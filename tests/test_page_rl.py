@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from llmrl_core.config import PRESETS  # noqa: E402
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "rl_training.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "rl_training.py")
 
 
 def _page() -> AppTest:

@@ -79,7 +79,7 @@ def test_playground_empty_prompt_and_bad_seed(app_env):
 
 def test_runs_page_starts_and_shows_a_demo_run(app_env):
     at = _app()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert any("No runs yet" in i.value for i in at.info)
     at.button[0].click().run()  # "Start a demo run"
