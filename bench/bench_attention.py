@@ -54,25 +54,28 @@ def make_ids(tokenizer) -> list[int]:
     return ids[:N_TOKENS]
 
 
-def time_calls(fn, repeats: int, cpu: list[float] | None = None) -> list[float]:
-    """Wall seconds of `repeats` calls after one warm-up call; process CPU seconds go to `cpu` if given.
+def time_interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """Wall and process-CPU seconds of each callable, after one warm-up each, taking turns every repeat.
 
-    CPU seconds are printed beside wall time because the machine is shared; they too grow under
-    load (OpenMP threads spin while they wait), so neither is a clean figure on a busy machine.
+    Turns keep drifting machine load (the machine is shared) from landing on one side only.
+    CPU seconds grow under load too (OpenMP threads spin while they wait), so neither figure
+    is clean on a busy machine; both are printed.
     """
-    fn()
-    out = []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
+    for fn in fns.values():
         fn()
-        out.append(time.perf_counter() - start)
-        if cpu is not None:
-            cpu.append(time.process_time() - start_cpu)
-    return out
+    wall: dict = {name: [] for name in fns}
+    cpu: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def bench_engine(repeats: int) -> None:
-    """Maps for 128 tokens vs a plain sdpa forward on the same ids."""
+    """Maps for 128 tokens vs a plain sdpa forward on the same ids (and the eager forward without maps)."""
     eager = att.load_attention_model("bundled", device="cpu")
     sdpa = load_causal_lm("bundled", device="cpu")
     ids = make_ids(eager.tokenizer)
@@ -86,24 +89,21 @@ def bench_engine(repeats: int) -> None:
     def eager_forward() -> None:
         eager.model(input_ids=tensor, use_cache=False)
 
-    maps_cpu: list[float] = []
-    base_cpu: list[float] = []
-    maps_times = time_calls(lambda: att.extract_attention_ids(eager, ids), repeats, maps_cpu)
-    base_times = time_calls(plain_forward, repeats, base_cpu)
-    eager_times = time_calls(eager_forward, repeats)
+    wall, cpu = time_interleaved(
+        {"maps": lambda: att.extract_attention_ids(eager, ids), "plain": plain_forward, "eager": eager_forward}, repeats
+    )
     maps = att.extract_attention_ids(eager, ids)
-    m, b = statistics.median(maps_times), statistics.median(base_times)
+    m, b, e = (statistics.median(wall[k]) for k in ("maps", "plain", "eager"))
     print(f"torch threads: {torch.get_num_threads()}, maps shape {maps.weights.shape} {maps.weights.dtype} "
           f"({maps.weights.nbytes / 2**20:.1f} MB)")
-    print(f"engine maps, {N_TOKENS} tokens, bundled model, CPU: median {m:.3f} s (min {min(maps_times):.3f} s) "
+    print(f"engine maps, {N_TOKENS} tokens, bundled model, CPU: median {m:.3f} s (min {min(wall['maps']):.3f} s) "
           f"-> target 2 s: {'PASS' if m <= 2.0 else 'FAIL'}")
-    print(f"baseline plain sdpa forward, same ids, no maps: median {b:.3f} s (min {min(base_times):.3f} s)")
-    print(f"ratio maps / plain forward: {m / b:.2f}x (wall medians)")
-    e = statistics.median(eager_times)
-    print(f"  for reference, the eager copy's forward without returning maps: median {e:.3f} s (min {min(eager_times):.3f} s)")
-    mc, bc = statistics.median(maps_cpu), statistics.median(base_cpu)
-    print(f"CPU seconds (all {torch.get_num_threads()} threads; includes OpenMP spin-waits under load): maps {mc:.3f} s, plain forward "
-          f"{bc:.3f} s, ratio {mc / bc:.2f}x; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"baseline plain sdpa forward, same ids, no maps: median {b:.3f} s (min {min(wall['plain']):.3f} s)")
+    print(f"ratio maps / plain forward: {m / b:.2f}x (wall medians, measured in turns)")
+    print(f"  for reference, the eager copy's forward without returning maps: median {e:.3f} s (min {min(wall['eager']):.3f} s)")
+    mc, bc = statistics.median(cpu["maps"]), statistics.median(cpu["plain"])
+    print(f"CPU seconds (all {torch.get_num_threads()} threads; includes OpenMP spin-waits under load): maps {mc:.3f} s, "
+          f"plain forward {bc:.3f} s, ratio {mc / bc:.2f}x; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def bench_browser(repeats: int) -> None:
