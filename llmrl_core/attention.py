@@ -94,30 +94,10 @@ def load_attention_model(spec: str | None, device: str = "auto", progress: Any =
     """
     from llmrl_core.models import load_causal_lm
 
-    import_transformers_safely()
     kwargs: dict[str, Any] = {"device": device, "attn_implementation": "eager"}
     if progress is not None:
         kwargs["progress"] = progress
     return load_causal_lm(spec, **kwargs)
-
-
-def import_transformers_safely(attempts: int = 5) -> None:
-    """Resolve transformers' lazy Auto classes, retrying: a first import racing another thread can fail.
-
-    transformers resolves `from transformers import AutoModelForCausalLM` lazily and not
-    thread-safely; when two Streamlit sessions (the Playground and this page) import it for the
-    first time at once, one of them gets an ImportError. Once resolved, later imports are plain
-    attribute reads.
-    """
-    for attempt in range(attempts):
-        try:
-            from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
-
-            return
-        except ImportError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
 
 
 def check_returns_attention(model: Any) -> None:

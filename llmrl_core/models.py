@@ -40,6 +40,20 @@ _BUNDLED_ALIASES = {"", "bundled", "default", BUNDLED_NAME.lower(), f"bundled:{B
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _HUB_PROBE_SECONDS = 4.0
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_auto_classes() -> tuple[Any, Any]:
+    """AutoModelForCausalLM and AutoTokenizer, imported under a lock.
+
+    transformers' lazy module import is not thread-safe: two sessions loading their first
+    model at once (Playground and Attention pages) could fail with an ImportError.
+    """
+    with _IMPORT_LOCK:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    return AutoModelForCausalLM, AutoTokenizer
+
+
 # progress(fraction in [0, 1], message): how long work reports itself to the UI or the CLI.
 ProgressFn = Callable[[float, str], None]
 
@@ -232,7 +246,7 @@ def convert_gguf(path: Path, progress: ProgressFn = _no_progress) -> Path:
     transformers de-quantizes GGUF on every load (about 15 s for the bundled model); the saved
     safetensors folder loads in well under a second afterwards.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = import_auto_classes()
 
     _check_gguf_header(path)
     target = get_cache_dir("models") / _gguf_cache_key(path)
@@ -335,7 +349,7 @@ def load_causal_lm(
 
     `attn_implementation="eager"` is needed for attention maps (sdpa returns none).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = import_auto_classes()
 
     start = time.perf_counter()
     resolved = resolve_spec(spec)
