@@ -42,13 +42,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0) -> Iterator[str]:
-    """Start the dashboard on a free loopback port; yield its URL; stop it by PID afterwards."""
+def serve_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
+              script: Path = ROOT / "app.py") -> Iterator[str]:
+    """Start the dashboard (or another script) on a free loopback port; yield its URL; stop it by PID afterwards."""
     port = free_port()
     env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     log = open(home / f"streamlit-{port}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

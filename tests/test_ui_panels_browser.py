@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.browser_util import ROOT, free_port, open_browser
+from tests.browser_util import ROOT, open_browser, serve_app
 
 PAGE = f'''
 import sys
@@ -35,37 +28,6 @@ reward_lab_ui(specs, "lab")
 CUSTOM = "def reward(prompts, completions, **kwargs):\n    return [float(len(c.split())) for c in completions]\n"
 
 
-@contextlib.contextmanager
-def serve_script(script: Path, home: Path):
-    """`streamlit run script` on a free loopback port; yields its URL; stops it by PID."""
-    port = free_port()
-    log_path = home / f"panels-{port}.log"
-    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
-             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        try:
-            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
-            while True:
-                with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
-                time.sleep(0.3)
-            yield url
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
 def wait_idle(page, timeout_ms: int = 60_000) -> None:
     """Wait until the script run finishes (Streamlit shows its status widget while running)."""
     page.wait_for_timeout(300)  # let a rerun triggered by the last action begin
@@ -79,7 +41,7 @@ def test_reward_panels_journey(tmp_path: Path, workbench_home: Path):
     upload = tmp_path / "mine.jsonl"
     upload.write_text('{"prompt": "What is 6 × 7?", "answer": "42"}\n{"prompt": "<i>Say hi</i>", "answer": "hi"}\n',
                       encoding="utf-8")
-    with serve_script(script, workbench_home) as url, open_browser() as page:
+    with serve_app(workbench_home, script=script) as url, open_browser() as page:
         page.goto(url, wait_until="domcontentloaded")
         page.get_by_text("open sentence starters").wait_for(timeout=60_000)
 
