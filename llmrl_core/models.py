@@ -160,6 +160,8 @@ def resolve_spec(spec: str | None) -> ResolvedSpec:
     path = Path(raw).expanduser()
     if path.exists():
         if path.is_dir():
+            if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+                return ResolvedSpec(raw, "adapter", str(path.resolve()))
             if not (path / "config.json").is_file():
                 raise ModelLoadError(
                     f"The folder {raw!r} has no config.json, so it is not a Hugging Face model folder. "
@@ -359,6 +361,8 @@ def load_causal_lm(
 
     if resolved.kind in {"bundled", "gguf"}:
         source = str(convert_gguf(Path(resolved.location), progress))
+    elif resolved.kind == "adapter":
+        return _load_adapter(resolved, device, dtype, attn_implementation, progress, start)
     else:
         source = resolved.location
 
@@ -400,6 +404,33 @@ def load_causal_lm(
     )
     progress(1.0, f"Loaded {resolved.display_name} on {torch_device} in {loaded.load_seconds:.1f} s.")
     return loaded
+
+
+def _load_adapter(resolved: ResolvedSpec, device: str, dtype: str, attn_implementation: str,
+                  progress: ProgressFn, start: float) -> LoadedModel:
+    """A LoRA checkpoint (peft adapter folder): load its base model, apply the adapter and merge it.
+
+    Merging gives a plain model, so generation and attention maps treat it like any other.
+    """
+    from peft import PeftConfig, PeftModel
+
+    try:
+        base_spec = PeftConfig.from_pretrained(resolved.location).base_model_name_or_path
+    except Exception as err:
+        raise ModelLoadError(f"{resolved.spec!r} looks like a LoRA adapter but its adapter_config.json is unreadable: {err}") from err
+    if not base_spec:
+        raise ModelLoadError(f"The adapter {resolved.spec!r} does not name its base model (base_model_name_or_path).")
+    base = load_causal_lm(base_spec, device=device, dtype=dtype, attn_implementation=attn_implementation, progress=progress)
+    progress(0.95, "Applying the LoRA adapter…")
+    try:
+        merged = PeftModel.from_pretrained(base.model, resolved.location).merge_and_unload()
+    except Exception as err:
+        raise ModelLoadError(f"Could not apply the adapter {resolved.spec!r} to {base_spec!r}: {err}") from err
+    merged.eval()
+    base.model, base.resolved = merged, resolved
+    base.load_seconds = time.perf_counter() - start
+    progress(1.0, f"Loaded {resolved.display_name} (LoRA on {base_spec}).")
+    return base
 
 
 def prepare_tokenizer(tokenizer: Any) -> Any:

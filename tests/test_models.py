@@ -160,3 +160,22 @@ def test_unwritable_home_gives_a_clear_message(tmp_path: Path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert "ERR The workbench home" in out.stdout and "not writable" in out.stdout
     assert StoreError.__mro__[1].__name__ == "WorkbenchError"
+
+
+def test_lora_adapter_folder_loads_merged(tiny_model_dir: Path, tmp_path: Path):
+    from peft import LoraConfig, get_peft_model
+
+    base = load_causal_lm(str(tiny_model_dir))
+    peft_model = get_peft_model(base.model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.5)  # a non-zero adapter, so merging changes the weights
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert resolve_spec(str(tmp_path / "adapter")).kind == "adapter"
+    loaded = load_causal_lm(str(tmp_path / "adapter"))
+    fresh = load_causal_lm(str(tiny_model_dir))
+    ids = fresh.tokenizer("hello world", return_tensors="pt")
+    with torch.no_grad():
+        assert not torch.allclose(loaded.model(**ids).logits, fresh.model(**ids).logits)
+    assert loaded.describe()["source"] == "adapter"
