@@ -29,6 +29,7 @@ from llmrl_core.envs.episodes import load_episode, play_agent_episode, play_rand
 from llmrl_core.errors import InputError, WorkbenchError
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.viz_gym import make_fps_figure, make_losses_figure, make_return_figure, render_episode_player_html
+from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
 POLL_SECONDS = 1.0
@@ -212,8 +213,7 @@ def live_run_ui(run_id: int, was_live: bool = False) -> None:
                f"seed {config.get('seed')}")
     if total:
         st.progress(min(step / total, 1.0), text=f"step {step} of {total}")
-    if run["status"] == "failed" and run.get("error"):
-        st.error(run["error"].split("\n\n")[0])
+    run_error_ui(run)
     run_controls_ui(run)
     metrics = store.read_metrics_wide(run_id)
     last = lambda key: (metrics[key].dropna().iloc[-1] if key in metrics.columns and metrics[key].notna().any() else None)  # noqa: E731

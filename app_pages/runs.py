@@ -10,6 +10,7 @@ import streamlit as st
 
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.viz import make_metric_figure
+from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
 POLL_SECONDS = 1.0
@@ -68,14 +69,7 @@ def run_detail_ui(run_id: int, was_live: bool = False) -> None:
     st.caption(f"{STATUS_ICONS.get(run['status'], '')} {run['status']} · kind {run['kind']}")
     if run.get("total_steps"):
         st.progress(min((run["step"] or 0) / run["total_steps"], 1.0), text=f"step {run['step'] or 0} of {run['total_steps']}")
-    if run["status"] == "failed" and run.get("error"):
-        headline, _, trace = run["error"].partition("\n\n")
-        st.error(headline)
-        if trace:
-            with st.expander("Traceback"):
-                st.code(trace, language=None)
-    elif run["status"] == "interrupted":
-        st.warning(run.get("error") or "Interrupted.")
+    run_error_ui(run)
     controls_ui(run)
 
     metrics = store.read_metrics_wide(run_id)

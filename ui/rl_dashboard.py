@@ -29,6 +29,7 @@ from llmrl_core.viz_rl import (
     pick_best_and_worst,
     render_sample_tokens_html,
 )
+from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
 STATUS_ICONS = {"queued": "⏳", "running": "🟢", "paused": "⏸️", "completed": "✅", "stopped": "⏹️",
@@ -80,17 +81,8 @@ def run_status_ui(run: dict, metrics: pd.DataFrame) -> None:
         elif status == "paused":
             text += " · paused"
         st.progress(min(step / float(total), 1.0), text=text)
-    if status == "failed":
-        error = run.get("error") or "The run failed without a message."
-        headline, _, trace = error.partition("\n\n")
-        st.error(escape_markdown(headline))  # messages may quote model output or file contents
-        if trace.strip():
-            with st.expander("Traceback"):
-                st.code(trace, language="text")
-    elif status == "interrupted":
-        st.warning(escape_markdown(run.get("error") or "The run was interrupted.") +
-                   " Resume it from its last checkpoint below, if it saved one.")
-    elif status == "stopped":
+    run_error_ui(run, " Resume it from its last checkpoint below, if it saved one.")
+    if status == "stopped":
         st.info("Stopped by request.")
 
 
