@@ -63,6 +63,7 @@ case "${1:-start}" in
     HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "$VENV/bin/python" -m llmrl_core prepare
     log "Serving the dashboard on http://127.0.0.1:$PORT"
     exec "$VENV/bin/python" -m streamlit run app.py --server.address 127.0.0.1 --server.port "$PORT" \
+      --server.allowedHosts 127.0.0.1 --server.allowedHosts localhost --server.allowedHosts ::1 \
       --server.headless true --browser.gatherUsageStats false
     ;;
   test)
