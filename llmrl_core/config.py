@@ -15,6 +15,8 @@ import difflib
 import functools
 import inspect
 import math
+import numbers
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from llmrl_core.errors import InputError
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 CHAT_MODES = ("auto", "chat", "raw")
 MIXED_PRECISION = ("no", "bf16", "auto")
+MAX_NAME_CHARS = 200  # a run name is a label, never a path
 
 
 @dataclass
@@ -141,6 +144,8 @@ class RLConfig:
     """save a checkpoint every N steps (0: only at the end)"""
     save_final: bool = True
     """save a checkpoint when the run ends (completed or stopped)"""
+    save_total_limit: int = 2
+    """keep the newest N checkpoints plus the final one, optimizer state only in the newest (a full 135M checkpoint is ~1.6 GB with it)"""
     resume_from: str | None = None
     """checkpoint folder to continue from (weights, optimizer, step)"""
     samples_per_step: int = 64
@@ -149,33 +154,45 @@ class RLConfig:
     # ------------------------------------------------------------------ validation
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora_target_modules, str):  # 'q_proj, v_proj' from a form or --set
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        self._check_types()  # first: every check below may then compare numbers and strip strings
         self._check_choice("algorithm", ALGORITHMS)
         self._check_choice("loss_type", LOSS_TYPES)
         self._check_choice("kl_estimator", KL_ESTIMATORS)
         self._check_choice("lr_scheduler", LR_SCHEDULERS)
         self._check_choice("chat", CHAT_MODES)
         self._check_choice("mixed_precision", MIXED_PRECISION)
-        self._check_int("steps", 1)
-        self._check_int("prompts_per_step", 1)
+        # Upper bounds catch typos (an extra zero or three) before a run starts, not after hours of it.
+        self._check_int("steps", 1, 1_000_000)
+        self._check_int("seed", 0, 2**63 - 1)
+        self._check_int("prompts_per_step", 1, 4096)
         self._check_int("num_generations", 1, 64)
-        self._check_int("max_new_tokens", 1)
-        self._check_int("num_epochs", 1)
+        self._check_int("max_new_tokens", 1, 32_768)
+        self._check_int("num_epochs", 1, 100)
         self._check_int("grad_accum_steps", 1)
         self._check_int("warmup_steps", 0)
         self._check_int("save_every", 0)
-        self._check_int("samples_per_step", 0)
-        self._check_int("lora_r", 1)
+        self._check_int("save_total_limit", 1)
+        self._check_int("samples_per_step", 0, 100_000)
+        self._check_int("lora_r", 1, 4096)
+        self._check_int("lora_alpha", 1, 1_000_000)
         self._check_int("top_k", 0)
         if self.prompt_limit is not None:
             self._check_int("prompt_limit", 1)
+        if len(self.name) > MAX_NAME_CHARS:
+            raise InputError(f"name is {len(self.name)} characters long; keep it under {MAX_NAME_CHARS} (it is a label in the runs table).")
+        if not 0 < self.temperature <= 100:
+            raise InputError(f"temperature must be above 0 and at most 100 (got {self.temperature!r}); 1.0 samples from the model as is.")
+        if self.learning_rate > 1:
+            raise InputError(f"learning_rate {self.learning_rate!r} is above 1, which makes every update diverge; "
+                             "try 1e-5 for full fine-tuning or 1e-4 with LoRA.")
         if not str(self.model or "").strip():
             raise InputError("model is empty: give 'bundled', a model folder, a .gguf file or a hub id.")
         if not str(self.prompt_set or "").strip():
             raise InputError("prompt_set is empty: choose 'sentence-starters', 'arithmetic', a file path or 'hf:<id>'.")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise InputError(f"learning_rate must be a positive number (got {self.learning_rate!r}); try 1e-5 for full fine-tuning or 1e-4 with LoRA.")
-        if not self.temperature > 0:
-            raise InputError(f"temperature must be above 0 (got {self.temperature!r}); 1.0 samples from the model as is.")
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1] (got {self.top_p!r}); 1.0 turns it off.")
         if self.beta < 0:
@@ -192,8 +209,9 @@ class RLConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise InputError(f"{name} must be between 0 and 1 (got {value!r}).")
-        if self.weight_decay < 0 or self.max_grad_norm < 0 or self.vf_coef < 0:
-            raise InputError("weight_decay, max_grad_norm and vf_coef must be 0 or more.")
+        for name in ("weight_decay", "max_grad_norm", "vf_coef"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be 0 or more (got {getattr(self, name)!r}).")
         if not 0 <= self.lora_dropout < 1:
             raise InputError(f"lora_dropout must be in [0, 1) (got {self.lora_dropout!r}).")
         if self.algorithm in ("grpo", "rloo") and self.num_generations < 2:
@@ -216,20 +234,53 @@ class RLConfig:
         for i, spec in enumerate(self.rewards):
             if not isinstance(spec, dict) or not spec.get("type"):
                 raise InputError(f"reward #{i + 1} needs a 'type', e.g. {{'type': 'vader', 'weight': 1.0}} (got {spec!r}).")
-        if isinstance(self.lora_target_modules, str):
-            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
         if self.use_lora and not self.lora_target_modules:
             raise InputError("lora_target_modules is empty: name the layers to adapt, e.g. q_proj, v_proj, or all-linear.")
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type (ints as int, numbers finite, text as str); the message names the field."""
+        for f in dataclasses.fields(self):
+            name, value = f.name, getattr(self, f.name)
+            hint = _field_types()[name]
+            union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # int | None
+            if value is None and union and type(None) in typing.get_args(hint):
+                continue
+            target = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
+            target = typing.get_origin(target) or target  # list[str] -> list
+            example = _example(f)
+            if target is bool:
+                if not isinstance(value, bool):
+                    raise InputError(f"{name} must be true or false (got {_shown(value)}).")
+            elif target is int:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                    raise InputError(f"{name} must be a whole number (got {_shown(value)}){example}.")
+                setattr(self, name, int(value))
+            elif target is float:
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise InputError(f"{name} must be a number (got {_shown(value)}){example}.")
+                if not math.isfinite(float(value)):
+                    raise InputError(f"{name} must be a finite number, not {value!r}{example}.")
+                setattr(self, name, float(value))
+            elif target is str:
+                if not isinstance(value, str):
+                    raise InputError(f"{name} must be text (got {_shown(value)}){example}.")
+            elif target is list:
+                if not isinstance(value, list):
+                    raise InputError(f"{name} must be a list (got {_shown(value)}){example}.")
+                if name == "lora_target_modules" and not all(isinstance(m, str) for m in value):
+                    raise InputError(f"lora_target_modules must be a list of module names (got {_shown(value)}){example}.")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)
         if value not in choices:
-            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}).")
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}){hint}.")
 
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         value = getattr(self, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            span = f"at least {low}" + (f" and at most {high}" if high is not None else "")
             raise InputError(f"{name} must be a whole number {span} (got {value!r}).")
 
     # ------------------------------------------------------------------ derived values
@@ -258,6 +309,8 @@ class RLConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> "RLConfig":
         """Build from a dict, naming unknown keys (with the closest field) and coercing '3' -> 3 where typed."""
+        if data is not None and not isinstance(data, dict):
+            raise InputError(f"A config must be a mapping of field: value, e.g. {{'algorithm': 'grpo'}} (got {type(data).__name__}).")
         data = dict(data or {})
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in data if k not in names]
@@ -267,7 +320,7 @@ class RLConfig:
                 close = difflib.get_close_matches(str(key), names, n=1)
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise InputError(f"Unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(names)}.")
-        hints_by_name = typing.get_type_hints(cls)
+        hints_by_name = _field_types()
         return cls(**{k: _coerce(k, v, hints_by_name[k]) for k, v in data.items()})
 
     def replace(self, **changes: Any) -> "RLConfig":
@@ -284,7 +337,9 @@ class RLConfig:
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
-            raise InputError(f"The config is not valid YAML: {err}") from err
+            raise InputError(f"The config is not valid YAML: {describe_yaml_error(err)}.") from None
+        except RecursionError:
+            raise InputError("The config YAML is nested too deeply; a config is a flat mapping of field: value.") from None
         if not isinstance(data, dict):
             raise InputError("The config YAML must be a mapping of field: value, e.g. 'algorithm: grpo'.")
         return cls.from_dict(data)
@@ -300,8 +355,44 @@ class RLConfig:
         """Read a YAML config file."""
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"No config file at {str(path)!r}; write one with RLConfig().save(path) or pick a preset.")
-        return cls.from_yaml(path.read_text(encoding="utf-8"))
+            raise InputError(f"No config file at {str(path)!r}; write one with --dump-config (or RLConfig().save(path)) or pick a preset.")
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise InputError(f"Cannot read the config file {str(path)!r}: {err.strerror or err}.") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise InputError(
+                f"The config file {str(path)!r} is not UTF-8 text (byte 0x{data[err.start:err.start + 1].hex()} at "
+                f"position {err.start}); save it as UTF-8 YAML, e.g. with --dump-config."
+            ) from None
+        if "\x00" in text:
+            raise InputError(f"The config file {str(path)!r} looks binary (it holds NUL bytes); give a YAML text file.")
+        return cls.from_yaml(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _field_types() -> dict[str, Any]:
+    """RLConfig's field types, resolved once (the module uses postponed annotations)."""
+    return typing.get_type_hints(RLConfig)
+
+
+def _example(f: dataclasses.Field) -> str:
+    """'; the default is X' for a message, or '' when the field has no plain default."""
+    if f.default is None:
+        return "; leave it empty for the default"
+    if f.default is not dataclasses.MISSING:
+        return f"; the default is {f.default!r}"
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f"; the default is {f.default_factory()!r}"  # type: ignore[misc]
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """A value and its type for a message, cut short: \"'abc' (str)\"."""
+    text = repr(value)
+    return f"{text[:80] + '…' if len(text) > 80 else text} ({type(value).__name__})"
 
 
 @functools.lru_cache(maxsize=1)
@@ -340,8 +431,18 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if target is float:
             return float(text)
     except ValueError as err:
-        raise InputError(f"{name} must be a {target.__name__} (got {value!r}).") from err
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(target, f"a {target.__name__}")
+        raise InputError(f"{name} must be {kind} (got {value!r}).") from err
     return value
+
+
+def describe_yaml_error(err: Exception) -> str:
+    """One line for a YAML syntax error: what is wrong and where (PyYAML's own text spans several lines)."""
+    problem = getattr(err, "problem", None) or str(err).split("\n")[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
 
 
 # ---------------------------------------------------------------------- presets

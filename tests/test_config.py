@@ -47,7 +47,7 @@ def test_strings_from_forms_are_coerced():
                               "lora_target_modules": "q_proj, v_proj"})
     assert (cfg.steps, cfg.learning_rate, cfg.use_lora, cfg.prompt_limit) == (7, 2e-5, True, None)
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
-    with pytest.raises(InputError, match="steps must be a int"):
+    with pytest.raises(InputError, match="steps must be a whole number"):
         RLConfig.from_dict({"steps": "many"})
 
 
