@@ -238,44 +238,16 @@ class RLConfig:
             raise InputError("lora_target_modules is empty: name the layers to adapt, e.g. q_proj, v_proj, or all-linear.")
 
     def _check_types(self) -> None:
-        """Each field holds its declared type (ints as int, numbers finite, text as str); the message names the field."""
-        for f in dataclasses.fields(self):
-            name, value = f.name, getattr(self, f.name)
-            hint = _field_types()[name]
-            union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # int | None
-            if value is None and union and type(None) in typing.get_args(hint):
-                continue
-            target = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
-            target = typing.get_origin(target) or target  # list[str] -> list
-            example = _example(f)
-            if target is bool:
-                if not isinstance(value, bool):
-                    raise InputError(f"{name} must be true or false (got {_shown(value)}).")
-            elif target is int:
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                    raise InputError(f"{name} must be a whole number (got {_shown(value)}){example}.")
-                setattr(self, name, int(value))
-            elif target is float:
-                if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                    raise InputError(f"{name} must be a number (got {_shown(value)}){example}.")
-                if not math.isfinite(float(value)):
-                    raise InputError(f"{name} must be a finite number, not {value!r}{example}.")
-                setattr(self, name, float(value))
-            elif target is str:
-                if not isinstance(value, str):
-                    raise InputError(f"{name} must be text (got {_shown(value)}){example}.")
-            elif target is list:
-                if not isinstance(value, list):
-                    raise InputError(f"{name} must be a list (got {_shown(value)}){example}.")
-                if name == "lora_target_modules" and not all(isinstance(m, str) for m in value):
-                    raise InputError(f"lora_target_modules must be a list of module names (got {_shown(value)}){example}.")
+        """Each field holds its declared type; lora_target_modules holds names."""
+        check_field_types(self)
+        if not all(isinstance(m, str) for m in self.lora_target_modules):
+            raise InputError(f"lora_target_modules must be a list of module names (got {_shown(self.lora_target_modules)}); "
+                             "e.g. q_proj, v_proj or all-linear.")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)
         if value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}){hint}.")
+            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}){suggest(value, choices)}.")
 
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         value = getattr(self, name)
@@ -317,8 +289,7 @@ class RLConfig:
         if unknown:
             hints = []
             for key in unknown:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                hints.append(f"{key!r}{suggest(key, names)}")
             raise InputError(f"Unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(names)}.")
         hints_by_name = _field_types()
         return cls(**{k: _coerce(k, v, hints_by_name[k]) for k, v in data.items()})
@@ -376,6 +347,56 @@ class RLConfig:
 def _field_types() -> dict[str, Any]:
     """RLConfig's field types, resolved once (the module uses postponed annotations)."""
     return typing.get_type_hints(RLConfig)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_field_types(obj: Any) -> None:
+    """Check that each field of a config dataclass holds its declared type, and normalise numbers in place.
+
+    bool fields take True/False only; int fields whole numbers (2.0 becomes 2); float fields finite
+    numbers (NaN and inf are refused); str and list fields text and lists; `X | None` also takes None.
+    The InputError names the field and its default, so a form or the CLI can show it as is.
+    """
+    hints = _type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        name, value = f.name, getattr(obj, f.name)
+        hint = hints[name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # int | None
+        if value is None and union and type(None) in typing.get_args(hint):
+            continue
+        target = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
+        target = typing.get_origin(target) or target  # list[str] -> list
+        example = _example(f)
+        if target is bool:
+            if not isinstance(value, bool):
+                raise InputError(f"{name} must be true or false (got {_shown(value)}).")
+        elif target is int:
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
+                    and math.isfinite(float(value)) and float(value).is_integer():
+                value = int(value)  # 1e5 typed as a float
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise InputError(f"{name} must be a whole number (got {_shown(value)}){example}.")
+            setattr(obj, name, int(value))
+        elif target is float:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise InputError(f"{name} must be a number (got {_shown(value)}){example}.")
+            if not math.isfinite(float(value)):
+                raise InputError(f"{name} must be a finite number, not {value!r}{example}.")
+            setattr(obj, name, float(value))
+        elif target in (str, list, dict):
+            if not isinstance(value, target):
+                kind = {str: "text", list: "a list", dict: "a mapping of name: value"}[target]
+                raise InputError(f"{name} must be {kind} (got {_shown(value)}){example}.")
+
+
+def suggest(word: Any, choices: Any) -> str:
+    """' (did you mean 'x'?)' for the closest of `choices` (difflib), or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _example(f: dataclasses.Field) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from llmrl_core.config import check_field_types, suggest
 from llmrl_core.errors import InputError
 
 # ----------------------------------------------------------------------------- environments
@@ -49,10 +50,10 @@ ALGOS = ("ppo", "a2c", "dqn", "random")
 
 def check_env_algo(env_id: str, algo: str) -> None:
     """Raise InputError when `algo` cannot work on `env_id`, saying what to pick instead."""
-    if env_id not in ENVS:
-        raise InputError(f"Unknown environment {env_id!r}. Pick one of: {', '.join(ENVS)}.")
-    if algo not in ALGOS:
-        raise InputError(f"Unknown algorithm {algo!r}. Pick one of: {', '.join(ALGOS)}.")
+    if not isinstance(env_id, str) or env_id not in ENVS:
+        raise InputError(f"Unknown environment {env_id!r}{suggest(env_id, ENVS)}. Pick one of: {', '.join(ENVS)}.")
+    if not isinstance(algo, str) or algo not in ALGOS:
+        raise InputError(f"Unknown algorithm {algo!r}{suggest(algo, ALGOS)}. Pick one of: {', '.join(ALGOS)}.")
     if algo == "dqn" and not ENVS[env_id].discrete:
         discrete = ", ".join(e for e, info in ENVS.items() if info.discrete)
         raise InputError(
@@ -88,6 +89,13 @@ def get_field_docs(cls: type) -> dict[str, str]:
 
 
 
+def _check_types(obj: Any) -> None:
+    """Every field holds its type (NaN and inf refused); net_arch may also be text like '64,64'."""
+    if isinstance(getattr(obj, "net_arch", None), str):
+        obj.net_arch = _check_net_arch(obj.net_arch)
+    check_field_types(obj)
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise InputError(message)
@@ -101,6 +109,8 @@ def _check_net_arch(net_arch: Any) -> list[int]:
             net_arch = [int(p) for p in parts]
         except ValueError:
             raise InputError(f"net_arch must be layer widths separated by commas, like 64,64 (got {net_arch!r}).") from None
+    if not isinstance(net_arch, (list, tuple)) or not all(isinstance(w, int) and not isinstance(w, bool) for w in net_arch):
+        raise InputError(f"net_arch must be a list of whole layer widths, like 64,64 (got {net_arch!r}).")
     net_arch = [int(w) for w in net_arch]
     _check(1 <= len(net_arch) <= 8 and all(1 <= w <= 4096 for w in net_arch),
            f"net_arch must list 1 to 8 hidden layer widths between 1 and 4096, like 64,64 (got {net_arch}).")
@@ -156,11 +166,12 @@ class PPOParams:
     """hidden layer widths of the policy and value networks"""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_lr(self.learning_rate)
         _check_schedule("lr_schedule", self.lr_schedule)
         _check_schedule("clip_schedule", self.clip_schedule)
-        _check(self.n_steps >= 2, f"n_steps must be at least 2 (got {self.n_steps}); 32 to 2048 are usual.")
-        _check(self.batch_size >= 2, f"batch_size must be at least 2 (got {self.batch_size}).")
+        _check(2 <= self.n_steps <= 1_000_000, f"n_steps must be between 2 and 1000000 (got {self.n_steps}); 32 to 2048 are usual.")
+        _check(2 <= self.batch_size <= 1_000_000, f"batch_size must be between 2 and 1000000 (got {self.batch_size}).")
         _check(1 <= self.n_epochs <= 100, f"n_epochs must be between 1 and 100 (got {self.n_epochs}); 4 to 20 are usual.")
         _check_discount(self.gamma)
         _check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be between 0 and 1, e.g. 0.95 (got {self.gae_lambda}).")
@@ -201,9 +212,10 @@ class A2CParams:
     """hidden layer widths of the policy and value networks"""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_lr(self.learning_rate)
         _check_schedule("lr_schedule", self.lr_schedule)
-        _check(self.n_steps >= 1, f"n_steps must be at least 1 (got {self.n_steps}); 5 to 32 are usual for A2C.")
+        _check(1 <= self.n_steps <= 1_000_000, f"n_steps must be between 1 and 1000000 (got {self.n_steps}); 5 to 32 are usual for A2C.")
         _check_discount(self.gamma)
         _check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be between 0 and 1 (got {self.gae_lambda}).")
         _check(self.ent_coef >= 0, f"ent_coef must be 0 or more (got {self.ent_coef}).")
@@ -246,8 +258,11 @@ class DQNParams:
     """hidden layer widths of the Q-network"""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_lr(self.learning_rate)
-        _check(self.batch_size >= 1, f"batch_size must be at least 1 (got {self.batch_size}); 32 to 256 are usual.")
+        _check(1 <= self.batch_size <= 1_000_000, f"batch_size must be between 1 and 1000000 (got {self.batch_size}); 32 to 256 are usual.")
+        _check(self.buffer_size <= 50_000_000,
+               f"buffer_size {self.buffer_size} would not fit in memory (SB3 preallocates it); 100000 to 1000000 are usual.")
         _check(self.buffer_size >= self.batch_size,
                f"buffer_size ({self.buffer_size}) must hold at least one batch ({self.batch_size}); raise buffer_size, e.g. to 100000.")
         _check(self.learning_starts >= 0, f"learning_starts must be 0 or more (got {self.learning_starts}).")
@@ -342,9 +357,13 @@ class GymConfig:
 
     def __post_init__(self) -> None:
         check_env_algo(self.env_id, self.algo)
+        _check_types(self)
+        if self.init_from is not None and not self.init_from.strip():
+            self.init_from = None  # an empty box: start fresh
         _check(self.total_steps >= 1, f"total_steps must be at least 1 (got {self.total_steps}).")
         _check(self.total_steps <= 50_000_000, f"total_steps above 50 million would run for days on a CPU; lower it (got {self.total_steps}).")
         _check(1 <= self.n_envs <= 64, f"n_envs must be between 1 and 64 (got {self.n_envs}).")
+        _check(0 <= self.seed < 2**32, f"seed must be a whole number from 0 to 4294967295 (got {self.seed}).")
         _check(self.eval_freq >= 1, f"eval_freq must be at least 1 step (got {self.eval_freq}); 1000 suits CartPole.")
         _check(1 <= self.torch_threads <= 256, f"torch_threads must be at least 1 (got {self.torch_threads}).")
         _check(1 <= self.eval_episodes <= 100, f"eval_episodes must be between 1 and 100 (got {self.eval_episodes}).")
@@ -369,10 +388,11 @@ class GymConfig:
         """The algorithm's hyperparameters as their validated dataclass."""
         cls = PARAMS_CLASSES[self.algo]
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(self.params) - known)
+        unknown = sorted(set(self.params) - known, key=str)
         if unknown:
+            named = ", ".join(f"{k}{suggest(k, known | _RUN_FIELDS)}" for k in unknown)
             raise InputError(
-                f"{self.algo.upper()} has no setting {', '.join(unknown)}; its settings are: {', '.join(sorted(known)) or 'none'}."
+                f"{self.algo.upper()} has no setting {named}; its settings are: {', '.join(sorted(known)) or 'none'}."
             )
         try:
             return cls(**self.params)
@@ -391,11 +411,17 @@ class GymConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GymConfig":
         """Build and validate from a dict, naming any unknown key."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"A gym config must be a mapping of setting: value (got {type(data).__name__}).")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
-            raise InputError(f"Unknown gym setting {', '.join(unknown)}; known settings: {', '.join(sorted(known))}.")
+            named = ", ".join(f"{k}{suggest(k, known)}" for k in unknown)
+            raise InputError(f"Unknown gym setting {named}; known settings: {', '.join(sorted(known))}.")
         return cls(**dict(data))
+
+
+_RUN_FIELDS = {f.name for f in fields(GymConfig)} - {"params"}
 
 
 def make_gym_config(env_id: str = "CartPole-v1", algo: str = "ppo", **overrides: Any) -> GymConfig:
