@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import pandas as pd
 
@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     wall_time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_run_step ON metrics(run_id, step);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);  -- (run_id, rowid): the newest row and rows after one, in O(log n)
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS logs (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id);
+CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts(run_id);
 """
 
 
@@ -382,3 +384,48 @@ class RunStore:
             "SELECT id, time, level, message FROM logs WHERE run_id=? AND id>? ORDER BY id", (run_id, since_id)
         ).fetchall()]
         return pd.DataFrame(rows, columns=["id", "time", "level", "message"])
+
+    # ------------------------------------------------------------------ read side: polling (see runs/reader.py)
+
+    def read_run_heartbeat(self, run_id: int) -> RunHeartbeat | None:
+        """What a page polls: status, progress and the newest metric/log/artifact row ids, in one indexed SELECT.
+
+        Two equal heartbeats mean nothing a page shows has changed, so it can skip its reads and redraws.
+        """
+        row = self._execute(
+            "SELECT status, step, total_steps, ended, name,"
+            " (SELECT MAX(rowid) FROM metrics WHERE run_id=runs.id),"
+            " (SELECT MAX(id) FROM logs WHERE run_id=runs.id),"
+            " (SELECT MAX(id) FROM artifacts WHERE run_id=runs.id)"
+            " FROM runs WHERE id=?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return RunHeartbeat(row[0], int(row[1] or 0), row[2], row[3], row[4], int(row[5] or 0), int(row[6] or 0),
+                            int(row[7] or 0))
+
+    def read_metrics_after(self, run_id: int, after_rowid: int = 0) -> tuple[pd.DataFrame, int]:
+        """Metric rows written after row `after_rowid` (long format: step, name, value) and the last row id read.
+
+        Row ids grow with every write, so unlike `since_step` this never misses a row logged later for an
+        earlier step (a Gymnasium evaluation lands on a step whose rollout metrics were already read).
+        """
+        rows = self._execute(
+            "SELECT rowid, step, name, value FROM metrics WHERE run_id=? AND rowid>? ORDER BY rowid",
+            (run_id, after_rowid),
+        ).fetchall()
+        last = int(rows[-1][0]) if rows else after_rowid
+        return pd.DataFrame([tuple(r)[1:] for r in rows], columns=["step", "name", "value"]), last
+
+
+class RunHeartbeat(NamedTuple):
+    """A run's cheap 'did it move?' fingerprint (RunStore.read_run_heartbeat)."""
+
+    status: str
+    step: int
+    total_steps: int | None
+    ended: float | None
+    name: str
+    last_metric_row: int
+    last_log_id: int
+    last_artifact_id: int
