@@ -18,7 +18,8 @@ from typing import Sequence
 from llmrl_core.errors import WorkbenchError
 
 # Modules that add subcommands: each defines add_cli(subparsers).
-_PLUGIN_MODULES: list[str] = ["llmrl_core.envs.cli", "llmrl_core.train_cli", "llmrl_core.attention_cli"]
+_PLUGIN_MODULES: list[str] = ["llmrl_core.envs.cli", "llmrl_core.train_cli", "llmrl_core.attention_cli",
+                               "llmrl_core.runs.worker"]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -22,8 +22,14 @@ def get_model_holder() -> ModelHolder:
 
 @st.cache_resource(show_spinner=False)
 def get_run_manager() -> RunManager:
-    """The run manager (and through it the store); marks runs left by dead processes interrupted."""
-    return RunManager(RunStore())
+    """The run manager (and through it the store); marks runs left by dead processes interrupted.
+
+    Its supervisor thread starts at once, so runs launched by an earlier server (re-attached after a
+    restart) are watched too.
+    """
+    manager = RunManager(RunStore())
+    manager.watch_store()
+    return manager
 
 
 def get_store() -> RunStore:

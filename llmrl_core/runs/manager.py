@@ -1,4 +1,4 @@
-"""Run jobs in background threads (dashboard) or in the foreground (CLI), all through the store.
+"""Run jobs in worker processes (dashboard), in the foreground (CLI) or in a thread (tests), all through the store.
 
 A job is a plain function ``job(ctx: JobContext) -> dict | None`` registered under a kind.
 It reads its config from ``ctx.config``, reports through ``ctx`` (metrics, samples,
@@ -7,22 +7,34 @@ while the run is paused and returns True once a stop was asked for. Whatever it 
 saved as the run's summary. An exception marks the run failed with its traceback; metrics
 already written are kept.
 
+The dashboard starts each run as a worker process of its own (``python -m llmrl_core worker
+RUN_ID``, see worker.py) in a new session, so training never shares the server's interpreter
+and cores with page reruns, Ctrl-C on the server's terminal does not reach it, and it outlives
+the server. A supervisor thread in the manager notices a worker that dies without recording an
+outcome (exit code, signal) and marks its run failed with the last lines of its output; after
+a worker ends it kills what is left of its process group (e.g. the custom-reward sandbox).
+
 Stop, pause and resume work from any process: the request is written to the store and the
 job's context picks it up (throttled to a few reads a second), so the dashboard can stop a
-run started from the CLI.
+run started from the CLI, and a restarted dashboard can stop a worker launched by the old one.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from llmrl_core.errors import InputError, WorkbenchError
-from llmrl_core.runs.store import RunStore, make_owner
+from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
 
@@ -34,16 +46,32 @@ JOB_REGISTRY: dict[str, str] = {
 }
 
 
+EXTRA_JOBS_ENV = "LLMRL_EXTRA_JOBS"  # "kind=module:function,..."; inherited by worker processes
+
+
 def register_job(kind: str, target: str) -> None:
-    """Register a job function, given as 'module:function', under `kind`."""
+    """Register a job function, given as 'module:function', under `kind` (also for workers this process launches)."""
     JOB_REGISTRY[kind] = target
+    extra = [item for item in os.environ.get(EXTRA_JOBS_ENV, "").split(",") if item and not item.startswith(f"{kind}=")]
+    os.environ[EXTRA_JOBS_ENV] = ",".join(extra + [f"{kind}={target}"])
+
+
+def _registered_jobs() -> dict[str, str]:
+    """The built-in jobs plus plug-ins registered by a parent process through the environment."""
+    jobs = dict(JOB_REGISTRY)
+    for item in os.environ.get(EXTRA_JOBS_ENV, "").split(","):
+        kind, _, target = item.partition("=")
+        if kind and ":" in target:
+            jobs.setdefault(kind.strip(), target.strip())
+    return jobs
 
 
 def get_job(kind: str) -> JobFn:
     """Import and return the job function registered for `kind`."""
-    if kind not in JOB_REGISTRY:
-        raise InputError(f"Unknown job kind {kind!r}; known kinds: {', '.join(sorted(JOB_REGISTRY))}.")
-    module_name, func_name = JOB_REGISTRY[kind].split(":")
+    jobs = _registered_jobs()
+    if kind not in jobs:
+        raise InputError(f"Unknown job kind {kind!r}; known kinds: {', '.join(sorted(jobs))}.")
+    module_name, func_name = jobs[kind].split(":")
     return getattr(importlib.import_module(module_name), func_name)
 
 
@@ -153,20 +181,115 @@ def execute_run(ctx: JobContext, job: JobFn) -> str:
     return status
 
 
-class RunManager:
-    """Starts jobs in daemon threads and tracks them; one per process (the app caches it)."""
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # so a worker imports this llmrl_core, wherever it runs
+STOP_GRACE_S = 30.0  # a stop is cooperative (the job ends its step and saves); after this the group is killed
+LOG_TAIL_LINES = 20
 
-    def __init__(self, store: RunStore | None = None) -> None:
+
+def get_worker_log_path(store: RunStore, run_id: int) -> Path:
+    """Where a worker's stdout and stderr go: beside the store, one file per run (kept after the run)."""
+    return store.path.parent / "workers" / f"run-{run_id:05d}.log"
+
+
+def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a worker's output ('' when there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16_384))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def describe_exit(returncode: int) -> str:
+    """A sentence for how a worker process ended without recording its run's outcome."""
+    if returncode < 0:
+        sig = -returncode
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        if sig == signal.SIGKILL:
+            return (f"The worker process was killed ({name}). Unless someone killed it, this is the kernel's "
+                    "out-of-memory killer: lower the batch settings (prompts per step, generations per prompt, "
+                    "max new tokens), train with LoRA, or pick a smaller model.")
+        if sig == signal.SIGSEGV:
+            return f"The worker process crashed ({name}, a fault in native code)."
+        return f"The worker process was ended by {name}."
+    return f"The worker process exited with status {returncode} without recording how the run ended."
+
+
+def _signal_group(pid: int, sig: int) -> bool:
+    """Send `sig` to the process group led by `pid`; False when the group is gone."""
+    try:
+        os.killpg(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+@dataclass
+class _Worker:
+    """A worker process this manager launched."""
+
+    run_id: int
+    proc: subprocess.Popen
+    log_path: Path
+
+
+class RunManager:
+    """Launches runs as worker processes and supervises them; one per server process (the app caches it)."""
+
+    def __init__(self, store: RunStore | None = None, stop_grace_s: float = STOP_GRACE_S,
+                 supervise_every_s: float = 0.5) -> None:
         self.store = store or RunStore()
+        self.stop_grace_s = stop_grace_s
+        self.supervise_every_s = supervise_every_s
         self._threads: dict[int, threading.Thread] = {}
         self._contexts: dict[int, JobContext] = {}
+        self._workers: dict[int, _Worker] = {}
+        self._stops: dict[int, float] = {}  # run id -> when stop was asked (for the escalation to a kill)
         self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
         self.recovered = self.store.recover_interrupted()
+
+    # ------------------------------------------------------------------ starting
 
     def start(self, kind: str, config: Mapping[str, Any], name: str | None = None,
               total_steps: int | None = None, job: JobFn | None = None) -> int:
-        """Create a run and start its job in a background thread; return the run id at once."""
-        job = job or get_job(kind)
+        """Create a run and start it in a worker process; return the run id at once.
+
+        With `job` (a callable, which cannot cross a process boundary) the run goes to a thread of
+        this process instead: for tests and for code that embeds the manager.
+        """
+        if job is not None:
+            return self._start_thread(kind, config, name, total_steps, job)
+        get_job(kind)  # an unknown kind fails here, before a run exists
+        run_id = self.store.create_run(kind, name or f"{kind} run", dict(config), total_steps)
+        self._launch_worker(run_id)
+        self._ensure_supervisor()
+        return run_id
+
+    def _launch_worker(self, run_id: int) -> None:
+        """Start `python -m llmrl_core worker RUN_ID` in a new session; a failure to launch fails the run."""
+        log_path = get_worker_log_path(self.store, run_id)
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
+        command = [sys.executable, "-m", "llmrl_core", "worker", str(run_id), "--store", str(self.store.path)]
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=_PACKAGE_PARENT, env=env, start_new_session=True)
+        except OSError as err:
+            self.store.set_status(run_id, "failed", error=f"Could not start the worker process: {err}")
+            self.store.add_log(run_id, f"Failed: could not start the worker process ({err}).", "error")
+            raise WorkbenchError(f"Could not start a worker process for run {run_id}: {err}") from err
+        self.store.assign_owner(run_id, make_owner(proc.pid))
+        with self._lock:
+            self._workers[run_id] = _Worker(run_id, proc, log_path)
+
+    def _start_thread(self, kind: str, config: Mapping[str, Any], name: str | None,
+                      total_steps: int | None, job: JobFn) -> int:
         run_id = self.store.create_run(kind, name or f"{kind} run", dict(config), total_steps)
         ctx = JobContext(run_id, self.store, dict(config))
         thread = threading.Thread(target=execute_run, args=(ctx, job), name=f"run-{run_id}", daemon=True)
@@ -184,13 +307,23 @@ class RunManager:
         ctx = JobContext(run_id, self.store, dict(config))
         return run_id, execute_run(ctx, job)
 
+    # ------------------------------------------------------------------ control
+
     def stop(self, run_id: int) -> None:
-        """Ask a run to stop (in this process at once, elsewhere through the store)."""
+        """Ask a run to stop (through the store, so any process sees it); a worker that ignores it is killed later."""
         ctx = self._contexts.get(run_id)
         if ctx:
             ctx.stop_event.set()
             ctx.pause_event.clear()
         self.store.request_control(run_id, "stop")
+        with self._lock:
+            self._stops.setdefault(run_id, time.monotonic())
+        self._ensure_supervisor()
+
+    def kill(self, run_id: int) -> bool:
+        """End a run's worker process group at once (SIGKILL); False when no live worker of it is known."""
+        pid = self._worker_pid(run_id)
+        return bool(pid) and _signal_group(pid, signal.SIGKILL)
 
     def pause(self, run_id: int) -> None:
         """Ask a run to pause at its next step boundary."""
@@ -206,20 +339,143 @@ class RunManager:
             ctx.pause_event.clear()
         self.store.request_control(run_id, "resume")
 
+    # ------------------------------------------------------------------ state
+
+    def _worker_pid(self, run_id: int) -> int | None:
+        """The pid of the process running `run_id`: a worker we launched, or the owner recorded in the store."""
+        worker = self._workers.get(run_id)
+        if worker is not None:
+            return worker.proc.pid if worker.proc.poll() is None else None
+        run = self.store.get_run(run_id)
+        if not run or run["status"] not in ACTIVE_STATUSES or not is_owner_alive(run["owner"]):
+            return None
+        pid = parse_owner_pid(run["owner"])
+        # Only a process that leads its own group is a worker; never signal a CLI's or the server's group.
+        return pid if pid and pid != os.getpid() and _is_group_leader(pid) else None
+
     def is_alive(self, run_id: int) -> bool:
-        """True while this process is running `run_id`."""
+        """True while `run_id` runs in a thread of this process or in a worker process."""
         thread = self._threads.get(run_id)
-        return bool(thread and thread.is_alive())
+        if thread is not None:
+            return thread.is_alive()
+        worker = self._workers.get(run_id)
+        if worker is not None:
+            return worker.proc.poll() is None
+        run = self.store.get_run(run_id)
+        return bool(run and run["status"] in ACTIVE_STATUSES and is_owner_alive(run["owner"]))
 
     def active_run_ids(self) -> list[int]:
-        """Ids of runs whose threads are alive in this process."""
+        """Ids of runs this manager started (threads or workers) that are still going."""
         with self._lock:
-            return [rid for rid, t in self._threads.items() if t.is_alive()]
+            ids = [rid for rid, t in self._threads.items() if t.is_alive()]
+            ids += [rid for rid, w in self._workers.items() if w.proc.poll() is None]
+        return sorted(ids)
 
     def wait(self, run_id: int, timeout: float | None = None) -> bool:
-        """Block until a run's thread ends; True when it did within `timeout`."""
+        """Block until a run's thread or worker ends (its outcome recorded); True when it did within `timeout`."""
         thread = self._threads.get(run_id)
-        if thread is None:
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        worker = self._workers.get(run_id)
+        if worker is not None:
+            try:
+                worker.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            self._reap(worker)
             return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive(run_id):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    # ------------------------------------------------------------------ supervision
+
+    def _ensure_supervisor(self) -> None:
+        """Start the supervisor thread once (the server's background thread that watches workers)."""
+        with self._lock:
+            if self._supervisor is None or not self._supervisor.is_alive():
+                self._supervisor = threading.Thread(target=self._supervise_forever, name="run-supervisor", daemon=True)
+                self._supervisor.start()
+
+    def watch_store(self) -> None:
+        """Also supervise runs launched by an earlier server (re-attached after a restart)."""
+        self._ensure_supervisor()
+
+    def _supervise_forever(self) -> None:
+        passes = 0
+        while True:
+            try:
+                self.supervise_once(check_orphans=passes % 4 == 0)  # the store-wide check every few passes
+            except Exception as err:  # the supervisor must outlive a locked store or a bad row
+                print(f"run supervisor: {type(err).__name__}: {err}", file=sys.stderr)
+            passes += 1
+            time.sleep(self.supervise_every_s)
+
+    def supervise_once(self, check_orphans: bool = True) -> None:
+        """One pass: reap ended workers, escalate stops that were ignored, fail runs whose process vanished."""
+        with self._lock:
+            workers = list(self._workers.values())
+            stops = dict(self._stops)
+        for worker in workers:
+            if worker.proc.poll() is not None:
+                self._reap(worker)
+        now = time.monotonic()
+        for run_id, asked in stops.items():
+            pid = self._worker_pid(run_id)
+            if pid is None:
+                with self._lock:
+                    self._stops.pop(run_id, None)
+            elif now - asked > self.stop_grace_s + 5:
+                _signal_group(pid, signal.SIGKILL)
+            elif now - asked > self.stop_grace_s:
+                _signal_group(pid, signal.SIGTERM)
+        if check_orphans:
+            self._fail_vanished_runs()
+
+    def _reap(self, worker: _Worker) -> None:
+        """Record how an ended worker went (if it could not) and clear its process group; idempotent."""
+        with self._lock:
+            if self._workers.get(worker.run_id) is not worker:
+                return
+            del self._workers[worker.run_id]
+        returncode = worker.proc.wait()
+        _signal_group(worker.proc.pid, signal.SIGKILL)  # leftovers of the group, e.g. a custom-reward sandbox
+        run = self.store.get_run(worker.run_id)
+        if run and run["status"] in ACTIVE_STATUSES:
+            self._record_vanished(worker.run_id, describe_exit(returncode), worker.log_path)
+
+    def _fail_vanished_runs(self) -> None:
+        """Fail active runs whose process (launched by an earlier server, or a CLI) is gone without a word."""
+        runs = self.store.list_runs(statuses=ACTIVE_STATUSES)
+        for run in runs.itertuples():
+            run_id = int(run.id)
+            if run_id in self._workers or run_id in self._threads or is_owner_alive(run.owner):
+                continue
+            if not run.owner and time.time() - float(run.created) < 60:  # being launched right now
+                continue
+            if self.store.get_run(run_id)["status"] not in ACTIVE_STATUSES:  # it ended while we looked
+                continue
+            pid = parse_owner_pid(run.owner)
+            if pid:
+                _signal_group(pid, signal.SIGKILL)
+            self._record_vanished(run_id, "The process running this run ended without recording how the run ended.",
+                                  get_worker_log_path(self.store, run_id))
+
+    def _record_vanished(self, run_id: int, headline: str, log_path: Path) -> None:
+        tail = read_log_tail(log_path)
+        error = headline + (f"\n\nLast lines of the worker's output ({log_path}):\n{tail}" if tail else "")
+        self.store.set_status(run_id, "failed", error=error)
+        self.store.add_log(run_id, f"Failed: {headline}", "error")
+        self.store.request_control(run_id, None)
+
+
+def _is_group_leader(pid: int) -> bool:
+    """True when `pid` leads its own process group (how workers are started)."""
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False

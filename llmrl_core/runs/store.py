@@ -95,9 +95,19 @@ def _process_start_time(pid: int) -> str:
         return "?"
 
 
-def make_owner() -> str:
-    """An id for this process: host, pid and start time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start_time(os.getpid())}"
+def make_owner(pid: int | None = None) -> str:
+    """An id for a process (this one by default): host, pid and start time."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid)}"
+
+
+def parse_owner_pid(owner: str | None) -> int | None:
+    """The pid in an owner id when the owner runs on this host, else None."""
+    try:
+        host, pid_text, _ = (owner or "").rsplit(":", 2)
+        return int(pid_text) if host == socket.gethostname() else None
+    except ValueError:
+        return None
 
 
 def is_owner_alive(owner: str | None) -> bool:
@@ -117,7 +127,18 @@ def is_owner_alive(owner: str | None) -> bool:
         return False
     except PermissionError:
         return True
+    if _is_zombie(pid):  # exited, not yet reaped (e.g. where pid 1 does not reap orphans)
+        return False
     return started == "?" or _process_start_time(pid) == started
+
+
+def _is_zombie(pid: int) -> bool:
+    """True when `pid` has exited but its parent has not collected it yet."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _json_default(value: Any) -> Any:
@@ -197,6 +218,10 @@ class RunStore:
             "UPDATE runs SET status='running', started=COALESCE(started, ?), owner=?, control=NULL WHERE id=?",
             (time.time(), owner or make_owner(), run_id),
         )
+
+    def assign_owner(self, run_id: int, owner: str) -> None:
+        """Record the process that will run a queued run (a worker just launched), so liveness checks see it."""
+        self._execute("UPDATE runs SET owner=? WHERE id=?", (owner, run_id))
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         """Change a run's status; a final status also sets the end time."""
