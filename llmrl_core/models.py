@@ -154,11 +154,22 @@ def locate_bundled_gguf() -> Path:
 
 def resolve_spec(spec: str | None) -> ResolvedSpec:
     """Decide what a spec string names, checking local paths before anything is loaded."""
+    if spec is not None and not isinstance(spec, str):
+        raise ModelLoadError(f"A model spec must be text such as 'bundled', a folder, a .gguf file or a hub id (got {type(spec).__name__}).")
     raw = (spec or "").strip()
     if raw.lower() in _BUNDLED_ALIASES:
         return ResolvedSpec(BUNDLED_SPEC, "bundled", str(locate_bundled_gguf()))
+    if len(raw) > 4096 or "\x00" in raw or any(ord(c) < 32 for c in raw):
+        raise ModelLoadError(f"{raw[:60]!r}… is not a model spec (too long, or holds control characters); give 'bundled', "
+                             "a model folder, a .gguf file or a hub id." if len(raw) > 60 else
+                             f"{raw!r} is not a model spec (it holds control characters); give 'bundled', a model folder, "
+                             "a .gguf file or a hub id.")
     path = Path(raw).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as err:  # a name longer than the file system allows, a folder we may not read
+        raise ModelLoadError(f"Cannot use {raw[:80]!r} as a model path: {err.strerror or err}.") from None
+    if exists:
         if path.is_dir():
             if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
                 return ResolvedSpec(raw, "adapter", str(path.resolve()))

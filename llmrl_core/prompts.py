@@ -155,6 +155,8 @@ def _parse_jsonl(filename: str, text: str) -> pd.DataFrame:
             continue
         try:
             row = json.loads(line)
+        except RecursionError:
+            raise InputError(f"{filename}, line {number} is nested too deeply; each line must be one flat JSON object.") from None
         except json.JSONDecodeError as err:
             raise InputError(
                 f"{filename}, line {number} is not valid JSON ({err.msg} at column {err.colno}); "
@@ -177,7 +179,13 @@ def _parse_json(filename: str, text: str) -> pd.DataFrame:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{filename} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from None
-    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+    except RecursionError:
+        raise InputError(f'{filename} is nested too deeply; give a flat list of objects like [{{"prompt": "..."}}, ...].') from None
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        lengths = {k: len(v) for k, v in data.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{k!r}: {n}" for k, n in lengths.items())
+            raise InputError(f"{filename}: the columns have different lengths ({shown}); give every column one value per prompt.")
         data = pd.DataFrame(data).to_dict("records")  # column-oriented {"prompt": [...], ...}
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise InputError(f'{filename} must hold a JSON list of objects like [{{"prompt": "..."}}, ...].')
@@ -191,6 +199,9 @@ def _parse_txt(text: str) -> pd.DataFrame:
 def finalize_prompt_frame(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     """Check a parsed frame: a `prompt` column of non-empty text, at least one row; return a clean copy."""
     frame = frame.rename(columns={c: c.strip() for c in frame.columns if isinstance(c, str)})
+    repeated = sorted({str(c) for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise InputError(f"{what} has the column {repeated[0]!r} more than once; give each column a distinct name.")
     if "prompt" not in frame.columns:
         alike = [c for c in frame.columns if isinstance(c, str) and c.lower() == "prompt"]
         if alike:

@@ -7,8 +7,10 @@ A spec is what the UI and the CLI store in a run's config, e.g.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Sequence
 
+from llmrl_core.config import suggest
 from llmrl_core.errors import InputError, WorkbenchError
 from llmrl_core.rewards import custom, hf_models, sentiment, text
 from llmrl_core.rewards.base import NamedReward, RewardSet, RewardType, coerce_number, coerce_params, unique_names
@@ -120,6 +122,7 @@ CUSTOM_CODE_REFUSED = (
 )
 
 _SPEC_KEYS = ("type", "name", "weight")
+MAX_NAME_CHARS = 64  # a reward name becomes part of metric names (rewards/<name>/mean)
 RESERVED_NAMES = ("total", "completion", "prompt")  # columns of score tables
 
 
@@ -128,13 +131,22 @@ def parse_spec(spec: dict, allow_custom_code: bool = False) -> tuple[RewardType,
     if not isinstance(spec, dict):
         raise InputError(f"A reward spec must be a dict like {{'type': 'vader'}} (got {type(spec).__name__}).")
     key = spec.get("type")
-    if key not in REWARD_TYPES:
-        raise InputError(f"Unknown reward type {key!r}; choose one of: {', '.join(REWARD_TYPES)}.")
+    if not isinstance(key, str) or key not in REWARD_TYPES:
+        raise InputError(f"Unknown reward type {key!r}{suggest(key, REWARD_TYPES)}; choose one of: {', '.join(REWARD_TYPES)}.")
     rtype = REWARD_TYPES[key]
     name = spec.get("name") or key
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise InputError(f"The reward name {name!r} must be non-empty text without '/' (it is used in metric names).")
     name = name.strip()
+    if len(name) > MAX_NAME_CHARS:
+        raise InputError(f"The reward name {name[:40]!r}… is {len(name)} characters long; keep it under {MAX_NAME_CHARS} "
+                         "(it is part of metric names).")
+    unknown = [k for k in spec if k not in _SPEC_KEYS and k not in rtype.params]
+    if unknown:
+        close = [c for c in (difflib.get_close_matches(str(k), [*rtype.params, *_SPEC_KEYS], n=1) for k in unknown) if c]
+        hint = f" Did you mean {' or '.join(repr(c[0]) for c in close)}?" if close else ""
+        raise InputError(f"Reward {name!r} ({rtype.label}) has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters are: {', '.join(rtype.params) or 'none'}.{hint}")
     if name in RESERVED_NAMES:
         raise InputError(f"The reward name {name!r} is reserved (tables use it for the weighted total and the text); pick another.")
     weight = coerce_number(spec.get("weight", 1.0), float, f"The weight of reward {name!r}")
