@@ -2,6 +2,8 @@
 
 Each `make_*` takes validated params (see the registry) and returns a TRL-style reward
 `fn(prompts, completions, **columns) -> list[float | None]`. All are pure Python and offline.
+The user's pattern in the regex reward runs on the `regex` package with a time limit per
+completion (REGEX_TIMEOUT_S), so a catastrophic pattern cannot stall a run.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import math
 import re
 from typing import Any, Sequence
 
+import regex
+
 from llmrl_core.errors import InputError
 from llmrl_core.rewards.base import RewardFn
+
+REGEX_TIMEOUT_S = 1.0  # per completion; a sane pattern takes microseconds, a catastrophic one grows without bound
 
 # --------------------------------------------------------------------------- length
 
@@ -81,22 +87,36 @@ def make_keywords_reward(params: dict[str, Any]) -> RewardFn:
 def make_regex_reward(params: dict[str, Any]) -> RewardFn:
     """1.0 when the pattern matches (anywhere for 'search'; the whole stripped text for 'fullmatch'), else 0.0.
 
-    The pattern runs with DOTALL, so `.` crosses lines, as in TRL's format rewards.
+    The pattern runs with DOTALL, so `.` crosses lines, as in TRL's format rewards. It runs on the
+    `regex` package (Python's `re` syntax) with REGEX_TIMEOUT_S per completion: a pattern that
+    backtracks catastrophically (e.g. `(a|aa)+$` on "aaa...b") raises InputError naming the pattern
+    and the completion, rather than returning None, because None means "does not apply" and would
+    quietly train without this reward while every step waits out the limit.
     """
     pattern = params["pattern"]
     if not pattern:
         raise InputError("The regex reward needs a pattern, e.g. <answer>.+</answer>.")
-    flags = re.DOTALL | (re.IGNORECASE if params["ignore_case"] else 0)
+    flags = regex.DOTALL | (regex.IGNORECASE if params["ignore_case"] else 0)
     try:
-        compiled = re.compile(pattern, flags)
-    except re.error as err:
+        compiled = regex.compile(pattern, flags)
+    except regex.error as err:
         raise InputError(f"The pattern {pattern!r} is not a valid regular expression: {err}.") from err
     full = params["mode"] == "fullmatch"
 
+    def matches(text: str, i: int) -> float:
+        try:
+            found = compiled.fullmatch(text.strip(), timeout=REGEX_TIMEOUT_S) if full else \
+                compiled.search(text, timeout=REGEX_TIMEOUT_S)
+        except TimeoutError:
+            raise InputError(
+                f"The pattern {pattern!r} took more than {REGEX_TIMEOUT_S:g} s on completion {i} "
+                f"({len(text)} characters), so it was stopped: it backtracks catastrophically. Avoid nested "
+                f"repeats such as (a+)+ or (a|aa)+; make the alternatives exclusive."
+            ) from None
+        return 1.0 if found else 0.0
+
     def regex_reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-        if full:
-            return [1.0 if compiled.fullmatch(c.strip()) else 0.0 for c in completions]
-        return [1.0 if compiled.search(c) else 0.0 for c in completions]
+        return [matches(c, i) for i, c in enumerate(completions)]
 
     return regex_reward
 
