@@ -18,6 +18,10 @@ Where the time goes on a CPU, and what is skipped:
     detached: one forward and one backward per micro-batch, no separate scoring pass;
   * the reference model runs only when beta > 0; with LoRA it is the same model with the
     adapters switched off (peft's disable_adapter), otherwise a frozen copy.
+
+Faults end the run with a message that says what to change: out of GPU memory names the batch
+settings to lower (OutOfMemoryTrainingError), a full disk stops at the checkpoint being written
+(checkpoints.DiskFullError); every step recorded before stays, and so do earlier checkpoints.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from llmrl_core.checkpoints import (
     is_adapter_checkpoint,
     load_trainer_state,
     make_checkpoint_dir,
+    prune_checkpoints,
     save_checkpoint,
 )
 from llmrl_core.config import RLConfig
@@ -69,6 +74,19 @@ LogFn = Callable[[str], None]
 
 class TrainingDivergedError(WorkbenchError):
     """The loss or the gradient stopped being a finite number."""
+
+
+class OutOfMemoryTrainingError(WorkbenchError):
+    """The accelerator ran out of memory while sampling or updating."""
+
+
+# torch.OutOfMemoryError (torch >= 2.5) is what torch.cuda.OutOfMemoryError names today.
+_OOM_ERRORS = tuple({torch.cuda.OutOfMemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)})
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError MPS raises for the same thing."""
+    return isinstance(err, _OOM_ERRORS) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
 def compute_lr_factor(step: int, warmup_steps: int, total_steps: int, kind: str) -> float:
@@ -280,7 +298,11 @@ class RLTrainer:
         self.num_tokens = int(state.get("num_tokens", 0))
         self.baseline = state.get("baseline")
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("optimizer") is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
+            else:  # retention keeps the optimizer only in a run's newest checkpoint
+                self.log("This checkpoint has no optimizer state (only a run's newest checkpoint keeps it): "
+                         "AdamW starts afresh, so the first steps may move a little differently than in the original run.")
         except ValueError as err:
             raise InputError(f"The checkpoint's optimizer does not match this config ({err}); resume with the same "
                              "algorithm, use_lora and LoRA settings as the original run.") from err
@@ -297,6 +319,27 @@ class RLTrainer:
         """Save weights (or the LoRA adapter) and trainer state under root/checkpoint-<step>; return the folder."""
         folder = make_checkpoint_dir(root, self.step_count)
         return save_checkpoint(folder, self.policy, self.tokenizer, self.state_dict(), self.cfg.to_yaml())
+
+    def _out_of_memory(self, phase: str) -> OutOfMemoryTrainingError:
+        """The error to raise for an out-of-memory in `phase`, naming the batch settings to lower."""
+        cfg = self.cfg
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        batch = (f"prompts_per_step (now {cfg.prompts_per_step}), num_generations (now {cfg.num_generations}) "
+                 f"or max_new_tokens (now {cfg.max_new_tokens})")
+        if phase == "generation":
+            advice = f"Lower {batch}: sampling holds all {cfg.batch_size} completions at once."
+        else:
+            advice = (f"Raise grad_accum_steps (now {cfg.grad_accum_steps}, at most {cfg.batch_size}) to update in smaller "
+                      f"micro-batches, or lower {batch}"
+                      + ("" if cfg.use_lora else "; use_lora=true also frees the optimizer's memory")
+                      + ("; beta > 0 keeps a reference model in memory" if cfg.needs_reference and not cfg.use_lora else "")
+                      + ".")
+        return OutOfMemoryTrainingError(
+            f"Out of {self.device.type.upper()} memory during {phase} at step {self.step_count + 1} "
+            f"({cfg.batch_size} completions of up to {cfg.max_new_tokens} tokens). {advice} "
+            "Steps and checkpoints saved so far are kept; resume from the last checkpoint with the smaller settings."
+        )
 
     # ------------------------------------------------------------------ 1. sampling
 
@@ -528,7 +571,15 @@ class RLTrainer:
         """Sample, score, update once; return the step's metrics (TRL names) and samples."""
         cfg = self.cfg
         start = time.perf_counter()
-        ro = self.generate_rollout()
+        oom_in = None  # the error is raised after the except block, once its frames (and tensors) are freed
+        try:
+            ro = self.generate_rollout()
+        except Exception as err:
+            if not _is_out_of_memory(err):
+                raise
+            oom_in = "generation"
+        if oom_in:
+            raise self._out_of_memory(oom_in)
 
         reward_start = time.perf_counter()
         lengths_list = ro.completion_mask.sum(1).long().tolist()
@@ -542,7 +593,15 @@ class RLTrainer:
         rewards = torch.tensor(total, dtype=torch.float32, device=self.device)  # (B,)
 
         update_start = time.perf_counter()
-        stats = self.update_policy(ro, rewards)
+        try:
+            stats = self.update_policy(ro, rewards)
+        except Exception as err:
+            if not _is_out_of_memory(err):
+                raise
+            oom_in = "the update"
+        if oom_in:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise self._out_of_memory(oom_in)
         update_seconds = time.perf_counter() - update_start
         self.step_count += 1
         step_time = time.perf_counter() - start
@@ -640,15 +699,17 @@ def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResul
     rewards: list[float] = []
     last_saved = None
 
-    def save(step: int) -> None:
+    def save(step: int, final: bool = False) -> None:
         nonlocal last_saved
         folder = trainer.save_checkpoint(root)
         ctx.add_artifact(step, "checkpoint", folder, {
             "step": step, "lora": cfg.use_lora, "algorithm": cfg.algorithm, "model": cfg.model,
-            "reward": rewards[-1] if rewards else None,
+            "reward": rewards[-1] if rewards else None, "optimizer": True,
         })
         ctx.log(f"Saved checkpoint {folder.name}.")
         last_saved = step
+        # the final checkpoint comes on top of the newest save_total_limit ones
+        apply_retention(ctx, root, cfg.save_total_limit + (1 if final else 0))
 
     while trainer.step_count < cfg.steps:
         if ctx.should_stop():
@@ -664,7 +725,7 @@ def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResul
         if cfg.save_every and result.step % cfg.save_every == 0:
             save(result.step)
     if cfg.save_final and trainer.step_count > first_step and last_saved != trainer.step_count:
-        save(trainer.step_count)
+        save(trainer.step_count, final=True)
     window = min(10, len(rewards))
     return {
         "steps": trainer.step_count,
@@ -672,6 +733,20 @@ def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResul
         "reward_last": float(np.mean(rewards[-window:])) if rewards else None,
         "checkpoint": str(make_checkpoint_dir(root, last_saved)) if last_saved is not None else None,
     }
+
+
+def apply_retention(ctx: Any, root: Any, keep: int) -> None:
+    """Keep the newest `keep` checkpoints of the run, optimizer state only in the newest; update
+    the run's artifact rows and log what was dropped (llmrl_core.checkpoints.prune_checkpoints)."""
+    deleted, stripped = prune_checkpoints(root, keep)
+    if deleted:
+        ctx.store.remove_artifacts(ctx.run_id, deleted)
+        ctx.log(f"Deleted {len(deleted)} older checkpoint(s) ({', '.join(p.name for p in deleted)}): "
+                f"save_total_limit keeps the newest {keep}.")
+    if stripped:
+        ctx.store.update_artifact_meta(ctx.run_id, stripped, {"optimizer": False})
+        ctx.log(f"Dropped the optimizer state from {', '.join(p.name for p in stripped)} (only the newest checkpoint "
+                "keeps it; the others still load as models and resume with a fresh optimizer).")
 
 
 def start_rl_run(manager: Any, cfg: RLConfig) -> int:

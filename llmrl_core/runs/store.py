@@ -7,11 +7,20 @@ spirit of TensorBoard's DataProvider.
 
 WAL lets the dashboard read while a job (in this process or a CLI process) writes. Each
 thread gets its own connection, because sqlite3 connections must not cross threads.
+
+Faults: a write that waits longer than `busy_timeout` for another process's lock raises a
+StoreError that says so (a run's final status waits a few rounds longer); a full disk or a
+damaged file also raise StoreError with what to do. A store file that cannot be opened at all
+(not a database, truncated) is renamed to runs.sqlite.corrupt-<time>, never deleted, and a
+fresh store starts; `RunStore.recovery_message` says so for the app to show.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import math
 import os
 import socket
@@ -25,6 +34,8 @@ import pandas as pd
 
 from llmrl_core.errors import StoreError
 from llmrl_core.paths import get_store_path
+
+logger = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = ("queued", "running", "paused")
 FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
@@ -163,44 +174,157 @@ def dumps(value: Any) -> str:
     return json.dumps(clean(value), default=_json_default)
 
 
+_CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+FINAL_STATUS_PATIENCE = 4  # a run's final status waits this many busy timeouts for a lock: losing it leaves a run looking alive
+
+
+def _is_corrupt(err: sqlite3.Error) -> bool:
+    """True for 'file is not a database' and 'database disk image is malformed'."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    return name.startswith(_CORRUPT_CODES) or "malformed" in str(err) or "not a database" in str(err)
+
+
+def _is_busy(err: sqlite3.Error) -> bool:
+    """True when another connection held the lock past the busy timeout."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(err)
+
+
 class RunStore:
     """All persistent state of runs. Safe to share between threads; one instance per process is plenty."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, busy_timeout: float = 30.0) -> None:
         self.path = Path(path) if path else get_store_path()
+        self.busy_timeout = float(busy_timeout)  # seconds a write waits for another process's lock
+        self.recovered_from: Path | None = None  # where a damaged store file was moved at start-up
+        self.recovery_message: str | None = None  # what to tell the user about it
         self._local = threading.local()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
+            self._open_or_recover()
+        except StoreError:
+            raise
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"Cannot open the run store at {self.path}: {err}. Check that LLMRL_HOME is writable.") from err
 
     # ------------------------------------------------------------------ connection
 
+    def _open_or_recover(self) -> None:
+        """Create the tables; a file that is not a readable database is moved aside and replaced."""
+        try:
+            self._check_readable()
+            return
+        except sqlite3.DatabaseError as err:
+            if not _is_corrupt(err):
+                raise
+            first_error = err
+        self._close_conn()
+        with open(self.path.with_name(self.path.name + ".recover-lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting together move it aside once
+            try:
+                self._check_readable()  # another process may have just replaced it
+                return
+            except sqlite3.DatabaseError as err:
+                if not _is_corrupt(err):
+                    raise
+            self._close_conn()
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            for suffix in ("", "-wal", "-shm"):  # the WAL belongs with its database: keep them together
+                source = Path(str(self.path) + suffix)
+                if source.exists():
+                    os.replace(source, str(aside) + suffix)
+            self._check_readable()
+        self.recovered_from = aside
+        self.recovery_message = (
+            f"The run store {self.path} could not be read ({first_error}), so it was moved aside to {aside} "
+            "(nothing was deleted) and a fresh, empty store was started. Files of earlier runs under "
+            f"{self.path.parent / 'artifacts'} are untouched. To try to recover its rows: "
+            f"sqlite3 {aside} .recover | sqlite3 recovered.sqlite"
+        )
+        logger.warning(self.recovery_message)
+
+    def _check_readable(self) -> None:
+        """Open, create the tables and read the runs table (this finds a wrong or truncated file)."""
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        conn.execute("SELECT max(id) FROM runs").fetchone()
+
+    def _close_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def moved_aside_stores(self) -> list[Path]:
+        """Damaged store files moved aside at some start-up (runs.sqlite.corrupt-<time>), oldest first."""
+        return sorted(p for p in self.path.parent.glob(self.path.name + ".corrupt-*") if not p.name.endswith(("-wal", "-shm")))
+
+    @contextlib.contextmanager
+    def _translate_errors(self):
+        """Turn SQLite's lock, disk-full and corruption errors into StoreErrors that say what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if _is_busy(err):
+                raise StoreError(
+                    f"The run store {self.path} stayed locked by another process for more than {self.busy_timeout:g} s, "
+                    "so this write was not saved. Another program holds a write transaction on it (a sqlite3 shell or "
+                    "database browser with uncommitted changes, a backup tool): close it or commit there, then retry. "
+                    "Everything recorded before is kept."
+                ) from err
+            if "full" in str(err):
+                raise StoreError(f"The disk holding the run store {self.path} is full ({err}); free space there, then "
+                                 "retry. Everything recorded before is kept.") from err
+            raise
+        except sqlite3.DatabaseError as err:
+            if _is_corrupt(err):
+                raise StoreError(
+                    f"The run store {self.path} is damaged ({err}). Stop the workbench and move the file aside "
+                    f"(or recover it: sqlite3 {self.path} .recover | sqlite3 recovered.sqlite); the next start creates "
+                    "a fresh store."
+                ) from err
+            raise
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)  # autocommit; explicit BEGIN
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error:
+                conn.close()  # e.g. not a database: leave no handle on a file about to be moved aside
+                raise
             self._local.conn = conn
         return conn
 
-    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        return self._conn().execute(sql, tuple(params))
+    def _execute(self, sql: str, params: Iterable[Any] = (), patience: int = 1) -> sqlite3.Cursor:
+        """Run one statement; a lock held elsewhere is waited for `patience` busy timeouts."""
+        for attempt in range(patience):
+            try:
+                with self._translate_errors():
+                    return self._conn().execute(sql, tuple(params))
+            except StoreError as err:
+                cause = err.__cause__
+                if attempt == patience - 1 or not (isinstance(cause, sqlite3.Error) and _is_busy(cause)):
+                    raise
+                logger.warning("The run store is still locked; waiting again (%d of %d).", attempt + 2, patience)
+        raise AssertionError("unreachable")
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._translate_errors():
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock first (waits busy_timeout), so no upgrade deadlock
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     # ------------------------------------------------------------------ runs
 
@@ -228,7 +352,7 @@ class RunStore:
         ended = time.time() if status in FINAL_STATUSES else None
         self._execute(
             "UPDATE runs SET status=?, error=COALESCE(?, error), ended=COALESCE(?, ended) WHERE id=?",
-            (status, error, ended, run_id),
+            (status, error, ended, run_id), patience=FINAL_STATUS_PATIENCE if ended else 1,
         )
 
     def set_progress(self, run_id: int, step: int, total_steps: int | None = None) -> None:
@@ -398,6 +522,24 @@ class RunStore:
         for r in rows:
             r["meta"] = json.loads(r["meta"] or "{}")
         return pd.DataFrame(rows, columns=["id", "step", "kind", "path", "meta", "created"])
+
+    def remove_artifacts(self, run_id: int, paths: Iterable[str | Path]) -> int:
+        """Drop the rows of artifacts whose files were deleted (e.g. old checkpoints); return how many."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return 0
+        cur = self._execute(
+            f"DELETE FROM artifacts WHERE run_id=? AND path IN ({','.join('?' * len(paths))})", [run_id, *paths]
+        )
+        return cur.rowcount
+
+    def update_artifact_meta(self, run_id: int, paths: Iterable[str | Path], changes: Mapping[str, Any]) -> None:
+        """Merge `changes` into the meta of the run's artifacts at `paths` (e.g. {'optimizer': False})."""
+        for path in paths:
+            rows = self._execute("SELECT id, meta FROM artifacts WHERE run_id=? AND path=?", (run_id, str(path))).fetchall()
+            for row in rows:
+                meta = {**json.loads(row["meta"] or "{}"), **dict(changes)}
+                self._execute("UPDATE artifacts SET meta=? WHERE id=?", (dumps(meta), row["id"]))
 
     def add_log(self, run_id: int, message: str, level: str = "info") -> None:
         """Append a human-readable event to a run's log."""

@@ -1,0 +1,83 @@
+"""A run's files on disk: how much room they take and deleting them (issue 8: disk a user can predict).
+
+Every job writes under $LLMRL_HOME/artifacts/run-NNNNN (checkpoints, agent.zip, episode JSON).
+Sizes are summed with an os.scandir walk that never follows symlinks, so a link to a model folder
+elsewhere counts as the link, not as the folder. Deleting touches only that one folder, and
+refuses when it is a symlink or resolves outside $LLMRL_HOME/artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from llmrl_core.errors import InputError
+from llmrl_core.paths import get_home
+
+
+def get_run_dir(run_id: int) -> Path:
+    """Where run `run_id` keeps its files (not created; see paths.get_artifact_dir)."""
+    return get_home() / "artifacts" / f"run-{int(run_id):05d}"
+
+
+def compute_tree_bytes(path: str | Path) -> int:
+    """Bytes used by the files under `path` (or by `path` itself), symlinks not followed."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0
+    if not os.path.isdir(path) or os.path.islink(path):
+        return info.st_size
+    total, stack = 0, [os.fspath(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:  # vanished while walking (a run still writing)
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def compute_run_disk_bytes(run_id: int, store: Any = None) -> int:
+    """Bytes a run takes on disk: its artifact folder, plus (given its `store`) recorded artifacts
+    that lie elsewhere under $LLMRL_HOME. Nothing outside $LLMRL_HOME is counted: it is not the run's."""
+    run_dir = get_run_dir(run_id)
+    total = compute_tree_bytes(run_dir)
+    if store is None:
+        return total
+    home = get_home().resolve()
+    inside = run_dir.resolve()
+    for path in store.list_artifacts(run_id)["path"]:
+        target = Path(path).resolve()
+        if not target.is_relative_to(home) or target.is_relative_to(inside):
+            continue
+        total += compute_tree_bytes(target)
+    return total
+
+
+def delete_run_files(run_id: int) -> int:
+    """Delete the run's artifact folder ($LLMRL_HOME/artifacts/run-NNNNN); return the bytes freed.
+
+    Only that folder: artifacts recorded elsewhere are left alone, links inside it are removed as
+    links (their targets stay). Call it for a run that has ended (a live run would write again).
+    """
+    artifacts = (get_home() / "artifacts").resolve()
+    run_dir = get_run_dir(run_id)
+    if run_dir.is_symlink():
+        raise InputError(f"{run_dir} is a symbolic link; not deleting what it points to. Remove the link by hand if you mean to.")
+    if not run_dir.exists():
+        return 0
+    if not run_dir.resolve().is_relative_to(artifacts):
+        raise InputError(f"{run_dir} resolves outside {artifacts}; not deleting it.")
+    before = compute_tree_bytes(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)  # rmtree unlinks symlinks inside, never follows them
+    return before - compute_tree_bytes(run_dir)
