@@ -13,7 +13,7 @@ import importlib
 import json
 import sys
 import time
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from llmrl_core.errors import WorkbenchError
 
@@ -124,9 +124,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if status in {"completed", "stopped"} else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the workbench's error format: one 'error: ...' line naming the fix, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, plug-in commands included."""
-    parser = argparse.ArgumentParser(prog="python -m llmrl_core", description="LLM·RL Workbench, headless.")
+    parser = _Parser(prog="python -m llmrl_core", description="LLM·RL Workbench, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample completions from a model")
@@ -176,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except WorkbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
