@@ -13,11 +13,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from llmrl_core import attention as att
 from llmrl_core.errors import InputError
+
+
+MAX_GENERATE = 1024  # tokens a --generate completion may add
+MAX_MAP_TOKENS = 4096  # --max-tokens cap: 4096^2 x layers x heads float16 is already gigabytes
+
+
+def check_out_path(out: str) -> Path:
+    """--out must name a new or existing .npz file in an existing folder (never a folder, never another kind of file)."""
+    path = Path(out).expanduser()
+    if not out.strip() or path.suffix.lower() != ".npz":
+        raise InputError(f"--out must name a .npz file, e.g. --out maps.npz (got {out!r}).")
+    if path.is_dir():
+        raise InputError(f"--out {out!r} is a folder; give a file name inside it, e.g. {str(path / 'maps.npz')!r}.")
+    if not path.parent.is_dir():
+        raise InputError(f"--out: the folder {str(path.parent)!r} does not exist; create it first or pick another path.")
+    return path
+
+
+def _save_maps(out: str, maps: att.AttentionMaps) -> None:
+    """Write weights (L, H, T, T) float16, token ids, tokens and n_prompt to a .npz file."""
+    np.savez_compressed(
+        Path(out).expanduser(), weights=maps.weights, token_ids=np.array(maps.token_ids),
+        tokens=np.array(maps.tokens, dtype=object), n_prompt=maps.n_prompt,
+    )
 
 
 def summarize_maps(maps: att.AttentionMaps, top: int = 5) -> dict:
@@ -58,10 +83,10 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         maps = att.extract_attention(loaded, text, chat=args.chat, max_tokens=args.max_tokens)
     summary = summarize_maps(maps)
     if args.out:
-        np.savez_compressed(
-            args.out, weights=maps.weights, token_ids=np.array(maps.token_ids), tokens=np.array(maps.tokens, dtype=object),
-            n_prompt=maps.n_prompt,
-        )
+        try:
+            _save_maps(args.out, maps)
+        except OSError as err:
+            raise InputError(f"--out: cannot write {args.out!r}: {err.strerror or err}.") from None
         summary["saved"] = args.out
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -93,8 +118,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     def run(args: argparse.Namespace) -> int:
-        if args.generate < 0:
-            raise InputError("--generate takes a number of tokens, 0 or more.")
+        if not 0 <= args.generate <= MAX_GENERATE:
+            raise InputError(f"--generate takes a number of tokens from 0 to {MAX_GENERATE} (got {args.generate}).")
+        if not 1 <= args.max_tokens <= MAX_MAP_TOKENS:
+            raise InputError(f"--max-tokens must be from 1 to {MAX_MAP_TOKENS} (got {args.max_tokens}); "
+                             f"maps grow with its square, {att.MAX_TOKENS} is the default.")
+        if args.out is not None:
+            check_out_path(args.out)
         return _cmd_attention(args)
 
     p.set_defaults(func=run)

@@ -22,12 +22,13 @@ def build_config(args: argparse.Namespace) -> Any:
     """The RLConfig from --preset, --config, --set and --steps, in that order of precedence (last wins)."""
     import yaml
 
-    from llmrl_core.config import PRESETS, RLConfig
+    from llmrl_core.config import PRESETS, RLConfig, describe_yaml_error, suggest
 
     data: dict[str, Any] = {}
     if args.preset:
         if args.preset not in PRESETS:
-            raise InputError(f"Unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)} (see --list-presets).")
+            raise InputError(f"Unknown preset {args.preset!r}{suggest(args.preset, PRESETS)}; "
+                             f"choose one of: {', '.join(PRESETS)} (see --list-presets).")
         data.update(PRESETS[args.preset].overrides)
     if args.config:
         data.update(_read_yaml_fields(args.config))
@@ -35,7 +36,11 @@ def build_config(args: argparse.Namespace) -> Any:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"--set takes key=value, e.g. --set learning_rate=2e-5 (got {item!r}).")
-        data[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            data[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise InputError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({describe_yaml_error(err)}); "
+                             "quote text that holds : [ ] { } or #, e.g. --set 'system_prompt=\"a: b\"'.") from None
     if args.steps is not None:
         data["steps"] = args.steps
     if args.name:
@@ -49,9 +54,28 @@ def _read_yaml_fields(path: str) -> dict:
 
     from llmrl_core.config import RLConfig
 
-    RLConfig.load(path)  # validates, with the usual messages
-    with open(path, encoding="utf-8") as fh:
+    RLConfig.load(path)  # validates, with the usual messages (encoding, YAML, fields)
+    with open(path, encoding="utf-8-sig") as fh:
         return dict(yaml.safe_load(fh) or {})
+
+
+def check_before_start(cfg: Any) -> None:
+    """Refuse what would fail once the run exists (bad model spec, reward, checkpoint); print preflight warnings.
+
+    Everything here is cheap (no weights loaded), so a mistake costs a second, not a run in the store.
+    """
+    from llmrl_core.checkpoints import check_checkpoint
+    from llmrl_core.models import resolve_spec
+    from llmrl_core.preflight import preflight_rl_config
+    from llmrl_core.rewards import parse_spec
+
+    resolve_spec(cfg.model)
+    for spec in cfg.rewards:
+        parse_spec(spec, cfg.allow_custom_code)
+    if cfg.resume_from:
+        check_checkpoint(cfg.resume_from)
+    for warning in preflight_rl_config(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -69,6 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.dump_config:
         sys.stdout.write(cfg.to_yaml())
         return 0
+    check_before_start(cfg)
 
     from tqdm import tqdm
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+from pathlib import Path
 from typing import Any
 
 from llmrl_core.envs.config import ALGOS, ENVS, make_gym_config
@@ -23,10 +24,14 @@ def parse_setting(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise InputError(f"--set takes key=value, like --set learning_rate=3e-4 (got {text!r}).")
     key, raw = text.split("=", 1)
+    if not key.strip():
+        raise InputError(f"--set needs a setting name before '=', like --set learning_rate=3e-4 (got {text!r}).")
     try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = raw  # plain text; the setting's own check says when text is wrong there
+    if raw.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity"):
+        value = float(raw)  # refused by the setting's check with its name, not taken as text
     return key.strip(), value
 
 
@@ -44,6 +49,11 @@ def _cmd_gym(args: argparse.Namespace) -> int:
     if args.stop_when_solved:
         overrides["stop_when_solved"] = True
     config = make_gym_config(args.env, args.algo, **overrides)
+    if config.init_from and not Path(config.init_from).expanduser().is_file():
+        raise InputError(f"--init-from: no saved agent at {config.init_from!r}; give the path of an SB3 .zip "
+                         "(the Classic RL page lists each run's agent).")
+    if args.name is not None and not args.name.strip():
+        raise InputError("--name is empty; give the run a name, or leave --name out for 'ALGO · env'.")
     manager = RunManager()
     name = args.name or f"{config.algo.upper()} · {config.env_id}"
     print(f"Training {config.algo.upper()} on {config.env_id} for {config.total_steps} steps; "
