@@ -333,11 +333,28 @@ def validate_config() -> RLConfig:
     for spec in cfg.rewards:
         parse_spec(spec, cfg.allow_custom_code)
     resolve_spec(cfg.model)  # a wrong path or spec is named now, not after the run started
+    if cfg.resume_from:
+        from llmrl_core.checkpoints import check_checkpoint
+
+        check_checkpoint(cfg.resume_from)
     return cfg
+
+
+def preflight_ui() -> None:
+    """Warnings for settings that are valid but ruinous on this machine (llmrl_core.preflight), above Start."""
+    from llmrl_core.preflight import preflight_rl_config
+
+    try:
+        warnings = preflight_rl_config(RLConfig.from_dict(dict(_config())))
+    except WorkbenchError:
+        return  # an invalid form: Start names the field
+    for w in warnings:
+        st.warning(f"**{escape_markdown(w.field)}**: {escape_markdown(w.message)} Fix: {escape_markdown(w.fix)}")
 
 
 def start_run_ui() -> None:
     """Start: validate the form, start the lm_rl job, and switch to its dashboard; or say what to change."""
+    preflight_ui()
     if not st.button("Start training", type="primary", key="rl_start"):
         return
     try:
