@@ -12,6 +12,7 @@ import streamlit as st
 
 from llmrl_core.errors import WorkbenchError
 from llmrl_core.paths import get_home
+from ui.live_run import active_runs_sidebar_ui
 from ui.state import get_model_holder, get_store
 
 st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wide")
@@ -44,22 +45,6 @@ def render_model_sidebar_ui() -> None:
     )
 
 
-def render_runs_sidebar_ui() -> None:
-    """List active runs (any process), each with its progress."""
-    runs = get_store().list_runs(statuses=["queued", "running", "paused"])
-    st.sidebar.markdown("**Active runs**")
-    if runs.empty:
-        st.sidebar.caption("No run is active.")
-        return
-    for r in runs.head(8).itertuples():
-        total = r.total_steps if r.total_steps == r.total_steps and r.total_steps else None
-        label = f"#{r.id} {r.kind} · {r.status}"
-        if total:
-            st.sidebar.progress(min(float(r.step or 0) / float(total), 1.0), text=f"{label} · {int(r.step or 0)}/{int(total)}")
-        else:
-            st.sidebar.caption(label)
-
-
 def check_home_ui() -> None:
     """Stop with a clear message when the workbench home (runs, caches) cannot be used."""
     try:
@@ -73,5 +58,5 @@ def check_home_ui() -> None:
 
 check_home_ui()
 render_model_sidebar_ui()
-render_runs_sidebar_ui()
+active_runs_sidebar_ui()
 st.navigation(PAGES).run()

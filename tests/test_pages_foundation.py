@@ -77,22 +77,51 @@ def test_playground_empty_prompt_and_bad_seed(app_env):
     assert any("context of 256 tokens" in e.value for e in at.error)
 
 
-def test_runs_page_starts_and_shows_a_demo_run(app_env):
+def _shown_run(at: AppTest) -> int:
+    return at.selectbox(key="runs_pick").value
+
+
+def test_runs_page_offers_real_work_and_follows_new_runs(app_env):
     at = _app()
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert any("No runs yet" in i.value for i in at.info)
-    at.button[0].click().run()  # "Start a demo run"
+    links = [link.proto.page for link in at.get("page_link")]
+    assert any("rl_training" in p for p in links) and any("classic_rl" in p for p in links), links
+    assert not [b for b in at.button if "demo" in b.label.lower()]  # the store-only demo left the page
+    from llmrl_core.runs.demo_job import run_demo_job
+    from ui.live_run import format_status
     from ui.state import get_run_manager
 
-    manager = get_run_manager()
-    run_id = manager.active_run_ids()[0]
-    manager.stop(run_id)
-    assert manager.wait(run_id, 10)
+    manager = get_run_manager()  # runs in threads (job=...): this tests the page, not the worker processes
+    first = manager.start("demo", {"steps": 3, "delay": 0.01}, name="first", total_steps=3, job=run_demo_job)
+    assert manager.wait(first, 30)
     at.run()
     assert not at.exception
+    assert _shown_run(at) == first
     assert at.dataframe  # the runs table
-    assert any("stopped" in c.value for c in at.caption)
+    # A run started while the newest is on screen is followed...
+    second = manager.start("demo", {"steps": 2000, "delay": 0.02}, name="second", total_steps=2000, job=run_demo_job)
+    at.run()
+    assert _shown_run(at) == second
+    assert any("LIVE" in c.value.upper() for c in at.caption)
+    # ...and stays on screen when it ends.
+    manager.stop(second)
+    assert manager.wait(second, 30)
+    at.run()
+    assert not at.exception
+    assert _shown_run(at) == second
+    final = manager.store.get_run(second)["status"]  # stopped (or completed, if it got there first)
+    assert any(c.value.startswith(f"{format_status(final)} ·") for c in at.caption), [c.value for c in at.caption]
+    # An older run the user picked stays picked when another run starts and ends.
+    at.selectbox(key="runs_pick").set_value(first).run()
+    third = manager.start("demo", {"steps": 2, "delay": 0.01}, name="third", total_steps=2, job=run_demo_job)
+    at.run()
+    assert _shown_run(at) == first
+    assert manager.wait(third, 30)
+    at.run()
+    assert _shown_run(at) == first
+    assert any(c.value.startswith(f"{format_status('completed')} ·") for c in at.caption)
 
 
 @pytest.mark.parametrize("make_spec, message", [
