@@ -1,8 +1,9 @@
 """Classic RL: train a Gymnasium agent (SB3 PPO, A2C, DQN, or the random baseline) and watch it learn.
 
 Settings start from RL Zoo's tuned values and are validated before a run starts. The run is an
-ordinary 'gym' job in the run manager; this page polls the store once a second for its curves
-and its latest recorded evaluation episode, which replays in the browser from recorded states.
+ordinary 'gym' job in the run manager; this page watches it through the shared live-run view
+(ui/live_run.py: redraws only when the run moved on) and replays its latest recorded evaluation
+episode in the browser from recorded states.
 """
 
 from __future__ import annotations
@@ -27,14 +28,21 @@ from llmrl_core.envs.config import (
 )
 from llmrl_core.envs.episodes import load_episode, play_agent_episode, play_random_episode
 from llmrl_core.errors import InputError, WorkbenchError
-from llmrl_core.runs import ACTIVE_STATUSES
-from llmrl_core.viz_gym import make_fps_figure, make_losses_figure, make_return_figure, render_episode_player_html
+from llmrl_core.viz_gym import (
+    compute_player_height,
+    make_fps_figure,
+    make_losses_figure,
+    make_return_figure,
+    render_episode_player_html,
+)
+from llmrl_core.viz_rl import escape_markdown
+from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
-POLL_SECONDS = 1.0
 ALGO_LABELS = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN", "random": "Random policy (baseline)"}
-PLAYER_HEIGHT = 340
+PLAYER_HEIGHT = compute_player_height(240)
+PICK_KEY, SELECTED_KEY = "gym_pick", "gym_run_id"
 RUN_FIELDS = ("total_steps", "seed", "n_envs", "eval_freq", "eval_episodes", "stop_when_solved")
 
 
@@ -99,17 +107,30 @@ def settings_ui() -> None:
             return
         run_id = get_run_manager().start("gym", config.to_dict(), name=f"{ALGO_LABELS[algo].split(' ')[0]} · {env_id}",
                                          total_steps=config.total_steps)
-        st.session_state["gym_run_id"] = run_id
-        st.session_state.pop("gym_pick", None)
+        select_run(run_id, PICK_KEY, SELECTED_KEY)
         st.rerun()
 
 
 # ----------------------------------------------------------------------------- the player
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _render_player_html(episode_json: str, title: str) -> str:
+    import json as _json
+
+    return render_episode_player_html(_json.loads(episode_json), title=title, svg_height=240)
+
+
 def episode_player_ui(episode: dict, title: str) -> None:
     """Replay an episode in the browser (st.iframe of a self-contained SVG player; same HTML, no restart)."""
-    st.iframe(render_episode_player_html(episode, title=title), height=PLAYER_HEIGHT, alt=f"Episode player: {title}")
+    html = _render_player_html(json.dumps(episode), title)
+    st.iframe(html, height=PLAYER_HEIGHT, alt=f"Episode player: {title}")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _load_episode(path: str) -> dict:
+    """A recorded episode (files are written once, so reading one per poll would only repeat work)."""
+    return load_episode(path).to_dict()
 
 
 def _pick_episode_to_show(run_id: int, episodes: Any) -> Any:
@@ -126,9 +147,10 @@ def _pick_episode_to_show(run_id: int, episodes: Any) -> Any:
     return newest
 
 
-def recorded_episode_ui(run: dict) -> None:
+def recorded_episode_ui(view: LiveRun) -> None:
     """The latest evaluation episode of a run (or one picked by step), replayed."""
-    episodes = get_store().list_artifacts(run["id"], kind="episode")
+    run = view.run
+    episodes = view.memo("episodes", lambda: get_store().list_artifacts(run["id"], kind="episode"))
     if episodes.empty:
         st.info("The first evaluation episode is recorded after eval_freq steps.")
         return
@@ -137,7 +159,7 @@ def recorded_episode_ui(run: dict) -> None:
                           format_func=lambda s: "latest (follows training)" if s == "latest" else f"after {s} steps")
     row = _pick_episode_to_show(run["id"], episodes) if choice == "latest" else episodes[episodes["step"] == choice].iloc[-1]
     try:
-        episode = load_episode(row["path"]).to_dict()
+        episode = _load_episode(str(row["path"]))
     except (OSError, ValueError) as err:
         st.warning(f"Cannot read the episode file {row['path']}: {err}")
         return
@@ -157,24 +179,16 @@ def random_contrast_ui(env_id: str) -> None:
 # ----------------------------------------------------------------------------- the live run
 
 
-def run_controls_ui(run: dict) -> None:
-    """Stop / pause / resume for an active run; watch or keep training a finished one."""
+def finished_run_ui(run: dict) -> None:
+    """Watch or keep training the saved agent of a finished run."""
     manager = get_run_manager()
-    run_id, status = run["id"], run["status"]
-    cols = st.columns(3)
-    if status in ACTIVE_STATUSES:
-        if cols[0].button("Stop", key=f"gym_stop_{run_id}", type="primary"):
-            manager.stop(run_id)
-        if status == "running" and cols[1].button("Pause", key=f"gym_pause_{run_id}"):
-            manager.pause(run_id)
-        if status == "paused" and cols[1].button("Resume", key=f"gym_resume_{run_id}"):
-            manager.resume(run_id)
-        return
+    run_id = run["id"]
     agents = get_store().list_artifacts(run_id, kind="agent")
     if agents.empty:
         return
     agent = agents.iloc[-1]
     config = run["config"]
+    cols = st.columns(3)
     if cols[0].button("Watch the saved agent", key=f"gym_watch_{run_id}", help="Plays a new episode with the saved agent."):
         try:
             from llmrl_core.envs.job import load_agent
@@ -188,8 +202,7 @@ def run_controls_ui(run: dict) -> None:
                       help="A new run that starts from this run's saved agent."):
         new_config = {**config, "init_from": agent["path"]}
         new_id = manager.start("gym", new_config, name=f"{run['name']} (continued)", total_steps=config["total_steps"])
-        st.session_state["gym_run_id"] = new_id
-        st.session_state.pop("gym_pick", None)
+        select_run(new_id, PICK_KEY, SELECTED_KEY)
         st.rerun()
     cols[2].caption(f"Agent saved: `{Path(agent['path']).name}` (SB3 zip)")
     watched = st.session_state.get("gym_agent_episode")
@@ -197,67 +210,62 @@ def run_controls_ui(run: dict) -> None:
         episode_player_ui(watched, f"Saved agent · return {watched['return']:.1f} over {watched['length']} steps")
 
 
-def live_run_ui(run_id: int, was_live: bool = False) -> None:
-    """Status, curves and the latest episode of one run; polls while it is active."""
-    store = get_store()
-    run = store.get_run(run_id)
-    if run is None:
-        st.warning(f"Run {run_id} no longer exists.")
-        return
+def find_solved(run: dict, metrics: Any, solved_return: float | None) -> tuple[int | None, float | None]:
+    """(step, seconds) at which the run's evaluation first reached the solved return: from the summary once the
+    run has ended, from the eval/mean_reward curve while it runs (seconds unknown until the summary)."""
+    summary = run.get("summary") or {}
+    if summary.get("solved_at_step") is not None:
+        return int(summary["solved_at_step"]), summary.get("solved_seconds")
+    if solved_return is None or "eval/mean_reward" not in metrics.columns:
+        return None, None
+    reached = metrics.loc[metrics["eval/mean_reward"] >= solved_return, "step"]
+    return (int(reached.iloc[0]), None) if not reached.empty else (None, None)
+
+
+def gym_run_ui(view: LiveRun) -> None:
+    """Status, solved tile, curves and the latest episode of one run (the live view's body)."""
+    run, run_id, metrics = view.run, view.run_id, view.metrics
     config = run["config"]
-    active = run["status"] in ACTIVE_STATUSES
-    st.subheader(f"#{run['id']} · {run['name']}")
-    total = run.get("total_steps")
-    step = int(run.get("step") or 0)
-    st.caption(f"{run['status']} · {ALGO_LABELS.get(config.get('algo'), config.get('algo'))} on {config.get('env_id')} · "
-               f"seed {config.get('seed')}")
-    if total:
-        st.progress(min(step / total, 1.0), text=f"step {step} of {total}")
+    run_heading_ui(run, escape_markdown(f"{ALGO_LABELS.get(config.get('algo'), config.get('algo'))} on "
+                                        f"{config.get('env_id')} · seed {config.get('seed')}"))  # config text, shown as is
+    solved_return = ENVS[config["env_id"]].solved_return if config.get("env_id") in ENVS else None
+    solved_step, solved_seconds = find_solved(run, metrics, solved_return)
+    early = solved_step is not None and config.get("stop_when_solved") and run["status"] == "completed"
+    run_progress_ui(run, " · stopped when solved, as asked" if early else "")
     run_error_ui(run)
-    run_controls_ui(run)
-    metrics = store.read_metrics_wide(run_id)
+    run_controls_ui(run, "gym")
     last = lambda key: (metrics[key].dropna().iloc[-1] if key in metrics.columns and metrics[key].notna().any() else None)  # noqa: E731
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4, m5 = st.columns(5)
     rew, ev, fps = last("rollout/ep_rew_mean"), last("eval/mean_reward"), last("time/fps")
-    m1.metric("steps", f"{step}")
+    m1.metric("steps", f"{int(run.get('step') or 0):,}")
     m2.metric("episode return (mean of 100)", "–" if rew is None else f"{rew:.1f}")
     m3.metric("evaluation return", "–" if ev is None else f"{ev:.1f}")
     m4.metric("steps / s", "–" if fps is None else f"{fps:.0f}")
-    solved = ENVS[config["env_id"]].solved_return if config.get("env_id") in ENVS else None
+    if solved_return is not None:
+        m5.metric("solved at", "–" if solved_step is None else f"{solved_step:,} steps",
+                  help=f"The first evaluation whose mean return reached {solved_return:g}.")
+    if solved_step is not None:
+        took = "" if solved_seconds is None else f" in {solved_seconds:.1f} s"
+        st.success(f"Solved at {solved_step:,} steps{took}: the evaluation mean return reached {solved_return:g}.",
+                   icon=":material/flag:")
+    if not view.active:
+        finished_run_ui(run)
+    plot = view.plot_metrics()
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(make_return_figure(metrics, solved), width="stretch", key=f"gym_ret_{run_id}")
+        view.chart("return", lambda: make_return_figure(plot, solved_return))
     with right:
-        recorded_episode_ui(run)
+        recorded_episode_ui(view)
         random_contrast_ui(config["env_id"])
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(make_losses_figure(metrics), width="stretch", key=f"gym_loss_{run_id}")
+        view.chart("losses", lambda: make_losses_figure(plot))
     with right:
-        st.plotly_chart(make_fps_figure(metrics), width="stretch", key=f"gym_fps_{run_id}")
+        view.chart("fps", lambda: make_fps_figure(plot))
     with st.expander("Config and summary"):
         st.code(json.dumps(config, indent=2), language="json")
         if run.get("summary"):
             st.json(run["summary"])
-    if active:
-        st.caption("Live: refreshing every second.")
-    elif was_live:
-        st.rerun()  # the run ended: a full rerun stops this fragment's polling
-
-
-def pick_run_ui() -> int | None:
-    """Choose which gym run to show: the one just started, else the newest."""
-    runs = get_store().list_runs(kind="gym")
-    if runs.empty:
-        return None
-    ids = runs["id"].tolist()
-    wanted = st.session_state.get("gym_run_id", ids[0])
-    names = runs.set_index("id")["name"].to_dict()
-    status = runs.set_index("id")["status"].to_dict()
-    run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="gym_pick",
-                          format_func=lambda i: f"#{i} {names[i]} · {status[i]}")
-    st.session_state["gym_run_id"] = run_id
-    return run_id
 
 
 def main() -> None:
@@ -268,15 +276,13 @@ def main() -> None:
     with settings_col:
         settings_ui()
     with view_col:
-        run_id = pick_run_ui()
+        run_id = run_picker_ui(get_store().list_runs(kind="gym"), PICK_KEY, SELECTED_KEY)
         if run_id is None:
             st.info("No Gymnasium run yet: pick an environment and an algorithm, then press Train. "
                     "PPO solves CartPole-v1 in about 12k steps, a few seconds on a CPU.")
             random_contrast_ui(st.session_state.get("gym_env", "CartPole-v1"))
             return
-        run = get_store().get_run(run_id)
-        live = run is not None and run["status"] in ACTIVE_STATUSES
-        st.fragment(run_every=POLL_SECONDS if live else None)(live_run_ui)(run_id, live)
+        live_run_ui(run_id, gym_run_ui, key="gym")
 
 
 main()

@@ -89,7 +89,7 @@ def run_detail_ui(view: LiveRun) -> None:
     """One run's status, controls, curves, samples, logs, artifacts and config (the live view's body)."""
     store = get_store()
     run, run_id = view.run, view.run_id
-    disk = view.memo("disk", lambda: compute_run_disk_bytes(run_id)) if compute_run_disk_bytes else None
+    disk = view.memo("disk", lambda: compute_run_disk_bytes(run_id, store)) if compute_run_disk_bytes else None
     run_heading_ui(run, f"kind {escape_markdown(run['kind'])}" + ("" if disk is None else f" · {format_bytes(disk)} on disk"))
     run_progress_ui(run)
     run_error_ui(run)

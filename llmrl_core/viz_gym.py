@@ -6,7 +6,8 @@
 - `make_fps_figure`: throughput (time/fps).
 - `render_episode_player_html`: an episode replayed in the browser from its recorded states,
   drawn as SVG by inline JavaScript (no CDN, no video): play/pause, scrub, speed, step counter,
-  return so far and the action taken. The page shows it with st.iframe; because the HTML only
+  return so far and the action taken. The scene shrinks to leave the controls inside the frame;
+  `compute_player_height` gives the frame height for a scene of a given height. The page shows it with st.iframe; because the HTML only
   changes when a new episode is recorded, polling the run does not restart the animation.
 """
 
@@ -92,15 +93,19 @@ def _safe_json(value: Any) -> str:
 
 _PLAYER_TEMPLATE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><style>
-body { margin: 0; font-family: system-ui, sans-serif; font-size: 14px; color: #222; }
-#wrap { padding: 4px 8px; }
-svg { width: 100%; height: __SVG_H__px; background: #fbfbfd; border: 1px solid #e3e3ea; border-radius: 6px; }
-#bar { display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; margin-top: 6px; }
+html, body { height: 100%; margin: 0; overflow: hidden; }
+body { font-family: system-ui, sans-serif; font-size: 14px; color: #222; }
+/* A column as tall as the frame: title, controls and step counter take what they need and the
+   scene gets the rest, so the controls stay inside the frame at any frame height or width. */
+#wrap { box-sizing: border-box; height: 100%; max-height: __MAX_H__px; display: flex; flex-direction: column; padding: 4px 8px; }
+#title { flex: none; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+svg { flex: 1 1 0; min-height: 40px; width: 100%; background: #fbfbfd; border: 1px solid #e3e3ea; border-radius: 6px; box-sizing: border-box; }
+#bar { flex: none; display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; margin-top: 6px; }
 #scrub { flex: 1 1 120px; }
-#info { margin-top: 4px; font-variant-numeric: tabular-nums; }
+#info { flex: none; margin-top: 4px; font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 button, select { font-size: 13px; padding: 2px 8px; }
 </style></head><body><div id="wrap" data-drawn="0">
-<div id="title">__TITLE__</div>
+<div id="title" title="__TITLE__">__TITLE__</div>
 <svg id="scene" viewBox="0 0 600 __SVG_H__" preserveAspectRatio="xMidYMid meet"></svg>
 <div id="bar">
   <button id="play" type="button">Pause</button>
@@ -238,7 +243,13 @@ def render_episode_player_html(episode: Mapping[str, Any], title: str = "", auto
         "DATA": _safe_json(data),
         "TITLE": html.escape(title),
         "SVG_H": str(int(svg_height)),
+        "MAX_H": str(compute_player_height(svg_height)),
         "AUTOPLAY": "true" if autoplay else "false",
     }
     # One pass, so a value that happens to contain a placeholder is never substituted again.
-    return re.sub(r"__(DATA|TITLE|SVG_H|AUTOPLAY)__", lambda m: values[m.group(1)], _PLAYER_TEMPLATE)
+    return re.sub(r"__(DATA|TITLE|SVG_H|MAX_H|AUTOPLAY)__", lambda m: values[m.group(1)], _PLAYER_TEMPLATE)
+
+
+def compute_player_height(svg_height: int = 260) -> int:
+    """Frame height (px) that shows a `svg_height` scene with the title, the controls and the step counter below it."""
+    return int(svg_height) + 96  # title 20 + controls 6 + 30 + counter 4 + 20 + padding 8 + slack 8

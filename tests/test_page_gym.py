@@ -89,3 +89,28 @@ def test_train_tiny_run_from_the_page_shows_curves_and_episode(algo: str, steps:
     at.button(key=f"gym_watch_{run_id}").click()
     at.run()
     assert at.session_state["gym_agent_episode"]["policy"] == "agent"
+
+
+def test_a_solved_run_says_so_and_its_bar_is_full() -> None:
+    from llmrl_core.envs.config import make_gym_config
+    from ui.state import get_store
+
+    store = get_store()
+    config = make_gym_config("CartPole-v1", "ppo", total_steps=50_000, stop_when_solved=True).to_dict()
+    run_id = store.create_run("gym", "PPO · CartPole-v1", config, 50_000)
+    store.mark_started(run_id)
+    store.log_metrics(run_id, 12_000, {"eval/mean_reward": 300.0, "rollout/ep_rew_mean": 200.0})
+    store.log_metrics(run_id, 13_000, {"eval/mean_reward": 500.0, "rollout/ep_rew_mean": 400.0})
+    store.set_progress(run_id, 13_000)
+    store.set_summary(run_id, {"solved_at_step": 13_000, "solved_seconds": 11.94})
+    store.set_status(run_id, "completed")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["gym_run_id"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="gym_pick").value == run_id
+    assert any("Solved at 13,000 steps in 11.9 s" in s.value for s in at.success), [s.value for s in at.success]
+    assert {m.label: m.value for m in at.metric}["solved at"] == "13,000 steps"
+    bars = [b.proto for b in at.get("progress")]
+    assert bars and bars[0].value == 100, bars  # done, not a bar stuck at 26 %
+    assert "stopped when solved" in bars[0].text and "50,000-step budget" in bars[0].text
