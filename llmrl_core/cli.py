@@ -117,6 +117,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo job in the foreground (proves the store without a model)."""
     from llmrl_core.runs import RunManager
 
+    if args.steps < 1:  # refused here, before a run exists in the store
+        raise WorkbenchError(f"--steps must be at least 1 (got {args.steps}).")
+    if not 0 <= args.delay <= 60:  # also NaN and inf
+        raise WorkbenchError(f"--delay must be between 0 and 60 seconds (got {args.delay}); 0.05 is the default.")
     manager = RunManager()
     config = {"steps": args.steps, "delay": args.delay, "seed": args.seed}
     run_id, status = manager.run_foreground("demo", config, name=args.name or "demo", total_steps=args.steps)

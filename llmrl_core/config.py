@@ -180,6 +180,8 @@ class RLConfig:
         self._check_int("top_k", 0)
         if self.prompt_limit is not None:
             self._check_int("prompt_limit", 1)
+        if not self.name.strip():
+            raise InputError("name is empty: give the run a name (it labels the run in the runs table), e.g. 'rl run'.")
         if len(self.name) > MAX_NAME_CHARS:
             raise InputError(f"name is {len(self.name)} characters long; keep it under {MAX_NAME_CHARS} (it is a label in the runs table).")
         if not 0 < self.temperature <= 100:
@@ -340,7 +342,10 @@ class RLConfig:
             ) from None
         if "\x00" in text:
             raise InputError(f"The config file {str(path)!r} looks binary (it holds NUL bytes); give a YAML text file.")
-        return cls.from_yaml(text)
+        try:
+            return cls.from_yaml(text)
+        except InputError as err:
+            raise InputError(f"{str(path)!r}: {err}") from None
 
 
 @functools.lru_cache(maxsize=1)

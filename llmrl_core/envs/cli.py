@@ -49,7 +49,7 @@ def _cmd_gym(args: argparse.Namespace) -> int:
     if args.stop_when_solved:
         overrides["stop_when_solved"] = True
     config = make_gym_config(args.env, args.algo, **overrides)
-    if config.init_from and not Path(config.init_from).expanduser().is_file():
+    if config.init_from and (Path(config.init_from).suffix.lower() != ".zip" or not Path(config.init_from).expanduser().is_file()):
         raise InputError(f"--init-from: no saved agent at {config.init_from!r}; give the path of an SB3 .zip "
                          "(the Classic RL page lists each run's agent).")
     if args.name is not None and not args.name.strip():
