@@ -336,7 +336,7 @@ class RLTrainer:
                       + ("; beta > 0 keeps a reference model in memory" if cfg.needs_reference and not cfg.use_lora else "")
                       + ".")
         return OutOfMemoryTrainingError(
-            f"Out of {self.device.type.upper()} memory during {phase} at step {self.step_count + 1} "
+            f"Out of memory ({self.device}) during {phase} at step {self.step_count + 1} "
             f"({cfg.batch_size} completions of up to {cfg.max_new_tokens} tokens). {advice} "
             "Steps and checkpoints saved so far are kept; resume from the last checkpoint with the smaller settings."
         )
