@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import typing
 from typing import Any, Callable
 
@@ -27,10 +26,10 @@ from llmrl_core.viz_rl import escape_markdown
 from ui.prompt_picker import MODES as PROMPT_MODES
 from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
 from ui.reward_lab import custom_code_policy_ui, reward_editor_ui, reward_lab_ui
+from ui.live_run import live_run_ui, run_picker_ui
 from ui.rl_dashboard import rl_dashboard_ui
 from ui.state import default_model_spec, get_run_manager, get_store
 
-POLL_SECONDS = 1.0
 VIEW_KEY = "rl_view"
 VIEWS = ("Dashboard", "New run")
 FIELD_PREFIX = "rl_f_"
@@ -449,21 +448,10 @@ def new_run_ui() -> None:
 def pick_run_ui() -> int | None:
     """Choose the lm_rl run to show: the one just started, else the newest active, else the newest."""
     runs = get_store().list_runs(kind="lm_rl")
-    if runs.empty:
-        return None
-    ids = runs["id"].tolist()
-    active = runs[runs["status"].isin(ACTIVE_STATUSES)]["id"].tolist()
-    wanted = st.session_state.get("rl_run_id") or (active[0] if active else ids[0])
-    names = runs.set_index("id")["name"].to_dict()
-    created = runs.set_index("id")["created"].to_dict()
-
-    def label(i: int) -> str:  # no status here: a keyed selectbox keeps showing the label it first drew
-        return f"#{i} {names[i]} · {time.strftime('%d %b %H:%M', time.localtime(created[i]))}"
-
-    run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="rl_pick", format_func=label)
-    if active:
-        st.caption("Active now: " + ", ".join(f"\\#{i} {escape_markdown(names[i])}" for i in active))
-    st.session_state["rl_run_id"] = run_id
+    run_id = run_picker_ui(runs, "rl_pick", "rl_run_id")
+    active = runs[runs["status"].isin(ACTIVE_STATUSES)]
+    if not active.empty:
+        st.caption("Active now: " + ", ".join(f"\\#{i} {escape_markdown(n)}" for i, n in zip(active["id"], active["name"])))
     return run_id
 
 
@@ -473,9 +461,7 @@ def dashboard_view_ui() -> None:
     if run_id is None:
         st.info("No RL run yet. Open **New run**, pick a preset (e.g. Make it positive) and press Start training.")
         return
-    run = get_store().get_run(run_id)
-    live = run is not None and run["status"] in ACTIVE_STATUSES
-    st.fragment(run_every=POLL_SECONDS if live else None)(rl_dashboard_ui)(run_id, live, clone_config)
+    live_run_ui(run_id, lambda view: rl_dashboard_ui(view, clone_config), key="rl")
 
 
 def main() -> None:

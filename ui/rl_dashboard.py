@@ -1,9 +1,9 @@
 """The RL fine-tuning dashboard: one lm_rl run's status, controls, live curves and samples inspector.
 
-`rl_dashboard_ui(run_id, was_live)` is meant to run inside `st.fragment(run_every=1.0)` while the
-run is active. Each poll reads only what is new since the last one (metrics and samples after
-the last step seen, kept per run in session state), so a long run stays cheap to watch. When
-the run ends the fragment calls a full `st.rerun()`, which stops the polling.
+`rl_dashboard_ui(view, on_clone)` is the body of the shared live-run view (ui/live_run.py): it
+polls the run's heartbeat and hands this body the same `LiveRun` while nothing moved, so figures,
+samples, checkpoints and logs are read and built once per move of the run. Metrics come from the
+view (only new rows are read); samples are read after the last step seen, kept in session state.
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from llmrl_core.viz_rl import (
     pick_best_and_worst,
     render_sample_tokens_html,
 )
+from ui.live_run import LiveRun, run_controls_ui, run_heading_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
-STATUS_ICONS = {"queued": "⏳", "running": "🟢", "paused": "⏸️", "completed": "✅", "stopped": "⏹️",
-                "failed": "❌", "interrupted": "⚠️"}
 CHART_COLUMNS = 3
 BEST_WORST_N = 5
 
@@ -41,28 +40,20 @@ BEST_WORST_N = 5
 # ----------------------------------------------------------------------------- incremental reads
 
 
-def read_run_data(run_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Metrics (wide, one row per step) and samples of a run, reading only rows newer than the last poll."""
-    store = get_store()
-    cache = st.session_state.setdefault("rl_data_cache", {})
+def read_samples_cached(run_id: int) -> pd.DataFrame:
+    """A run's samples, reading only those of steps after the last one read (kept per run in session state)."""
+    cache = st.session_state.setdefault("rl_samples_cache", {})
     entry = cache.get(run_id)
     if entry is None:
-        entry = {"metrics": pd.DataFrame(columns=["step"]), "metrics_step": -1,
-                 "samples": pd.DataFrame(columns=["id", "step", "prompt", "completion", "rewards", "extras"]),
-                 "samples_step": -1}
+        cache.clear()  # one run at a time: a long run's samples are not kept for runs no longer shown
+        entry = {"samples": pd.DataFrame(columns=["id", "step", "prompt", "completion", "rewards", "extras"]), "step": -1}
         cache[run_id] = entry
-    new_metrics = store.read_metrics_wide(run_id, since_step=entry["metrics_step"])
-    if not new_metrics.empty:
-        # A step's metrics are written in one transaction, so a step is never half-read.
-        frames = [f for f in (entry["metrics"], new_metrics) if not f.empty]
-        entry["metrics"] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else new_metrics
-        entry["metrics_step"] = int(new_metrics["step"].max())
-    new_samples = store.read_samples(run_id, since_step=entry["samples_step"])
-    if not new_samples.empty:
-        frames = [f for f in (entry["samples"], new_samples) if not f.empty]
-        entry["samples"] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else new_samples
-        entry["samples_step"] = int(new_samples["step"].max())
-    return entry["metrics"], entry["samples"]
+    new = get_store().read_samples(run_id, since_step=entry["step"])
+    if not new.empty:  # a step's samples are written in one transaction, so a step is never half-read
+        frames = [f for f in (entry["samples"], new) if not f.empty]
+        entry["samples"] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else new
+        entry["step"] = int(new["step"].max())
+    return entry["samples"]
 
 
 # ----------------------------------------------------------------------------- status and controls
@@ -72,35 +63,17 @@ def run_status_ui(run: dict, metrics: pd.DataFrame) -> None:
     """Progress bar with ETA, and what went wrong for failed, stopped or interrupted runs."""
     status, total = run["status"], run.get("total_steps")
     step = int(run.get("step") or 0)
-    if total:
+    detail = ""
+    if status == "running" and total:
         times = metrics["step_time"].tolist() if "step_time" in metrics.columns else []
-        eta = estimate_eta_seconds(step, int(total), times) if status == "running" else None
-        text = f"step {step} of {int(total)}"
-        if status == "running":
-            text += f" · about {format_duration(eta)} left" if eta is not None else " · first step under way"
-        elif status == "paused":
-            text += " · paused"
-        st.progress(min(step / float(total), 1.0), text=text)
+        eta = estimate_eta_seconds(step, int(total), times)
+        detail = f" · about {format_duration(eta)} left" if eta is not None else " · first step under way"
+    elif status == "paused":
+        detail = " · paused"
+    run_progress_ui(run, detail)
     run_error_ui(run, " Resume it from its last checkpoint below, if it saved one.")
     if status == "stopped":
         st.info("Stopped by request.")
-
-
-def run_controls_ui(run: dict) -> None:
-    """Pause, resume and stop for an active run."""
-    manager = get_run_manager()
-    run_id, status = run["id"], run["status"]
-    if status not in ACTIVE_STATUSES:
-        return
-    c1, c2, _ = st.columns([1, 1, 4])
-    if status == "running" and c1.button("Pause", key=f"rl_pause_{run_id}", help="Pauses after the current step."):
-        manager.pause(run_id)
-        st.toast(f"Run {run_id} pauses after its current step.")
-    if status == "paused" and c1.button("Resume", key=f"rl_resume_{run_id}"):
-        manager.resume(run_id)
-    if c2.button("Stop", key=f"rl_stop_{run_id}", type="primary", help="Stops after the current step and saves a checkpoint."):
-        manager.stop(run_id)
-        st.toast(f"Run {run_id} stops after its current step.")
 
 
 def headline_metrics_ui(metrics: pd.DataFrame) -> None:
@@ -122,13 +95,15 @@ def headline_metrics_ui(metrics: pd.DataFrame) -> None:
         col.metric(label, fmt.format(values.iloc[-1]), delta=delta)
 
 
-def curves_ui(run: dict, metrics: pd.DataFrame) -> None:
-    """The reward chart, the flat-reward note, and a grid of the other curves."""
+def curves_ui(view: LiveRun) -> None:
+    """The reward chart, the flat-reward note, and a grid of the other curves (drawn from downsampled series)."""
+    run, metrics = view.run, view.metrics
     if metrics.empty or "reward" not in metrics.columns:
         st.info("The first point appears when the first step ends (sampling, scoring and one update).")
         return
-    st.plotly_chart(make_reward_figure(metrics), width="stretch", key=f"rl_chart_reward_{run['id']}")
-    note = explain_flat_rewards(metrics, run["config"].get("algorithm", "grpo"))
+    plot = view.plot_metrics()
+    view.chart("reward", lambda: make_reward_figure(plot))
+    note = view.memo("flat_note", lambda: explain_flat_rewards(metrics, run["config"].get("algorithm", "grpo")))
     if note:
         st.info(note)
     specs = make_chart_specs(list(metrics.columns))
@@ -136,7 +111,7 @@ def curves_ui(run: dict, metrics: pd.DataFrame) -> None:
         cols = st.columns(CHART_COLUMNS)
         for col, spec in zip(cols, specs[start:start + CHART_COLUMNS]):
             with col:
-                st.plotly_chart(make_small_figure(metrics, spec), width="stretch", key=f"rl_chart_{spec.key}_{run['id']}")
+                view.chart(spec.key, lambda spec=spec: make_small_figure(plot, spec))
 
 
 # ----------------------------------------------------------------------------- samples inspector
@@ -208,16 +183,16 @@ def token_view_ui(run_id: int, shown: pd.DataFrame, samples: pd.DataFrame) -> No
 # ----------------------------------------------------------------------------- checkpoints, logs, config
 
 
-def checkpoints_ui(run: dict) -> None:
+def checkpoints_ui(view: LiveRun) -> None:
     """The run's checkpoints, and a new run that resumes from one (after a restart, a stop or a failure)."""
-    store = get_store()
-    ckpts = store.list_artifacts(run["id"], kind="checkpoint")
+    run = view.run
+    ckpts = view.memo("checkpoints", lambda: get_store().list_artifacts(run["id"], kind="checkpoint"))
     if ckpts.empty:
         st.caption("No checkpoint yet: set save_every to save during the run; one is saved when a run ends or stops.")
         return
     paths = ckpts["path"].tolist()
     steps = dict(zip(paths, ckpts["step"].tolist()))
-    exists = {p: Path(p).is_dir() for p in paths}
+    exists = view.memo("checkpoints_exist", lambda: {p: Path(p).is_dir() for p in paths})
     c_pick, c_until, c_btn = st.columns([3, 1, 1], vertical_alignment="bottom")
     choice = c_pick.selectbox("Checkpoint", paths[::-1], key=f"rl_ckpt_{run['id']}",
                               format_func=lambda p: f"step {steps[p]} · {Path(p).name}" + ("" if exists[p] else " (missing)"))
@@ -239,15 +214,14 @@ def checkpoints_ui(run: dict) -> None:
             st.error(escape_markdown(err))
             return
         new_id = get_run_manager().start("lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps)
-        st.session_state["rl_run_id"] = new_id
-        st.session_state.pop("rl_pick", None)
+        select_run(new_id, "rl_pick", "rl_run_id")
         st.rerun()
     st.caption("A full checkpoint folder also works as a model spec in the Playground.")
 
 
-def logs_ui(run_id: int) -> None:
+def logs_ui(view: LiveRun) -> None:
     """The run's log lines (as plain text)."""
-    logs = get_store().read_logs(run_id)
+    logs = view.memo("logs", lambda: get_store().read_logs(view.run_id))
     if logs.empty:
         st.caption("No log lines yet.")
         return
@@ -259,48 +233,45 @@ def logs_ui(run_id: int) -> None:
 # ----------------------------------------------------------------------------- the whole dashboard
 
 
-def rl_dashboard_ui(run_id: int, was_live: bool = False, on_clone: Any = None) -> None:
-    """Everything about one lm_rl run; call it inside a polling fragment while the run is active."""
-    store = get_store()
-    run = store.get_run(run_id)
-    if run is None:
-        st.warning(f"Run {run_id} no longer exists.")
-        return
+def rl_dashboard_ui(view: LiveRun, on_clone: Any = None) -> None:
+    """Everything about one lm_rl run: the body of the shared live-run view (see the module docstring)."""
+    run, run_id = view.run, view.run_id
     config = run["config"]
-    active = run["status"] in ACTIVE_STATUSES
-    metrics, samples = read_run_data(run_id)
-    st.subheader(f"\\#{run['id']} · {escape_markdown(run['name'])}")
+    metrics = view.metrics
+    samples = view.memo("samples", lambda: read_samples_cached(run_id))
     algo = str(config.get("algorithm", "?")).upper()
     mode = "LoRA" if config.get("use_lora") else "full fine-tuning"
-    st.caption(f"{STATUS_ICONS.get(run['status'], '')} {run['status']} · {algo} · {mode} · model {escape_markdown(config.get('model'))} · "
-               f"prompts {escape_markdown(config.get('prompt_set'))} · {config.get('prompts_per_step')} prompts × "
-               f"{config.get('num_generations')} samples per step · seed {config.get('seed')}")
+    run_heading_ui(run, f"{algo} · {mode} · model {escape_markdown(config.get('model'))} · "
+                        f"prompts {escape_markdown(config.get('prompt_set'))} · {config.get('prompts_per_step')} prompts × "
+                        f"{config.get('num_generations')} samples per step · seed {config.get('seed')}")
     run_status_ui(run, metrics)
     c_controls, c_clone = st.columns([4, 1])
-    with c_controls:
-        run_controls_ui(run)
+    run_controls_ui(run, "rl", container=c_controls)
     if on_clone is not None:
         if c_clone.button("Edit a copy", key=f"rl_clone_{run_id}", help="Copy this run's config into the New run tab."):
             on_clone(config)
     headline_metrics_ui(metrics)
-    curves_ui(run, metrics)
+    curves_ui(view)
     st.markdown("#### Samples")
     samples_inspector_ui(run, samples)
     with st.expander("Checkpoints and resume", expanded=run["status"] in ("interrupted", "failed")):
-        checkpoints_ui(run)
+        checkpoints_ui(view)
     with st.expander("Log"):
-        logs_ui(run_id)
+        logs_ui(view)
     with st.expander("Config and summary"):
-        from llmrl_core.config import RLConfig
-        from llmrl_core.errors import WorkbenchError
-
-        try:
-            st.code(RLConfig.from_dict(config).to_yaml(), language="yaml")
-        except WorkbenchError:
-            st.json(config)
+        st.code(view.memo("config_yaml", lambda: _config_yaml(config)), language="yaml")
         if run.get("summary"):
             st.json(run["summary"])
-    if active:
-        st.caption("Live: refreshing every second.")
-    elif was_live:
-        st.rerun()  # the run ended: a full rerun stops this fragment's polling
+
+
+def _config_yaml(config: dict) -> str:
+    """A run's config as YAML (RLConfig's field order), or as JSON-ish YAML when it no longer validates."""
+    import yaml
+
+    from llmrl_core.config import RLConfig
+    from llmrl_core.errors import WorkbenchError
+
+    try:
+        return RLConfig.from_dict(config).to_yaml()
+    except WorkbenchError:
+        return yaml.safe_dump(config, sort_keys=False)
