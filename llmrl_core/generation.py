@@ -43,8 +43,10 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise InputError(f"max new tokens must be a whole number of at least 1 (got {self.max_new_tokens!r}).")
-        if not self.greedy and not self.temperature > 0:
-            raise InputError(f"temperature must be above 0 (got {self.temperature!r}); use greedy for deterministic output.")
+        if not self.greedy and not 0 < self.temperature < float("inf"):
+            raise InputError(f"temperature must be above 0 and finite (got {self.temperature!r}); use greedy for deterministic output.")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63):
+            raise InputError(f"The seed must be a whole number from 0 to {2**63 - 1} (got {self.seed!r}), or blank for a random one.")
         if not 0 < self.top_p <= 1:
             raise InputError(f"top-p must be in (0, 1] (got {self.top_p!r}).")
         if self.top_k < 0:
