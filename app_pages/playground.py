@@ -10,6 +10,7 @@ from llmrl_core.errors import WorkbenchError
 from llmrl_core.generation import SamplingConfig, generate
 from llmrl_core.models import BUNDLED_SPEC
 from llmrl_core.viz import make_logprob_tooltips, render_token_html
+from llmrl_core.viz_rl import escape_markdown
 from ui.state import ensure_model_ui, get_model_holder, load_model_ui
 
 STREAM_REFRESH_SECONDS = 0.12  # redraw streaming text at most ~8 times a second
@@ -27,7 +28,7 @@ def model_picker_ui() -> None:
         )
         device = col_device.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="pg_device")
         if col_btn.button("Load", key="pg_load", width="stretch"):
-            bar = st.progress(0.0, text=f"Loading {spec}…")
+            bar = st.progress(0.0, text=f"Loading {escape_markdown(spec)}…")
             try:
                 holder.load(spec, device=device, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
                 bar.empty()
@@ -35,7 +36,7 @@ def model_picker_ui() -> None:
             except WorkbenchError as err:
                 bar.empty()
                 kept = f" {holder.current.resolved.display_name} stays loaded." if holder.current else ""
-                st.error(f"{err}{kept}")
+                st.error(escape_markdown(f"{err}{kept}"))  # quotes the spec
         if current is not None and current.spec != BUNDLED_SPEC and st.button("Back to the bundled model", key="pg_bundled"):
             if load_model_ui(BUNDLED_SPEC):
                 st.rerun()

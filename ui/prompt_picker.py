@@ -12,6 +12,7 @@ import streamlit as st
 
 from llmrl_core.errors import WorkbenchError
 from llmrl_core.prompts import BUILTIN_PROMPT_SETS, FILE_TYPES, MAX_UPLOAD_BYTES, load_prompt_set, read_prompt_upload
+from llmrl_core.viz_rl import escape_markdown
 
 PREVIEW_ROWS = 8  # rows shown under the picker
 MODES = ("Built-in set", "Upload a file", "Hugging Face dataset")
@@ -54,7 +55,7 @@ def _upload_ui(key: str) -> tuple[str, pd.DataFrame | None]:
             result = str(err)
         st.session_state[cache_key] = cached = (upload.file_id, result)
     if isinstance(cached[1], str):
-        st.error(cached[1])
+        st.error(escape_markdown(cached[1]))  # quotes the file name
         return f"upload:{upload.name}", None
     return f"upload:{upload.name}", cached[1]
 
@@ -77,7 +78,7 @@ def _hub_ui(key: str) -> tuple[str, pd.DataFrame | None]:
         return "", None
     source, result = loaded
     if isinstance(result, str):
-        st.error(result)
+        st.error(escape_markdown(result))  # quotes the dataset id
         return source, None
     return source, result
 

@@ -46,14 +46,16 @@ def load_model_ui(spec: str) -> bool:
     """Load `spec` into the shared holder with a progress bar; show a clear error and keep the old model on failure."""
     from llmrl_core.errors import WorkbenchError
 
-    bar = st.progress(0.0, text=f"Loading {spec or 'bundled'}…")
+    from llmrl_core.viz_rl import escape_markdown
+
+    bar = st.progress(0.0, text=f"Loading {escape_markdown(spec or 'bundled')}…")
     try:
         get_model_holder().load(spec, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
     except WorkbenchError as err:
         bar.empty()
         current = get_model_holder().current
         kept = f" The model {current.resolved.display_name} stays loaded." if current else ""
-        st.error(f"{err}{kept}")
+        st.error(escape_markdown(f"{err}{kept}"))  # quotes the spec
         return False
     bar.empty()
     return True
