@@ -701,7 +701,11 @@ def test_rl_page_shows_preflight_warnings_above_start(page_env, monkeypatch):
     at.selectbox(key="rl_f_mixed_precision").set_value("bf16")
     at.run()
     assert not at.exception, at.exception
-    assert any("mixed_precision" in w.value and "130 s" in w.value for w in at.warning), [w.value for w in at.warning]
+    warnings = [w.value.replace("\\", "") for w in at.warning]
+    assert any("mixed_precision" in w and "130 s" in w and "to 'no'" in w for w in warnings), warnings
+    at.selectbox(key="rl_f_mixed_precision").set_value("no")
+    at.run()
+    assert not any("mixed_precision" in w.value.replace("\\", "") for w in at.warning)
 
 
 GYM_PAGE_CASES = [
