@@ -9,7 +9,6 @@ and the store keeps serving.
 from __future__ import annotations
 
 import errno
-import shutil
 import subprocess
 import sys
 import textwrap
