@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmrl_core.runs import RunStore
+from llmrl_core.runs import ACTIVE_STATUSES, RunManager, RunStore
 from tests.browser_util import ROOT, free_port, open_browser
 
 
@@ -53,10 +53,19 @@ def _wait_for(predicate, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.browser
-def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tmp_path, workbench_home):
+@pytest.fixture()
+def home(tmp_path):
+    """A workbench home whose workers are killed at the end, whatever the test did (they outlive servers)."""
     home = tmp_path / "home"
     home.mkdir()
+    yield home
+    manager = RunManager(RunStore(home / "runs.sqlite"))
+    for run_id in manager.store.list_runs(statuses=ACTIVE_STATUSES)["id"]:
+        manager.kill(int(run_id))
+
+
+@pytest.mark.browser
+def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tmp_path, home):
     store = RunStore(home / "runs.sqlite")
     first, url = _start_server(home)
     try:

@@ -337,9 +337,13 @@ class RunStore:
         return int(cur.lastrowid)
 
     def mark_started(self, run_id: int, owner: str | None = None) -> None:
-        """Set status 'running', the start time and the owning process."""
+        """Set status 'running', the start time and the owning process.
+
+        A control request made before the start (pause or stop while a worker was still importing) stays,
+        so the job honours it at its first step.
+        """
         self._execute(
-            "UPDATE runs SET status='running', started=COALESCE(started, ?), owner=?, control=NULL WHERE id=?",
+            "UPDATE runs SET status='running', started=COALESCE(started, ?), owner=? WHERE id=?",
             (time.time(), owner or make_owner(), run_id),
         )
 
