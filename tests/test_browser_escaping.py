@@ -10,8 +10,10 @@ page and in its iframes.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -19,10 +21,11 @@ from tests.browser_util import open_browser, serve_app
 
 SCRIPT, IMG, LINK = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))"
 BOLD, LATEX, HEADING = "**bold**", "$\\frac{1}{2}$", "# heading"
-PIECES = (SCRIPT, IMG, LINK, BOLD, LATEX)
-PAYLOAD = " ".join(PIECES)
+PAYLOAD = " ".join((SCRIPT, IMG, LINK, BOLD, LATEX))
 NAME = f"{HEADING} {PAYLOAD}"  # run names, config values, log lines, errors
 MULTILINE = f"{HEADING}\n{SCRIPT}\n{IMG}\n{LINK}\n{BOLD}\n{LATEX}"  # prompts and completions: a heading at a line start
+HEADING_, ERROR, CODE, CAPTION = ('[data-testid="stHeading"]', '[data-testid="stAlertContentError"]',
+                                  '[data-testid="stCode"]', '[data-testid="stCaptionContainer"]')
 
 # Elements that only exist if some piece of the payload was interpreted.
 BUILT_FROM_PAYLOAD = {
@@ -48,11 +51,11 @@ def seed_store(home: Path) -> dict[str, int]:
     store.log_metrics(rl, 1, {"reward": 0.5, "reward_std": 0.1})
     store.add_samples(rl, 1, [{"prompt": MULTILINE, "completion": MULTILINE, "rewards": {"vader": 0.25},
                                "extras": {"advantage": 1.0}}])
-    store.add_log(rl, NAME, "warning")
+    store.add_log(rl, f"LOG {NAME}", "warning")
     store.set_status(rl, "failed", error=f"ValueError: {NAME}\n\nTraceback (most recent call last):\n{MULTILINE}")
     gym = store.create_run("gym", NAME, {"env_id": NAME, "algo": "ppo", "seed": 0}, total_steps=100)
     store.mark_started(gym)
-    store.add_log(gym, NAME)
+    store.add_log(gym, f"LOG {NAME}")
     store.set_status(gym, "failed", error=f"RuntimeError: {NAME}")
     return {"lm_rl": rl, "gym": gym}
 
@@ -79,26 +82,29 @@ def wait_idle(page, timeout_ms: int = 120_000) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
 
 
-def shown_text(page, table: int | None) -> str:
-    """The page's visible text, or the text of its table number `table` (st.dataframe draws on a canvas; its
-    cells are mirrored in an accessibility table, filled a moment after the canvas)."""
-    if table is None:
-        return page.evaluate("document.body.innerText")
-    tables = page.locator('[data-testid="stDataFrame"]')
-    return tables.nth(table if table >= 0 else tables.count() + table).text_content() if tables.count() else ""
+def shown_text(page, scope: str | None, table: int | None) -> str:
+    """The visible text of the page, of the elements matching `scope`, or of table number `table` (st.dataframe
+    draws on a canvas; its cells are mirrored in an accessibility table, filled a moment after the canvas)."""
+    if table is not None:
+        tables = page.locator('[data-testid="stDataFrame"]')
+        return tables.nth(table if table >= 0 else tables.count() + table).text_content() if tables.count() else ""
+    if scope is not None:
+        return "\n".join(page.locator(scope).all_inner_texts())
+    return page.evaluate("document.body.innerText")
 
 
-def check_literal(page, dialogs: list[str], where: str, pieces=PIECES + (HEADING,), table: int | None = None) -> None:
-    """No dialog, every piece visible as typed, nothing built from the payload (page and iframes)."""
+def check_literal(page, dialogs: list[str], where: str, expected: Sequence[str] = (), scope: str | None = None,
+                  table: int | None = None) -> None:
+    """No dialog; each `expected` text shown exactly (in `scope` or `table`); nothing built from the payload."""
     page.wait_for_timeout(300)
     assert dialogs == [], f"{where}: a dialog fired: {dialogs}"
     for _ in range(30):
-        text = shown_text(page, table)
-        missing = [p for p in pieces if p not in text]
+        text = shown_text(page, scope, table)
+        missing = [e for e in expected if e not in text]
         if not missing:
             break
         page.wait_for_timeout(500)
-    assert not missing, f"{where}: not shown literally: {missing}"
+    assert not missing, f"{where}: not shown literally: {missing}\n--- shown:\n{text[:3000]}"
     for frame in page.frames:
         for what, selector in BUILT_FROM_PAYLOAD.items():
             assert frame.locator(selector).count() == 0, f"{where}: the payload made a {what} element ({frame.url})"
@@ -123,19 +129,21 @@ def test_runs_page_shows_payload_runs_literally(app):
     page.goto(f"{url}/runs", wait_until="domcontentloaded")
     page.get_by_role("heading", name="Runs").first.wait_for(timeout=60_000)
     wait_idle(page)
+    check_literal(page, dialogs, "Runs page, runs table", [NAME], table=0)
     for kind, run_id in runs.items():
         pick(page, "Run", f"#{run_id} ")
-        check_literal(page, dialogs, f"Runs page, {kind} run heading and error")
+        check_literal(page, dialogs, f"Runs page, {kind} run heading", [f"#{run_id} · {NAME}"], HEADING_)
+        error = "ValueError" if kind == "lm_rl" else "RuntimeError"
+        check_literal(page, dialogs, f"Runs page, {kind} run error", [f"{error}: {NAME}"], ERROR)
         page.get_by_role("tab", name="Log").click()
-        check_literal(page, dialogs, f"Runs page, {kind} run log")
+        check_literal(page, dialogs, f"Runs page, {kind} run log", [f"LOG {NAME}"], CODE)
         page.get_by_role("tab", name="Config").click()
-        check_literal(page, dialogs, f"Runs page, {kind} run config", (HEADING, SCRIPT, IMG, LINK, BOLD))  # JSON doubles \\
-    check_literal(page, dialogs, "Runs page, runs table", table=0)
+        check_literal(page, dialogs, f"Runs page, {kind} run config", [json.dumps(NAME)], CODE)
     pick(page, "Run", f"#{runs['lm_rl']} ")
     page.get_by_role("tab", name="Samples").click()
-    check_literal(page, dialogs, "Runs page, samples table", table=-1)
+    check_literal(page, dialogs, "Runs page, samples table", [MULTILINE], table=-1)
     page.get_by_role("tab", name="Compare").click()
-    check_literal(page, dialogs, "Runs page, compare tab", ())
+    check_literal(page, dialogs, "Runs page, compare tab")
 
 
 @pytest.mark.browser
@@ -144,12 +152,14 @@ def test_rl_page_shows_payload_run_literally(app):
     page.goto(f"{url}/rl_training", wait_until="domcontentloaded")
     page.get_by_role("heading", name="RL fine-tuning").first.wait_for(timeout=60_000)
     wait_idle(page)
-    check_literal(page, dialogs, "RL page, run heading, caption and error")
-    check_literal(page, dialogs, "RL page, samples table", table=-1)
+    check_literal(page, dialogs, "RL page, run heading", [f"#{runs['lm_rl']} · {NAME}"], HEADING_)
+    check_literal(page, dialogs, "RL page, config values in the caption", [f"prompts {NAME} · "], CAPTION)
+    check_literal(page, dialogs, "RL page, error", [f"ValueError: {NAME}"], ERROR)
+    check_literal(page, dialogs, "RL page, samples table", [MULTILINE], table=-1)
     open_expander(page, "Log")
-    check_literal(page, dialogs, "RL page, log")
+    check_literal(page, dialogs, "RL page, log", [f"LOG {NAME}"], CODE)
     open_expander(page, "Config and summary")
-    check_literal(page, dialogs, "RL page, config")
+    check_literal(page, dialogs, "RL page, config", [f"{HEADING} {SCRIPT} {IMG} {LINK} {BOLD}"], CODE)
 
 
 @pytest.mark.browser
@@ -170,18 +180,20 @@ def test_rl_page_upload_with_a_payload_file_name(app, tmp_path: Path):
         .set_input_files(str(upload))
     page.get_by_text("is empty; it needs at least one prompt").wait_for(timeout=30_000)
     wait_idle(page)
-    check_literal(page, dialogs, "RL page, uploaded file name", (HEADING, opening_tag, IMG, LINK, BOLD, LATEX))
+    check_literal(page, dialogs, "RL page, uploaded file name", [f"{upload.name} is empty"], ERROR)
 
 
 @pytest.mark.browser
 def test_gym_page_shows_payload_run_literally(app):
-    url, page, dialogs, _, _ = app
+    url, page, dialogs, runs, _ = app
     page.goto(f"{url}/classic_rl", wait_until="domcontentloaded")
     page.get_by_role("heading", name="Classic RL").first.wait_for(timeout=60_000)
     wait_idle(page)
-    check_literal(page, dialogs, "Gymnasium page, run heading, caption and error")
+    check_literal(page, dialogs, "Gymnasium page, run heading", [f"#{runs['gym']} · {NAME}"], HEADING_)
+    check_literal(page, dialogs, "Gymnasium page, config values in the caption", [f"{NAME} · seed 0"], CAPTION)
+    check_literal(page, dialogs, "Gymnasium page, error", [f"RuntimeError: {NAME}"], ERROR)
     open_expander(page, "Config and summary")
-    check_literal(page, dialogs, "Gymnasium page, config")
+    check_literal(page, dialogs, "Gymnasium page, config", [json.dumps(NAME)], CODE)
 
 
 @pytest.mark.browser
@@ -201,7 +213,7 @@ def test_playground_shows_payload_spec_and_prompt_literally(app):
     page.get_by_text("Exact prompt the model saw").wait_for(timeout=120_000)
     wait_idle(page)
     open_expander(page, "Exact prompt the model saw")
-    check_literal(page, dialogs, "Playground, prompt")
+    check_literal(page, dialogs, "Playground, prompt", [MULTILINE], CODE)
     # A model spec that cannot load: the error quotes it.
     open_expander(page, "Model")
     spec = page.get_by_role("textbox", name="Model spec")
@@ -209,8 +221,8 @@ def test_playground_shows_payload_spec_and_prompt_literally(app):
     spec.press("Enter")
     page.get_by_role("button", name="Load", exact=True).click()
     wait_idle(page)
-    page.locator('[data-testid="stAlertContentError"]').first.wait_for(timeout=60_000)
-    check_literal(page, dialogs, "Playground, model spec error")
+    page.locator(ERROR).first.wait_for(timeout=60_000)
+    check_literal(page, dialogs, "Playground, model spec error", [repr(NAME)], ERROR)
 
 
 @pytest.mark.browser
@@ -224,4 +236,4 @@ def test_attention_page_shows_payload_text_literally(app):
     page.get_by_role("button", name="Compute attention").click()
     page.get_by_text("Model view").first.wait_for(timeout=120_000)
     wait_idle(page)
-    check_literal(page, dialogs, "Attention page", ())  # tokens are pieces of the payload, shown in charts
+    check_literal(page, dialogs, "Attention page")  # tokens are pieces of the payload, drawn in charts and SVG
