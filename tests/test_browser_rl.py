@@ -90,8 +90,10 @@ def test_rl_make_it_positive_journey(tmp_path, workbench_home, tiny_model_dir):
 
         page.get_by_role("button", name="Stop", exact=True).click()
         page.get_by_test_id("stAlertContentInfo").get_by_text("Stopped by request.").wait_for(timeout=60_000)
-        # The run's end triggers a full rerun (the sidebar, drawn only by full runs, sees no active run) and polling stops.
+        # The run's end triggers a full rerun, which stops polling. The sidebar's active runs are a live fragment
+        # of their own now, so "No run is active." can show before that rerun: wait for the live caption to go.
         page.get_by_test_id("stSidebar").get_by_text("No run is active.").wait_for(timeout=30_000)
+        page.get_by_text("Live: refreshing every second.").wait_for(state="detached", timeout=30_000)
         _wait_idle(page)
         assert _reward_points(page) >= 3
         assert page.get_by_text("Live: refreshing every second.").count() == 0
