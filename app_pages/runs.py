@@ -8,6 +8,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from llmrl_core.errors import WorkbenchError
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.runs.reader import downsample
 from llmrl_core.viz import make_metric_figure
@@ -72,12 +73,16 @@ def manage_ui(view: LiveRun, disk: int | None) -> None:
     with c_delete.popover("Delete"):
         with_files = False
         if delete_run_files is not None:
-            with_files = st.checkbox(f"Also delete its files ({format_bytes(disk)}: checkpoints, agents, episodes)",
+            with_files = st.checkbox(f"Also delete its files ({format_bytes(disk)} on disk: checkpoints, agents, episodes)",
                                      value=True, key=f"delete_files_{run_id}")
         else:
             st.caption("Deletes the run's records; its files stay on disk.")
         if st.button("Delete for good", key=f"delete_{run_id}", type="primary"):
-            freed = delete_run_files(run_id) if with_files else 0
+            try:
+                freed = delete_run_files(run_id) if with_files else 0
+            except WorkbenchError as err:  # e.g. the folder is a link: its records stay, so nothing is lost
+                st.error(escape_markdown(err))
+                return
             store.delete_run(run_id)
             st.session_state.pop(SELECTED_KEY, None)
             st.session_state.pop(PICK_KEY, None)

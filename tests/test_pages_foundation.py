@@ -170,3 +170,25 @@ def test_playground_multi_turn_chat(app_env):
     assert not at.exception and at.metric
     at.button(key="pg_clear_chat").click().run()
     assert not at.chat_message
+
+
+def test_runs_page_shows_disk_use_and_deletes_a_run_with_its_files(app_env):
+    from llmrl_core.paths import get_artifact_dir
+    from ui.state import get_store
+
+    store = get_store()
+    run_id = store.create_run("gym", "with files", {"env_id": "CartPole-v1"}, 10)
+    folder = get_artifact_dir(run_id)
+    (folder / "agent.zip").write_bytes(b"x" * 2500)
+    store.add_artifact(run_id, 10, "agent", folder / "agent.zip")
+    store.set_status(run_id, "completed")
+    at = _app()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert any("2.5 kB on disk" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert at.checkbox(key=f"delete_files_{run_id}").value  # offered, and on by default
+    at.button(key=f"delete_{run_id}").click().run()
+    assert not at.exception, at.exception
+    assert store.get_run(run_id) is None
+    assert not (folder / "agent.zip").exists()
+    assert any("No runs yet" in i.value for i in at.info)
