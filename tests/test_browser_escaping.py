@@ -184,6 +184,27 @@ def test_rl_page_upload_with_a_payload_file_name(app, tmp_path: Path):
 
 
 @pytest.mark.browser
+def test_rl_page_reward_error_quotes_a_payload_pattern_literally(app):
+    url, page, dialogs, _, _ = app
+    page.goto(f"{url}/rl_training", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="RL fine-tuning").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("tab", name="New run").click()
+    wait_idle(page)
+    page.get_by_role("tab", name="Rewards", exact=True).click()
+    page.get_by_role("combobox", name="Add a reward").click()
+    page.get_by_role("option", name="Regex / format match").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Add", exact=True).click()
+    wait_idle(page)
+    pattern = page.get_by_role("textbox", name="pattern").last
+    pattern.fill(f"{NAME} (")  # not a valid regex: the error quotes it
+    pattern.press("Enter")
+    page.get_by_text("is not a valid regular expression").wait_for(timeout=30_000)
+    check_literal(page, dialogs, "RL page, reward error", [f"The pattern {NAME + ' ('!r} is not a valid"], ERROR)
+
+
+@pytest.mark.browser
 def test_gym_page_shows_payload_run_literally(app):
     url, page, dialogs, runs, _ = app
     page.goto(f"{url}/classic_rl", wait_until="domcontentloaded")

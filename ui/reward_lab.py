@@ -16,6 +16,7 @@ import streamlit as st
 from llmrl_core.errors import WorkbenchError
 from llmrl_core.rewards import REWARD_TYPES, RewardType, build_reward, build_reward_set, parse_spec
 from llmrl_core.security import custom_code_allowed
+from llmrl_core.viz_rl import escape_markdown
 
 DEFAULT_SPECS = [{"type": "vader", "name": "sentiment", "weight": 1.0}]
 SEPARATOR = "---"  # a line holding only this separates typed completions
@@ -84,7 +85,7 @@ def _reward_row_ui(key: str, row: dict, allow_custom_code: bool, reason: str) ->
     base = f"{key}_{uid}"
     name = st.session_state.get(f"{base}_name", spec.get("name") or rtype.key)
     weight = st.session_state.get(f"{base}_weight", float(spec.get("weight", 1.0)))
-    with st.expander(f"{name} · {rtype.label} · weight {weight:g}", expanded=True):
+    with st.expander(f"{escape_markdown(name)} · {rtype.label} · weight {weight:g}", expanded=True):
         st.caption(rtype.description)
         c_name, c_weight, c_remove = st.columns([3, 2, 1], vertical_alignment="bottom")
         name = c_name.text_input("Name", value=spec.get("name") or rtype.key, key=f"{base}_name",
@@ -103,7 +104,7 @@ def _reward_row_ui(key: str, row: dict, allow_custom_code: bool, reason: str) ->
             if not (rtype.loads_model or rtype.runs_user_code):
                 build_reward(current)  # instant for these: also checks value rules (fall-off > 0, valid regex)
         except WorkbenchError as err:
-            st.error(str(err))
+            st.error(escape_markdown(err))  # may quote the user's pattern or words
     return current  # row["spec"] keeps the initial values, so widget defaults never change under their keys
 
 
@@ -215,7 +216,7 @@ def reward_lab_ui(specs: list[dict], key: str) -> None:
             weights = " + ".join(f"{float(s.get('weight', 1.0)):g} × {n}" for s, n in zip(specs, names))
             st.session_state[result_key] = (table, f"total = {weights} (a reward that returns None is left out)")
         except WorkbenchError as err:
-            st.error(str(err))
+            st.error(escape_markdown(err))  # may quote the typed completion or the pattern
     result = st.session_state.get(result_key)
     if result is not None:  # kept across reruns until the next score
         table, formula = result
