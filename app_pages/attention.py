@@ -12,6 +12,7 @@ from llmrl_core import viz_attention as viz
 from llmrl_core.errors import WorkbenchError
 from llmrl_core.generation import SamplingConfig
 from llmrl_core.models import BUNDLED_SPEC
+from llmrl_core.viz_rl import escape_markdown
 from ui.state import default_model_spec, get_model_holder, get_store
 
 DEFAULT_TEXT = "The cat sat on the mat because it was tired. Then the cat sat on the"
@@ -60,13 +61,13 @@ def load_model_for_attention_ui(spec: str):
         st.error("Type a model spec (a model folder, a .gguf file or a hub id), or choose one from the list.")
         return None
     try:
-        with st.spinner(f"Loading an eager-attention copy of {spec or 'bundled'} (once per model)…"):
+        with st.spinner(f"Loading an eager-attention copy of {escape_markdown(spec or 'bundled')} (once per model)…"):
             return get_attention_model(spec)
-    except WorkbenchError as err:
-        st.error(str(err))
+    except WorkbenchError as err:  # messages quote the typed spec: shown as text, never as Markdown
+        st.error(escape_markdown(str(err)))
         return None
     except (ImportError, RuntimeError) as err:  # e.g. a first transformers import racing another session
-        st.error(f"Loading {spec or 'bundled'} failed ({err}); press the button again.")
+        st.error(escape_markdown(f"Loading {spec or 'bundled'} failed ({err}); press the button again."))
         return None
 
 
@@ -112,7 +113,7 @@ def input_ui(default_spec: str) -> None:
                 cfg = SamplingConfig(max_new_tokens=int(max_new), greedy=True)
                 maps = att.generate_and_extract(loaded, text, cfg, chat=chat)
     except WorkbenchError as err:
-        st.error(str(err))
+        st.error(escape_markdown(str(err)))
         return
     layer, head = att.pick_default_head(maps)
     st.session_state.update(
@@ -242,7 +243,7 @@ def compare_ui(maps: att.AttentionMaps) -> None:
                     diff = att.compute_attention_difference(maps, maps_b)
                 st.session_state.att_compare = {"spec": spec_b, "diff": diff, "summary": att.summarize_difference(diff)}
             except WorkbenchError as err:
-                st.error(str(err))
+                st.error(escape_markdown(str(err)))
     result = st.session_state.get("att_compare")
     if not result:
         return
@@ -267,7 +268,7 @@ def compare_ui(maps: att.AttentionMaps) -> None:
 def summary_ui(maps: att.AttentionMaps) -> None:
     """One line on what was mapped, the truncation message, and the completion if any."""
     if maps.message:
-        st.warning(maps.message)
+        st.warning(escape_markdown(maps.message))
     kv = f" sharing {maps.n_kv_heads} key/value heads" if maps.n_kv_heads and maps.n_kv_heads < maps.n_heads else ""
     st.caption(
         f"{maps.model_name} · {maps.n_tokens} tokens · {maps.n_layers} layers × {maps.n_heads} query heads{kv} · "

@@ -136,3 +136,13 @@ def test_compare_lists_run_checkpoints(page_env):
     at.button(key="att_cmp_go").click().run()
     assert not at.exception and not at.error
     assert any("identical" in i.value for i in at.info)
+
+
+def test_a_typed_spec_with_markup_is_shown_literally_in_the_error(page_env):
+    at = _open_tab(_compute(_page(), "compare these maps"), "Compare models")
+    at.selectbox(key="att_cmp_model_choice").set_value("Other (type a path or hub id)…").run()
+    at.text_input(key="att_cmp_model_typed").set_value("/no/**such**/[x](javascript:alert(1))")
+    at.button(key="att_cmp_go").click().run()
+    assert not at.exception
+    shown = " ".join(e.value for e in at.error)
+    assert r"\*\*such\*\*" in shown and r"\[x\]" in shown, shown  # escaped: Markdown shows it as typed
