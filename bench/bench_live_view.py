@@ -7,7 +7,9 @@ of 10,000 steps (Runs and RL pages: 20 metrics a step, 200,000 rows; Gymnasium: 
                paused or slow run costs);
   moved        a rerun after one more step was written.
 Medians over --repeats (the machine is shared; minima printed too). AppTest runs the whole script,
-so every figure includes the page's fixed costs (sidebar, picker, table), not only the live view.
+so those figures include the page's fixed costs (sidebar, picker, table, AppTest itself). The
+"view only" line times just the live view's body inside the script (what a one-second poll of
+the fragment costs in the server), with the page's own functions loaded from --root.
 
 To compare with an older version, run the same file against a checkout of it:
   git archive <commit> | tar -x -C /tmp/old && python bench/bench_live_view.py --root /tmp/old
@@ -88,6 +90,63 @@ def measure(page: str, steps: int, repeats: int, root: Path) -> dict:
     return {"first": first, "no_change": no_change, "moved": moved}
 
 
+_HARNESS = """
+import os, sys, time
+import streamlit as st
+root = os.environ["BENCH_ROOT"]
+sys.path.insert(0, root)
+page = os.environ["BENCH_PAGE"]
+run_id = int(os.environ["BENCH_RUN"])
+source = open(os.path.join(root, "app_pages", page + ".py")).read().replace("\\nmain()\\n", "\\n")
+g = {"__name__": "bench_page"}
+exec(compile(source, page, "exec"), g)
+t0 = time.perf_counter()
+if page == "classic_rl":
+    if "gym_run_ui" in g:
+        g["live_run_ui"](run_id, g["gym_run_ui"], key="gym")
+    else:
+        g["live_run_ui"](run_id, True)
+else:
+    import inspect
+    if "view" in inspect.signature(g["run_detail_ui"]).parameters:
+        g["live_run_ui"](run_id, g["run_detail_ui"], key="runs")
+    else:
+        g["run_detail_ui"](run_id, True)
+st.session_state.setdefault("bench_times", []).append(time.perf_counter() - t0)
+"""
+
+
+def measure_view(page: str, steps: int, repeats: int, root: Path) -> dict:
+    """Seconds the live view's body takes: first draw, then polls with no change, then polls after a step."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    state.get_run_manager.clear()
+    os.environ["LLMRL_HOME"] = tempfile.mkdtemp(prefix=f"bench_view_{page}_")
+    store = state.get_store()
+    if page == "gym":
+        from llmrl_core.envs.config import make_gym_config
+
+        run_id = _fill(store, "gym", make_gym_config("CartPole-v1", "ppo").to_dict(), steps)
+    else:
+        from llmrl_core.config import RLConfig
+
+        run_id = _fill(store, "demo", RLConfig().to_dict(), steps)
+    os.environ.update(BENCH_ROOT=str(root), BENCH_PAGE={"gym": "classic_rl", "runs": "runs"}[page], BENCH_RUN=str(run_id))
+    at = AppTest.from_string(_HARNESS, default_timeout=600)
+    for _ in range(repeats + 1):
+        at.run()
+        assert not at.exception, at.exception
+    for i in range(repeats):
+        store.log_metrics(run_id, steps + 1 + i, {"reward": 0.5, "rollout/ep_rew_mean": 20.0})
+        store.set_progress(run_id, steps + 1 + i)
+        at.run()
+    times = at.session_state["bench_times"]
+    store.set_status(run_id, "stopped")
+    return {"first": times[0], "no_change": times[1:repeats + 1], "moved": times[repeats + 1:]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
@@ -101,8 +160,13 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     print(f"{root} · {args.steps} steps · load {os.getloadavg()[0]:.1f}")
     for page in args.pages.split(","):
+        if page in ("runs", "gym"):
+            r = measure_view(page, args.steps, args.repeats, root)
+            print(f"{page:5s} view only: first draw {r['first'] * 1e3:6.0f} ms · no change median "
+                  f"{statistics.median(r['no_change']) * 1e3:6.1f} ms (min {min(r['no_change']) * 1e3:.1f}) · moved median "
+                  f"{statistics.median(r['moved']) * 1e3:6.0f} ms (min {min(r['moved']) * 1e3:.0f})")
         r = measure(page, args.steps, args.repeats, root)
-        print(f"{page:5s} first draw {r['first'] * 1e3:8.0f} ms · no change median {statistics.median(r['no_change']) * 1e3:6.0f} ms "
+        print(f"{page:5s} whole page: first draw {r['first'] * 1e3:8.0f} ms · no change median {statistics.median(r['no_change']) * 1e3:6.0f} ms "
               f"(min {min(r['no_change']) * 1e3:.0f}) · moved median {statistics.median(r['moved']) * 1e3:6.0f} ms "
               f"(min {min(r['moved']) * 1e3:.0f})")
 

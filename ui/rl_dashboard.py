@@ -117,13 +117,14 @@ def curves_ui(view: LiveRun) -> None:
 # ----------------------------------------------------------------------------- samples inspector
 
 
-def samples_inspector_ui(run: dict, samples: pd.DataFrame) -> None:
-    """Table of samples (filter by step, best and worst) and a token view of one sample."""
+def samples_inspector_ui(run: dict, samples: pd.DataFrame, table: pd.DataFrame | None = None) -> None:
+    """Table of samples (filter by step, best and worst) and a token view of one sample; `table` is
+    make_samples_frame(samples) when the caller already has it."""
     run_id = run["id"]
     if samples.empty:
         st.caption("Samples appear with the first step (samples_per_step of them per step).")
         return
-    table = make_samples_frame(samples)
+    table = make_samples_frame(samples) if table is None else table
     steps = sorted(table["step"].unique().tolist())
     c_step, c_show = st.columns([1, 2])
     step_choice = c_step.selectbox("Step", ["latest", "all"] + steps[::-1], key=f"rl_samples_step_{run_id}",
@@ -253,7 +254,7 @@ def rl_dashboard_ui(view: LiveRun, on_clone: Any = None) -> None:
     headline_metrics_ui(metrics)
     curves_ui(view)
     st.markdown("#### Samples")
-    samples_inspector_ui(run, samples)
+    samples_inspector_ui(run, samples, view.memo("samples_table", lambda: make_samples_frame(samples)))
     with st.expander("Checkpoints and resume", expanded=run["status"] in ("interrupted", "failed")):
         checkpoints_ui(view)
     with st.expander("Log"):
