@@ -3,7 +3,8 @@
 `live_run_ui(run_id, render_body, key)` draws one run with the page's `render_body(view)` inside
 a fragment that reruns every POLL_SECONDS while the run is active. Each poll costs one indexed
 SELECT (`RunStore.read_run_heartbeat`); only when the heartbeat changed does it read the new
-metric rows (`MetricsCache`) and the run row. Streamlit drops a fragment's elements unless the
+metric rows (one `MetricsCache` per run, shared by all sessions: ui.state.get_metrics_cache) and
+the run row. Streamlit drops a fragment's elements unless the
 rerun draws them again, so the body always runs, but on a poll where nothing moved it gets the
 same `LiveRun` back and `view.memo`/`view.chart` hand out the figures (and anything else costly)
 built on the last move instead of building them again. When the run ends the fragment calls a
@@ -20,10 +21,10 @@ import pandas as pd
 import streamlit as st
 
 from llmrl_core.runs import ACTIVE_STATUSES
-from llmrl_core.runs.reader import DEFAULT_MAX_POINTS, MetricsCache, downsample
+from llmrl_core.runs.reader import DEFAULT_MAX_POINTS, downsample
 from llmrl_core.runs.store import RunHeartbeat
 from llmrl_core.viz_rl import escape_markdown
-from ui.state import get_run_manager, get_store
+from ui.state import get_metrics_cache, get_run_manager, get_store
 
 POLL_SECONDS = 1.0
 IDLE_POLL_SECONDS = 5.0  # the sidebar, while no run is active: notices runs started from the CLI
@@ -159,16 +160,17 @@ def _refresh(store: Any, run_id: int, key: str, beat: RunHeartbeat) -> LiveRun:
     """The session's LiveRun for `run_id`, brought up to date only when its heartbeat changed."""
     slot = st.session_state.setdefault("live_run_views", {})
     entry = slot.get(key)
-    if entry is None or entry["run_id"] != run_id:  # one run per view: switching drops the other's cache
-        entry = {"run_id": run_id, "cache": MetricsCache(store, run_id), "view": None}
+    if entry is None or entry["run_id"] != run_id:  # one run per view: switching drops the other's figures
+        entry = {"run_id": run_id, "view": None}
         slot[key] = entry
     view = entry["view"]
     if view is not None and view.heartbeat == beat:
         view.moved = False
         return view
     run = store.get_run(run_id)
-    entry["cache"].update()
-    view = LiveRun(run=run, heartbeat=beat, metrics=entry["cache"].wide, key=key)
+    cache = get_metrics_cache(str(store.path), run_id)
+    cache.update()
+    view = LiveRun(run=run, heartbeat=beat, metrics=cache.wide, key=key)
     entry["view"] = view
     return view
 

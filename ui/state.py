@@ -12,6 +12,7 @@ import streamlit as st
 
 from llmrl_core.models import BUNDLED_SPEC, ModelHolder
 from llmrl_core.runs import RunManager, RunStore
+from llmrl_core.runs.reader import MetricsCache
 
 
 @st.cache_resource(show_spinner=False)
@@ -35,6 +36,14 @@ def get_run_manager() -> RunManager:
 def get_store() -> RunStore:
     """The run store behind the manager."""
     return get_run_manager().store
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def get_metrics_cache(store_path: str, run_id: int) -> MetricsCache:
+    """One incremental metrics cache per run (and store), shared by every session and page: a long run's
+    first read is paid once per server, later views read only new rows. Keyed by the store's path, since
+    tests open several stores whose run ids overlap."""
+    return MetricsCache(get_store(), run_id)
 
 
 def default_model_spec() -> str:

@@ -17,6 +17,7 @@ Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -41,7 +42,10 @@ def pivot_wide(long: pd.DataFrame) -> pd.DataFrame:
 
 
 class MetricsCache:
-    """One run's metrics as a wide frame, grown by reading only the rows written since the last `update`."""
+    """One run's metrics as a wide frame, grown by reading only the rows written since the last `update`.
+
+    Thread-safe, so one cache per run can serve every browser session (the long first read is paid once).
+    """
 
     def __init__(self, store: RunStore, run_id: int) -> None:
         self.store = store
@@ -49,28 +53,31 @@ class MetricsCache:
         self.last_row = 0  # the newest metric row id folded in so far
         self.rows_read = 0  # every row read from the store, for tests and benches
         self._wide = pd.DataFrame(dtype=float)  # indexed by step
+        self._lock = threading.Lock()
 
     def update(self) -> bool:
         """Fold in the rows written since the last call; True when there were any."""
-        new, self.last_row = self.store.read_metrics_after(self.run_id, self.last_row)
-        if new.empty:
-            return False
-        self.rows_read += len(new)
-        fresh = pivot_wide(new)
-        if self._wide.empty:
-            self._wide = fresh
-        elif fresh.index.min() > self._wide.index.max():
-            self._wide = pd.concat([self._wide, fresh])  # the usual case: only later steps
-        else:
-            self._wide = fresh.combine_first(self._wide)  # a value logged later for a step already read
-        return True
+        with self._lock:
+            new, self.last_row = self.store.read_metrics_after(self.run_id, self.last_row)
+            if new.empty:
+                return False
+            self.rows_read += len(new)
+            fresh = pivot_wide(new)
+            if self._wide.empty:
+                self._wide = fresh
+            elif fresh.index.min() > self._wide.index.max():
+                self._wide = pd.concat([self._wide, fresh])  # the usual case: only later steps
+            else:
+                self._wide = fresh.combine_first(self._wide)  # a value logged later for a step already read
+            return True
 
     @property
     def wide(self) -> pd.DataFrame:
-        """Every metric so far: a 'step' column, then one column per metric name, sorted by step."""
-        if self._wide.empty:
+        """Every metric so far: a 'step' column, then one column per metric name, sorted by step (a new frame)."""
+        wide = self._wide  # replaced, never changed in place, so no lock is needed to read it
+        if wide.empty:
             return pd.DataFrame(columns=["step"])
-        frame = self._wide.reset_index()
+        frame = wide.reset_index()
         return frame.rename(columns={frame.columns[0]: "step"})
 
 
