@@ -77,5 +77,5 @@ def test_gym_run_stays_selected_and_the_sidebar_moves(tmp_path, workbench_home):
         page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=60_000)
         page.locator("h3").filter(has_text=f"#{run_id} · ").first.wait_for(timeout=30_000)
         assert page.get_by_text("✅ completed").count() >= 1
-        assert page.get_by_role("link", name="Train a Gymnasium agent").count() == 1
+        page.get_by_test_id("stPageLink").filter(has_text="Train a Gymnasium agent").wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "runs.png"), full_page=True)
