@@ -64,7 +64,8 @@ case "${1:-start}" in
     log "Serving the dashboard on http://127.0.0.1:$PORT"
     exec "$VENV/bin/python" -m streamlit run app.py --server.address 127.0.0.1 --server.port "$PORT" \
       --server.allowedHosts 127.0.0.1 --server.allowedHosts localhost --server.allowedHosts ::1 \
-      --server.headless true --browser.gatherUsageStats false
+      --server.headless true --browser.gatherUsageStats false \
+      --runner.postScriptGC false
     ;;
   test)
     install_python_packages
