@@ -12,6 +12,7 @@ import streamlit as st
 
 from llmrl_core.errors import WorkbenchError
 from llmrl_core.paths import get_home
+from llmrl_core.viz_rl import escape_markdown
 from ui.live_run import active_runs_sidebar_ui
 from ui.state import get_model_holder, get_store
 
@@ -49,11 +50,13 @@ def check_home_ui() -> None:
     """Stop with a clear message when the workbench home (runs, caches) cannot be used."""
     try:
         get_home()
-        get_store()
+        store = get_store()
     except WorkbenchError as err:
         st.title("LLM·RL Workbench")
-        st.error(str(err))
+        st.error(escape_markdown(str(err)))
         st.stop()
+    if store.recovery_message:  # a damaged store was moved aside at start-up: say so on every page
+        st.warning(escape_markdown(store.recovery_message), icon=":material/warning:")
 
 
 check_home_ui()
