@@ -150,9 +150,24 @@ def test_nan_loss_stops_with_advice(tiny_model_dir, store, monkeypatch):
     assert error.startswith("The loss became nan at step 1") and "Lower learning_rate" in error
 
 
-def test_huge_learning_rate_diverges_with_a_clear_message(tiny_model_dir, store):
+def test_a_diverging_update_stops_with_a_clear_message(tiny_model_dir, store, monkeypatch):
+    """Weights that turn NaN after an update (what a far too high learning rate does; the config now refuses
+    learning_rate > 1, so the divergence is injected) stop the run with advice, not a crash."""
+    import torch
+
+    real_step = torch.optim.AdamW.step
+
+    def poisoned_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned_step)
     manager = RunManager(store)
-    cfg = tiny_config(tiny_model_dir, steps=4, learning_rate=1e30, max_grad_norm=0.0)
+    cfg = tiny_config(tiny_model_dir, steps=4, max_grad_norm=0.0)
     run_id, status = manager.run_foreground("lm_rl", cfg.to_dict())
     assert status == "failed"
     assert "diverged" in store.get_run(run_id)["error"] and "learning_rate" in store.get_run(run_id)["error"]
