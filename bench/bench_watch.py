@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CONDITIONS = ("unwatched", "rl_dashboard", "runs_page")
+POLL_MS = 250  # how often the bench reads the page (its own cost shows as bench+driver CPU)
 
 # The newest step drawn on the page: the largest x of any trace of any chart (steps are the x axis).
 _POINTS_JS = """() => { let best = 0;
@@ -47,12 +48,29 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _chromium_cpu_seconds() -> float:
-    """CPU seconds of every Chromium process on the machine (the watcher's side of the cost)."""
-    total = 0.0
+def _chromium_cpu() -> dict[int, float]:
+    """CPU seconds of each Chromium process now (the watcher's side of the cost), by pid."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if "chrom" in open(f"/proc/{pid}/comm").read():
+                found[int(pid)] = _cpu_seconds(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _chromium_cpu_since(before: dict[int, float]) -> float:
+    """Chromium CPU seconds spent since `before` (processes started meanwhile count from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _chromium_cpu().items())
+
+
+def _harness_cpu_seconds() -> float:
+    """CPU seconds of this bench process and Playwright's driver (node): the measuring costs something too."""
+    total = sum(os.times()[:2])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if open(f"/proc/{pid}/comm").read().strip() == "node":
                 total += _cpu_seconds(int(pid))
         except OSError:
             continue
@@ -75,7 +93,7 @@ def _run_once(manager, browser, url: str, server_pid: int, condition: str, steps
     from llmrl_core.config import make_preset_config
 
     cfg = make_preset_config("make-it-positive", steps=steps, model="bundled", device="cpu")
-    cpu0, chrome0, t0 = _cpu_seconds(server_pid), _chromium_cpu_seconds(), time.monotonic()
+    cpu0, chrome0, harness0, t0 = _cpu_seconds(server_pid), _chromium_cpu(), _harness_cpu_seconds(), time.monotonic()
     run_id = manager.start("lm_rl", cfg.to_dict(), name=f"bench_watch {condition}", total_steps=steps)
     page = _open_condition(browser, url, condition)
     seen: dict[int, float] = {}  # step -> when the page first drew it
@@ -90,9 +108,9 @@ def _run_once(manager, browser, url: str, server_pid: int, condition: str, steps
                 for k in range(last + 1, n + 1):
                     seen.setdefault(k, time.time())
                 last = n
-            page.wait_for_timeout(100)
+            page.wait_for_timeout(POLL_MS)
         else:
-            time.sleep(0.2)
+            time.sleep(POLL_MS / 1000)
     if page is not None:  # the last step's point may arrive just after the worker exits
         deadline = time.monotonic() + 5
         while last < steps and time.monotonic() < deadline:
@@ -101,18 +119,23 @@ def _run_once(manager, browser, url: str, server_pid: int, condition: str, steps
                 seen.setdefault(k, time.time())
             last = max(last, n)
             page.wait_for_timeout(100)
+    chrome = _chromium_cpu_since(chrome0)  # before closing: a closed tab's process takes its CPU time with it
+    if page is not None:
         page.close()
     minutes = (time.monotonic() - t0) / 60
     cpu = _cpu_seconds(server_pid) - cpu0
-    chrome = _chromium_cpu_seconds() - chrome0
+    harness = _harness_cpu_seconds() - harness0
     run = manager.store.get_run(run_id)
     metrics = manager.store.read_metrics(run_id, names=["step_time"])
     step_ends = manager.store.read_metrics(run_id, names=["reward"]).set_index("step")["wall_time"]
     times = metrics.sort_values("step")["value"].tolist()[1:]
-    latencies = [seen[k] - step_ends[k] for k in seen if k in step_ends.index]
+    # Only steps that ended while the page was already showing the run (not the backlog drawn on first load).
+    first_draw = min(seen.values()) if seen else float("inf")
+    latencies = [seen[k] - step_ends[k] for k in seen if k in step_ends.index and step_ends[k] > first_draw]
     return {"status": run["status"], "error": run["error"], "step_times": times,
             "latencies": latencies, "cpu_per_min": cpu / minutes if minutes else float("nan"),
-            "chrome_per_min": chrome / minutes if minutes else float("nan")}
+            "chrome_per_min": chrome / minutes if minutes else float("nan"),
+            "harness_per_min": harness / minutes if minutes else float("nan")}
 
 
 def main() -> None:
@@ -151,7 +174,8 @@ def main() -> None:
                 results[condition].append(r)
                 print(f"  round {rnd + 1} {condition:<13} {r['status']:<9} median step "
                       f"{statistics.median(r['step_times']) if r['step_times'] else float('nan'):.2f} s, "
-                      f"server {r['cpu_per_min']:.1f} CPU s/min, Chromium {r['chrome_per_min']:.1f} CPU s/min, "
+                      f"server {r['cpu_per_min']:.1f} CPU s/min, Chromium {r['chrome_per_min']:.1f}, "
+                      f"bench+driver {r['harness_per_min']:.1f}, "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 if r["status"] != "completed":
                     print(f"    error: {(r['error'] or '')[:400]}")
@@ -165,7 +189,7 @@ def main() -> None:
         chrome = statistics.mean(r["chrome_per_min"] for r in results[c])
         print(f"{c:<13} median step {medians[c]:.2f} s   ratio vs unwatched {medians[c] / base:.2f}x   "
               f"server CPU {cpu:.1f} s per minute, Chromium {chrome:.1f} s per minute")
-    for c in done:
+    for c in [c for c in done if c == "rl_dashboard"]:  # the Runs page also draws other runs' steps on one axis
         lat = [x for r in results[c] for x in r["latencies"]]
         if lat:
             lat.sort()
