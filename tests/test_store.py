@@ -83,3 +83,14 @@ def test_store_is_shared_across_instances(tmp_path):
     run_id = a.create_run("demo", "x", {})
     a.log_metrics(run_id, 1, {"reward": 1.0})
     assert b.read_metrics(run_id)["value"].tolist() == [1.0]
+
+
+def test_a_fresh_store_never_reuses_the_run_folder_of_an_earlier_run(tmp_path, monkeypatch):
+    """After a damaged store was moved aside (or with a second store file), ids start above the run folders on disk."""
+    from llmrl_core.runs import RunStore
+
+    home = tmp_path / "home"
+    (home / "artifacts" / "run-00041").mkdir(parents=True)
+    monkeypatch.setenv("LLMRL_HOME", str(home))
+    assert RunStore(home / "runs.sqlite").create_run("demo", "after recovery", {}) == 42
+    assert RunStore(home / "runs.sqlite").create_run("demo", "next", {}) == 43  # an existing store keeps counting

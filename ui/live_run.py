@@ -176,11 +176,20 @@ def _refresh(store: Any, run_id: int, key: str, beat: RunHeartbeat) -> LiveRun:
 
 
 def _watch_body(run_id: int, key: str, drawn: RunHeartbeat) -> None:
-    """The poll: one indexed SELECT; a full rerun of the page when the run moved on from what is drawn."""
+    """The poll: one indexed SELECT; a full rerun of the page when the run moved on from what is drawn.
+
+    The first pass after the page drew `drawn` (the inline call during that very run) only records it:
+    comparing there would rerun the page at once whenever the run moves faster than a page draws (a
+    Gymnasium run does), and the page would never finish drawing. So a page redraws at most once a poll.
+    """
+    st.caption(LIVE_CAPTION)
+    marker = f"live_watch_{key}"
+    if st.session_state.get(marker) != drawn:
+        st.session_state[marker] = drawn
+        return
     beat = get_store().read_run_heartbeat(run_id)
     if beat is None or beat != drawn:
         st.rerun()  # redraw the page from the new state (and stop polling once the run has ended)
-    st.caption(LIVE_CAPTION)
 
 
 def live_run_ui(run_id: int, render_body: Callable[[LiveRun], None], key: str) -> None:

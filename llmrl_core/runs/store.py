@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import pandas as pd
 
 from llmrl_core.errors import StoreError
-from llmrl_core.paths import get_store_path
+from llmrl_core.paths import get_home, get_store_path
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +202,28 @@ class RunStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open_or_recover()
+            self._skip_used_run_ids()
         except StoreError:
             raise
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"Cannot open the run store at {self.path}: {err}. Check that LLMRL_HOME is writable.") from err
+
+    def _skip_used_run_ids(self) -> None:
+        """Start a store that never had a run above the run folders already on disk.
+
+        Run files live in $LLMRL_HOME/artifacts/run-NNNNN by run id. A fresh store (the first, one
+        started after a damaged store was moved aside, or a second store file) would hand out ids from
+        1 again, and a new run would write into, and prune checkpoints of, an old run's folder.
+        """
+        if self._execute("SELECT 1 FROM sqlite_sequence WHERE name='runs'").fetchone():
+            return
+        try:
+            folders = os.scandir(get_home() / "artifacts")
+        except (OSError, StoreError):
+            return
+        used = [int(e.name[4:]) for e in folders if e.name.startswith("run-") and e.name[4:].isdigit()]
+        if used:
+            self._execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('runs', ?)", (max(used),))
 
     # ------------------------------------------------------------------ connection
 
