@@ -41,40 +41,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
+              script: Path = ROOT / "app.py") -> tuple[subprocess.Popen, str]:
+    """Start the dashboard (or another script) on a free loopback port in its own process group; wait until
+    it answers; return (process, URL). The log goes to home/streamlit-PORT.log."""
+    port = free_port()
+    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    with open(home / f"streamlit-{port}.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_app(proc, signal.SIGKILL)
+            raise RuntimeError(f"streamlit did not start: {(home / f'streamlit-{port}.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def stop_app(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a server from start_app with its whole process group (`sig` first, SIGKILL if it lingers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 @contextlib.contextmanager
 def serve_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
               script: Path = ROOT / "app.py") -> Iterator[str]:
     """Start the dashboard (or another script) on a free loopback port; yield its URL; stop it by PID afterwards."""
-    port = free_port()
-    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
-    log = open(home / f"streamlit-{port}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_app(home, extra_env, timeout, script)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(home / f'streamlit-{port}.log').read_text()[-2000:]}")
-            time.sleep(0.3)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_app(proc)
 
 
 @contextlib.contextmanager

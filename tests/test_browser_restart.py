@@ -3,45 +3,13 @@ from the page of a freshly started server."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from llmrl_core.runs import ACTIVE_STATUSES, RunManager, RunStore
-from tests.browser_util import ROOT, free_port, open_browser
-
-
-def _start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free loopback port, in its own process group; wait for its health check."""
-    port = free_port()
-    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    log = open(home / f"streamlit-{port}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("streamlit did not start")
-
-
-def _kill_server(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+from tests.browser_util import open_browser, start_app, stop_app
 
 
 def _wait_for(predicate, timeout: float) -> bool:
@@ -67,7 +35,7 @@ def home(tmp_path):
 @pytest.mark.browser
 def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tmp_path, home):
     store = RunStore(home / "runs.sqlite")
-    first, url = _start_server(home)
+    first, url = start_app(home)
     try:
         with open_browser() as page:
             page.goto(f"{url}/classic_rl", wait_until="domcontentloaded")
@@ -84,13 +52,13 @@ def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tm
             assert _wait_for(lambda: not store.list_runs().empty and store.list_runs()["step"].iloc[0] > 0, 90)
         run_id = int(store.list_runs()["id"].iloc[0])
     finally:
-        _kill_server(first)  # kill -9 of the whole server process group
+        stop_app(first, signal.SIGKILL)  # kill -9 of the whole server process group
 
     step = store.get_run(run_id)["step"]
     assert _wait_for(lambda: store.get_run(run_id)["step"] > step, 30), "the run stopped with the server"
     assert store.get_run(run_id)["status"] == "running"
 
-    second, url = _start_server(home)
+    second, url = start_app(home)
     try:
         with open_browser() as page:
             page.goto(f"{url}/classic_rl", wait_until="domcontentloaded")
@@ -105,5 +73,5 @@ def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tm
                 run["control"], store.get_run(run_id)["status"], store.read_logs(run_id)["message"].tolist())
             page.get_by_text("stopped").first.wait_for(timeout=30_000)
     finally:
-        _kill_server(second)
+        stop_app(second, signal.SIGKILL)
     assert (tmp_path / "reattached.png").stat().st_size > 10_000
