@@ -26,7 +26,9 @@ from llmrl_core.errors import WorkbenchError
 ROOT = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
 MARKUP = "<script>alert(1)</script> **bold** :red[x] $x$"
-TRAVERSAL = "../../etc/passwd"
+# Enough "../" to climb to / from any checkout depth (extra ones stay at /),
+# so the path names the real /etc/passwd wherever CI clones the repo.
+TRAVERSAL = "../" * 24 + "etc/passwd"
 
 
 def _one_line(message: str) -> str:
