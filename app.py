@@ -1,18 +1,18 @@
-"""LLM·RL Workbench: the router and the frame (sidebar); every page lives in app_pages/.
+"""LLM·RL Workbench: the router and the frame (sidebar); every page lives in pages/<section>/.
 
-The folder is not called pages/: Streamlit still treats a pages/ folder beside the main
-script as a v1 multipage app until st.navigation first runs, so the first request after a
-server start to a deep link (e.g. /runs after a restart) ran that page without this frame,
-and AppTest put pages/ on sys.path (a pages/gym.py would shadow the gym package).
+Pages sit one folder down, one folder per sidebar section: Streamlit's legacy multipage
+detection only picks up scripts directly in pages/, and served the first deep link after a
+server start (e.g. /runs) without this frame when they were there. One folder down they are
+only reached through st.navigation below (tests/test_browser_restart.py checks the deep link).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from llmrl_core.errors import WorkbenchError
-from llmrl_core.paths import get_home
-from llmrl_core.viz_rl import escape_markdown
+from llmrl_core.core.errors import WorkbenchError
+from llmrl_core.core.paths import get_home
+from llmrl_core.present.lm_rl import escape_markdown
 from ui.live_run import active_runs_sidebar_ui
 from ui.state import get_model_holder, get_store
 
@@ -20,13 +20,13 @@ st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wid
 
 PAGES = {
     "Language models": [
-        st.Page("app_pages/playground.py", title="Playground", icon=":material/chat:", default=True),
-        st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
-        st.Page("app_pages/rl_training.py", title="RL fine-tuning", icon=":material/model_training:"),
+        st.Page("pages/language_models/playground.py", title="Playground", icon=":material/chat:", default=True),
+        st.Page("pages/language_models/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("pages/language_models/lm_rl.py", title="LM RL", icon=":material/model_training:"),
     ],
-    "Classic RL": [st.Page("app_pages/classic_rl.py", title="Gymnasium agents", icon=":material/smart_toy:")],
+    "Gymnasium": [st.Page("pages/gymnasium/gym.py", title="Gym", icon=":material/smart_toy:")],
     "Runs": [
-        st.Page("app_pages/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("pages/runs/runs.py", title="Runs", icon=":material/monitoring:"),
     ],
 }
 

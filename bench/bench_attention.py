@@ -35,8 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from llmrl_core import attention as att  # noqa: E402
-from llmrl_core.models import load_causal_lm  # noqa: E402
+from llmrl_core.attention import maps as att  # noqa: E402
+from llmrl_core.lm.models import load_causal_lm  # noqa: E402
 
 N_TOKENS = 128
 TEXT = (
@@ -108,7 +108,7 @@ def bench_engine(repeats: int) -> None:
 
 def bench_browser(repeats: int) -> None:
     """Click-to-grid and tile-click-to-heatmap times in headless Chromium."""
-    from tests.browser_util import open_browser, serve_app
+    from tests.support.browser import open_browser, serve_app
 
     home = Path(os.environ["LLMRL_HOME"])
     grid_times, tile_times, forward_times = [], [], []

@@ -32,7 +32,7 @@ os.environ.setdefault("LLMRL_HOME", tempfile.mkdtemp(prefix="bench_gym_"))
 
 import torch  # noqa: E402
 
-from llmrl_core.envs.config import make_gym_config  # noqa: E402
+from llmrl_core.gym.config import make_gym_config  # noqa: E402
 from llmrl_core.runs import RunManager, RunStore  # noqa: E402
 
 SOLVED = 475.0

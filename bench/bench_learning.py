@@ -27,8 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from llmrl_core.config import make_preset_config  # noqa: E402
-from llmrl_core.trainer import RLTrainer  # noqa: E402
+from llmrl_core.lm_rl.config import make_preset_config  # noqa: E402
+from llmrl_core.lm_rl.trainer import RLTrainer  # noqa: E402
 
 
 def run_preset(name: str, budget: float, metric: str, overrides: dict) -> tuple[RLTrainer, list[float], list[float]]:
@@ -63,9 +63,9 @@ def report_curve(metric: str, curve: list[float], times: list[float], target_gai
 @torch.no_grad()
 def greedy_accuracy(trainer: RLTrainer, n: int = 40) -> float:
     """Greedy exact-answer accuracy on the n arithmetic problems that training sees last (held out from early steps)."""
-    from llmrl_core.generation import SamplingConfig, generate
-    from llmrl_core.prompts import make_arithmetic_problems
-    from llmrl_core.rewards import build_reward_set
+    from llmrl_core.lm.generation import SamplingConfig, generate
+    from llmrl_core.lm_rl.prompts import make_arithmetic_problems
+    from llmrl_core.lm_rl.rewards import build_reward_set
 
     problems = make_arithmetic_problems(n, seed=12345)  # a different seed: problems training did not draw
     trainer.policy.eval()

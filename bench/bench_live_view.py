@@ -66,15 +66,15 @@ def measure(page: str, steps: int, repeats: int, root: Path) -> dict:
     os.environ["LLMRL_HOME"] = tempfile.mkdtemp(prefix=f"bench_live_{page}_")
     store = state.get_store()
     if page == "gym":
-        from llmrl_core.envs.config import make_gym_config
+        from llmrl_core.gym.config import make_gym_config
 
         run_id = _fill(store, "gym", make_gym_config("CartPole-v1", "ppo").to_dict(), steps)
     else:
-        from llmrl_core.config import RLConfig
+        from llmrl_core.lm_rl.config import RLConfig
 
         run_id = _fill(store, "lm_rl" if page == "rl" else "demo", RLConfig().to_dict(), steps)
     at = AppTest.from_file(str(root / "app.py"), default_timeout=600)
-    at.switch_page({"runs": "app_pages/runs.py", "gym": "app_pages/classic_rl.py", "rl": "app_pages/rl_training.py"}[page])
+    at.switch_page({"runs": "pages/runs/runs.py", "gym": "pages/gymnasium/gym.py", "rl": "pages/language_models/lm_rl.py"}[page])
     if page == "rl":
         at.session_state["rl_view"] = "Dashboard"
     first = _time(at.run)
@@ -97,11 +97,11 @@ root = os.environ["BENCH_ROOT"]
 sys.path.insert(0, root)
 page = os.environ["BENCH_PAGE"]
 run_id = int(os.environ["BENCH_RUN"])
-source = open(os.path.join(root, "app_pages", page + ".py")).read().replace("\\nmain()\\n", "\\n")
+source = open(os.path.join(root, "pages", page + ".py")).read().replace("\\nmain()\\n", "\\n")
 g = {"__name__": "bench_page"}
 exec(compile(source, page, "exec"), g)
 t0 = time.perf_counter()
-if page == "classic_rl":
+if page == "gymnasium/gym":
     if "gym_run_ui" in g:
         g["live_run_ui"](run_id, g["gym_run_ui"], key="gym")
     else:
@@ -126,14 +126,14 @@ def measure_view(page: str, steps: int, repeats: int, root: Path) -> dict:
     os.environ["LLMRL_HOME"] = tempfile.mkdtemp(prefix=f"bench_view_{page}_")
     store = state.get_store()
     if page == "gym":
-        from llmrl_core.envs.config import make_gym_config
+        from llmrl_core.gym.config import make_gym_config
 
         run_id = _fill(store, "gym", make_gym_config("CartPole-v1", "ppo").to_dict(), steps)
     else:
-        from llmrl_core.config import RLConfig
+        from llmrl_core.lm_rl.config import RLConfig
 
         run_id = _fill(store, "demo", RLConfig().to_dict(), steps)
-    os.environ.update(BENCH_ROOT=str(root), BENCH_PAGE={"gym": "classic_rl", "runs": "runs"}[page], BENCH_RUN=str(run_id))
+    os.environ.update(BENCH_ROOT=str(root), BENCH_PAGE={"gym": "gymnasium/gym", "runs": "runs/runs"}[page], BENCH_RUN=str(run_id))
     at = AppTest.from_string(_HARNESS, default_timeout=600)
     for _ in range(repeats + 1):
         at.run()

@@ -4,7 +4,7 @@ Figures (each printed, with ratios against the baseline measured in the same run
   * load: transformers reading the GGUF directly (baseline) vs the workbench's first load
     (convert once to safetensors) vs its cached load;
   * generation tokens/s at batch 1 and 8 (48 new tokens, sampling) through
-    llmrl_core.generation.generate (which also computes per-token log-probs and top-5
+    llmrl_core.lm.generation.generate (which also computes per-token log-probs and top-5
     alternatives) vs a plain `model.generate` call on the same model, prompt and seed.
 
 Run: python bench/bench_load_generate.py [--repeats 3]
@@ -42,7 +42,7 @@ def time_call(fn, repeats: int) -> tuple[float, object]:
 def bench_load() -> None:
     from transformers import AutoModelForCausalLM
 
-    from llmrl_core.models import load_causal_lm, locate_bundled_gguf
+    from llmrl_core.lm.models import load_causal_lm, locate_bundled_gguf
 
     gguf = locate_bundled_gguf()
     start = time.perf_counter()
@@ -71,8 +71,8 @@ def bench_load() -> None:
 
 
 def bench_generate(repeats: int) -> None:
-    from llmrl_core.generation import SamplingConfig, generate
-    from llmrl_core.models import load_causal_lm
+    from llmrl_core.lm.generation import SamplingConfig, generate
+    from llmrl_core.lm.models import load_causal_lm
 
     loaded = load_causal_lm("bundled")
     tok, model = loaded.tokenizer, loaded.model

@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmrl_core.envs.episodes import get_player_fps, play_random_episode  # noqa: E402
-from llmrl_core.viz_gym import render_episode_player_html  # noqa: E402
-from tests.browser_util import CHROMIUM_ARGS, find_chromium  # noqa: E402
-from tests.test_browser_gym import _MEASURE_JS  # noqa: E402
+from llmrl_core.gym.episodes import get_player_fps, play_random_episode  # noqa: E402
+from llmrl_core.present.gym import render_episode_player_html  # noqa: E402
+from tests.support.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
+from tests.browser.test_browser_gym import _MEASURE_JS  # noqa: E402
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ PROMPTS_PER_STEP, SAMPLES, NEW_TOKENS, LR = 4, 4, 32, 1e-6
 
 def make_engine(steps: int, mixed_precision: str):
     """This engine's GRPO trainer on the issue's config."""
-    from llmrl_core.config import RLConfig
-    from llmrl_core.trainer import RLTrainer
+    from llmrl_core.lm_rl.config import RLConfig
+    from llmrl_core.lm_rl.trainer import RLTrainer
 
     cfg = RLConfig(
         model="bundled", device="cpu", algorithm="grpo", steps=steps, prompts_per_step=PROMPTS_PER_STEP,
@@ -65,9 +65,9 @@ def run_trl_interleaved(total_steps: int, plain: bool, engines: dict, times: dic
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from llmrl_core.models import convert_gguf, locate_bundled_gguf, prepare_tokenizer
-    from llmrl_core.prompts import load_prompt_set
-    from llmrl_core.rewards import build_reward_set
+    from llmrl_core.lm.models import convert_gguf, locate_bundled_gguf, prepare_tokenizer
+    from llmrl_core.lm_rl.prompts import load_prompt_set
+    from llmrl_core.lm_rl.rewards import build_reward_set
 
     folder = convert_gguf(locate_bundled_gguf())
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

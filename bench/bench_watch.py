@@ -90,7 +90,7 @@ def _open_condition(browser, url: str, condition: str):  # noqa: ANN001
 
 def _run_once(manager, browser, url: str, server_pid: int, condition: str, steps: int) -> dict:  # noqa: ANN001
     """Start one run, watch it in `condition` until it ends; return its figures."""
-    from llmrl_core.config import make_preset_config
+    from llmrl_core.lm_rl.config import make_preset_config
 
     cfg = make_preset_config("make-it-positive", steps=steps, model="bundled", device="cpu")
     cpu0, chrome0, harness0, t0 = _cpu_seconds(server_pid), _chromium_cpu(), _harness_cpu_seconds(), time.monotonic()
@@ -147,7 +147,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from llmrl_core.runs import RunManager, RunStore
-    from tests.browser_util import CHROMIUM_ARGS, find_chromium, start_app, stop_app
+    from tests.support.browser import CHROMIUM_ARGS, find_chromium, start_app, stop_app
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -159,7 +159,7 @@ def main() -> None:
     os.environ["LLMRL_HOME"] = str(home)
     print(f"cpu: {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"run: make-it-positive, bundled model, {args.steps} steps, {args.rounds} round(s), conditions interleaved")
-    from llmrl_core.models import load_causal_lm
+    from llmrl_core.lm.models import load_causal_lm
 
     load_causal_lm("bundled", device="cpu")  # convert the bundled model once, outside the timings
     manager = RunManager(RunStore(home / "runs.sqlite"))

@@ -15,17 +15,17 @@ import sys
 import time
 from typing import NoReturn, Sequence
 
-from llmrl_core.errors import WorkbenchError
+from llmrl_core.core.errors import WorkbenchError
 
 # Modules that add subcommands: each defines add_cli(subparsers).
-_PLUGIN_MODULES: list[str] = ["llmrl_core.envs.cli", "llmrl_core.train_cli", "llmrl_core.attention_cli",
+_PLUGIN_MODULES: list[str] = ["llmrl_core.gym.cli", "llmrl_core.lm_rl.cli", "llmrl_core.attention.cli",
                                "llmrl_core.runs.worker"]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     """Print completions for one prompt (JSON with per-token log-probs under --json)."""
-    from llmrl_core.generation import SamplingConfig, generate
-    from llmrl_core.models import load_causal_lm
+    from llmrl_core.lm.generation import SamplingConfig, generate
+    from llmrl_core.lm.models import load_causal_lm
 
     cfg = SamplingConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
@@ -105,7 +105,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     """Convert the bundled model (or a .gguf file) once, showing progress, so the dashboard starts fast."""
-    from llmrl_core.models import load_causal_lm
+    from llmrl_core.lm.models import load_causal_lm
 
     loaded = load_causal_lm(args.model, progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
     facts = loaded.describe()

@@ -30,7 +30,7 @@ def workbench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bundled_dir(workbench_home: Path) -> Path:
     """The bundled model converted to a safetensors folder (converted once per session)."""
-    from llmrl_core.models import convert_gguf, locate_bundled_gguf
+    from llmrl_core.lm.models import convert_gguf, locate_bundled_gguf
 
     return convert_gguf(locate_bundled_gguf())
 
@@ -38,7 +38,7 @@ def bundled_dir(workbench_home: Path) -> Path:
 @pytest.fixture(scope="session")
 def bundled_lm(bundled_dir: Path):
     """The bundled SmolLM2-135M-Instruct, loaded on the CPU."""
-    from llmrl_core.models import load_causal_lm
+    from llmrl_core.lm.models import load_causal_lm
 
     return load_causal_lm("bundled", device="cpu")
 
@@ -67,7 +67,7 @@ def tiny_model_dir(bundled_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture()
 def tiny_lm(tiny_model_dir: Path):
     """The tiny random Llama loaded fresh (tests may change its weights)."""
-    from llmrl_core.models import load_causal_lm
+    from llmrl_core.lm.models import load_causal_lm
 
     return load_causal_lm(str(tiny_model_dir), device="cpu")
 

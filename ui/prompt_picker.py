@@ -10,9 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmrl_core.errors import WorkbenchError
-from llmrl_core.prompts import BUILTIN_PROMPT_SETS, FILE_TYPES, MAX_UPLOAD_BYTES, load_prompt_set, read_prompt_upload
-from llmrl_core.viz_rl import escape_markdown
+from llmrl_core.core.errors import WorkbenchError
+from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, FILE_TYPES, MAX_UPLOAD_BYTES, load_prompt_set, read_prompt_upload
+from llmrl_core.present.lm_rl import escape_markdown
 
 PREVIEW_ROWS = 8  # rows shown under the picker
 MODES = ("Built-in set", "Upload a file", "Hugging Face dataset")

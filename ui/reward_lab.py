@@ -1,7 +1,7 @@
 """Reusable reward panels: an editor for a weighted list of rewards, and a lab to try them on text.
 
 `reward_editor_ui(key, allow_custom_code, reason)` returns reward specs (plain dicts that a
-run's config stores and llmrl_core.rewards.build_reward_set turns into functions);
+run's config stores and llmrl_core.lm_rl.rewards.build_reward_set turns into functions);
 `reward_lab_ui(specs, key)` scores typed completions, or fresh samples from the loaded
 model, with those specs and shows every reward and the weighted total in a table.
 """
@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from llmrl_core.errors import WorkbenchError
-from llmrl_core.rewards import REWARD_TYPES, RewardType, build_reward, build_reward_set, parse_spec
-from llmrl_core.security import custom_code_allowed
-from llmrl_core.viz_rl import escape_markdown
+from llmrl_core.core.errors import WorkbenchError
+from llmrl_core.lm_rl.rewards import REWARD_TYPES, RewardType, build_reward, build_reward_set, parse_spec
+from llmrl_core.core.security import custom_code_allowed
+from llmrl_core.present.lm_rl import escape_markdown
 
 DEFAULT_SPECS = [{"type": "vader", "name": "sentiment", "weight": 1.0}]
 SEPARATOR = "---"  # a line holding only this separates typed completions
@@ -162,7 +162,7 @@ def _token_ids(completions: list[str]) -> list[list[int]] | None:
 
 def _sample_ui(key: str, prompt: str) -> tuple[list[str], list[list[int]]] | None:
     """Sample completions of `prompt` from the loaded model (loading the default first if needed)."""
-    from llmrl_core.generation import SamplingConfig, generate
+    from llmrl_core.lm.generation import SamplingConfig, generate
     from ui.state import ensure_model_ui
 
     n = int(st.session_state.get(f"{key}_n", 4))

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from llmrl_core.runs import ACTIVE_STATUSES
-from llmrl_core.viz_rl import (
+from llmrl_core.present.lm_rl import (
     TOKEN_COLOURINGS,
     escape_markdown,
     estimate_eta_seconds,
@@ -205,8 +205,8 @@ def checkpoints_ui(view: LiveRun) -> None:
     active = run["status"] in ACTIVE_STATUSES
     if c_btn.button("Resume from it", key=f"rl_resume_ckpt_{run['id']}", disabled=active or not exists[choice],
                     help="A new run with the same config that continues from this checkpoint (weights, optimizer, step)."):
-        from llmrl_core.config import RLConfig
-        from llmrl_core.errors import WorkbenchError
+        from llmrl_core.lm_rl.config import RLConfig
+        from llmrl_core.core.errors import WorkbenchError
 
         try:
             cfg = RLConfig.from_dict({**run["config"], "resume_from": choice, "steps": until,
@@ -269,8 +269,8 @@ def _config_yaml(config: dict) -> str:
     """A run's config as YAML (RLConfig's field order), or as JSON-ish YAML when it no longer validates."""
     import yaml
 
-    from llmrl_core.config import RLConfig
-    from llmrl_core.errors import WorkbenchError
+    from llmrl_core.lm_rl.config import RLConfig
+    from llmrl_core.core.errors import WorkbenchError
 
     try:
         return RLConfig.from_dict(config).to_yaml()

@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from llmrl_core.models import BUNDLED_SPEC, ModelHolder
+from llmrl_core.lm.models import BUNDLED_SPEC, ModelHolder
 from llmrl_core.runs import RunManager, RunStore
 from llmrl_core.runs.reader import MetricsCache
 
@@ -53,9 +53,9 @@ def default_model_spec() -> str:
 
 def load_model_ui(spec: str) -> bool:
     """Load `spec` into the shared holder with a progress bar; show a clear error and keep the old model on failure."""
-    from llmrl_core.errors import WorkbenchError
+    from llmrl_core.core.errors import WorkbenchError
 
-    from llmrl_core.viz_rl import escape_markdown
+    from llmrl_core.present.lm_rl import escape_markdown
 
     bar = st.progress(0.0, text=f"Loading {escape_markdown(spec or 'bundled')}…")
     try:

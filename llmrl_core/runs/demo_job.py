@@ -9,8 +9,8 @@ import math
 import random
 import time
 
-from llmrl_core.errors import InputError
-from llmrl_core.paths import get_artifact_dir
+from llmrl_core.core.errors import InputError
+from llmrl_core.core.paths import get_artifact_dir
 from llmrl_core.runs.manager import JobContext
 
 

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from llmrl_core.errors import InputError
-from llmrl_core.paths import get_home
+from llmrl_core.core.errors import InputError
+from llmrl_core.core.paths import get_home
 
 
 def get_run_dir(run_id: int) -> Path:

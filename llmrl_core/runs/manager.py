@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from llmrl_core.errors import InputError, WorkbenchError
+from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
@@ -41,8 +41,8 @@ JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
 # kind -> "module:function". Modules are imported on first use, so listing a job costs nothing.
 JOB_REGISTRY: dict[str, str] = {
     "demo": "llmrl_core.runs.demo_job:run_demo_job",
-    "lm_rl": "llmrl_core.trainer:run_lm_rl_job",
-    "gym": "llmrl_core.envs.job:run_gym_job",
+    "lm_rl": "llmrl_core.lm_rl.trainer:run_lm_rl_job",
+    "gym": "llmrl_core.gym.job:run_gym_job",
 }
 
 

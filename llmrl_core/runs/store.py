@@ -32,8 +32,8 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import pandas as pd
 
-from llmrl_core.errors import StoreError
-from llmrl_core.paths import get_home, get_store_path
+from llmrl_core.core.errors import StoreError
+from llmrl_core.core.paths import get_home, get_store_path
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from llmrl_core.errors import InputError
+from llmrl_core.core.errors import InputError
 from llmrl_core.runs.manager import JobContext, execute_run, get_job
 from llmrl_core.runs.store import RunStore
 

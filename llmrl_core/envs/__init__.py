@@ -1,9 +1,0 @@
-"""Gymnasium agents: configs, the SB3 'gym' job, its store callback, and episode capture for replay.
-
-Import the pieces from their modules (config, job, callback, episodes); this package keeps
-its import cheap so the CLI and pages load fast.
-"""
-
-from llmrl_core.envs.config import ALGOS, ENVS, GymConfig, compatible_algos, check_env_algo, make_gym_config
-
-__all__ = ["ALGOS", "ENVS", "GymConfig", "compatible_algos", "check_env_algo", "make_gym_config"]

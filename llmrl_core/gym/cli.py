@@ -1,0 +1,91 @@
+"""`python -m llmrl_core gym ...`: train a Gymnasium agent headless, through the same job as the page.
+
+Examples:
+  python -m llmrl_core gym --env CartPole-v1 --algo ppo
+  python -m llmrl_core gym --env CartPole-v1 --algo dqn --steps 30000 --seed 1 --set batch_size=128
+  python -m llmrl_core gym --algo ppo --stop-when-solved --init-from path/to/agent.zip
+The run appears live on the dashboard's Classic RL page; `runs stop <id>` stops it from anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+from llmrl_core.gym.config import ALGOS, ENVS, make_gym_config
+from llmrl_core.core.errors import InputError
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """Parse one `key=value` override; the value is read as a Python literal when it is one (1e-3, [64,64], True)."""
+    if "=" not in text:
+        raise InputError(f"--set takes key=value, like --set learning_rate=3e-4 (got {text!r}).")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise InputError(f"--set needs a setting name before '=', like --set learning_rate=3e-4 (got {text!r}).")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = raw  # plain text; the setting's own check says when text is wrong there
+    if raw.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity"):
+        value = float(raw)  # refused by the setting's check with its name, not taken as text
+    return key.strip(), value
+
+
+def _cmd_gym(args: argparse.Namespace) -> int:
+    """Validate the settings, run the job in the foreground, print where its results are."""
+    from llmrl_core.runs import RunManager
+
+    overrides: dict[str, Any] = dict(parse_setting(s) for s in args.set or [])
+    for key in ("seed", "n_envs", "eval_freq", "eval_episodes", "init_from"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if args.steps is not None:
+        overrides["total_steps"] = args.steps
+    if args.stop_when_solved:
+        overrides["stop_when_solved"] = True
+    config = make_gym_config(args.env, args.algo, **overrides)
+    if config.init_from and (Path(config.init_from).suffix.lower() != ".zip" or not Path(config.init_from).expanduser().is_file()):
+        raise InputError(f"--init-from: no saved agent at {config.init_from!r}; give the path of an SB3 .zip "
+                         "(the Classic RL page lists each run's agent).")
+    if args.name is not None and not args.name.strip():
+        raise InputError("--name is empty; give the run a name, or leave --name out for 'ALGO · env'.")
+    manager = RunManager()
+    name = args.name or f"{config.algo.upper()} · {config.env_id}"
+    print(f"Training {config.algo.upper()} on {config.env_id} for {config.total_steps} steps; "
+          f"watch it live on the dashboard's Classic RL page.")
+    run_id, status = manager.run_foreground("gym", config.to_dict(), name=name, total_steps=config.total_steps)
+    run = manager.store.get_run(run_id) or {}
+    summary = run.get("summary") or {}
+    if args.json:
+        print(json.dumps({"run_id": run_id, "status": status, "summary": summary, "error": run.get("error")}, indent=2))
+    else:
+        print(f"run {run_id}: {status}")
+        if summary:
+            print(", ".join(f"{k}={v}" for k, v in summary.items()))
+        if status == "failed" and run.get("error"):
+            print(run["error"].split("\n\n")[0])
+    return 0 if status in {"completed", "stopped"} else 1
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register the `gym` command."""
+    gym = subparsers.add_parser("gym", help="train a Gymnasium agent (PPO, A2C, DQN, random baseline)",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gym.add_argument("--env", default="CartPole-v1", choices=list(ENVS), help="environment (default CartPole-v1)")
+    gym.add_argument("--algo", default="ppo", choices=list(ALGOS), help="algorithm (default ppo)")
+    gym.add_argument("--steps", type=int, help="environment steps (default: RL Zoo's budget for the pair)")
+    gym.add_argument("--seed", type=int, help="seed (default 0)")
+    gym.add_argument("--n-envs", dest="n_envs", type=int, help="parallel environments")
+    gym.add_argument("--eval-freq", dest="eval_freq", type=int, help="steps between evaluations (each records an episode)")
+    gym.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation")
+    gym.add_argument("--stop-when-solved", action="store_true", help="end once the evaluation mean reaches the solved line")
+    gym.add_argument("--init-from", dest="init_from", help="a saved agent .zip to keep training")
+    gym.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter, e.g. --set gamma=0.99 (repeatable)")
+    gym.add_argument("--name", help="run name")
+    gym.add_argument("--json", action="store_true", help="print the result as JSON")
+    gym.set_defaults(func=_cmd_gym)

@@ -1,0 +1,143 @@
+"""`python -m llmrl_core train`: RL fine-tuning from the command line, into the dashboard's run store.
+
+    python -m llmrl_core train --preset make-it-positive --steps 20
+    python -m llmrl_core train --config run.yaml --set learning_rate=2e-5 --set use_lora=true
+    python -m llmrl_core train --list-presets
+    python -m llmrl_core train --preset learn-arithmetic --dump-config > run.yaml
+
+A preset is the starting point, the YAML file's fields override it, then --set and --steps.
+The run shows up live on the dashboard; stop it there, with Ctrl-C, or with `runs stop ID`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from llmrl_core.core.errors import InputError
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The RLConfig from --preset, --config, --set and --steps, in that order of precedence (last wins)."""
+    import yaml
+
+    from llmrl_core.lm_rl.config import PRESETS, RLConfig, describe_yaml_error, suggest
+
+    data: dict[str, Any] = {}
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise InputError(f"Unknown preset {args.preset!r}{suggest(args.preset, PRESETS)}; "
+                             f"choose one of: {', '.join(PRESETS)} (see --list-presets).")
+        data.update(PRESETS[args.preset].overrides)
+    if args.config:
+        data.update(_read_yaml_fields(args.config))
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set takes key=value, e.g. --set learning_rate=2e-5 (got {item!r}).")
+        try:
+            data[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise InputError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({describe_yaml_error(err)}); "
+                             "quote text that holds : [ ] { } or #, e.g. --set 'system_prompt=\"a: b\"'.") from None
+    if args.steps is not None:
+        data["steps"] = args.steps
+    if args.name:
+        data["name"] = args.name
+    return RLConfig.from_dict(data)
+
+
+def _read_yaml_fields(path: str) -> dict:
+    """Only the fields a YAML file sets (so a preset's other fields survive)."""
+    import yaml
+
+    from llmrl_core.lm_rl.config import RLConfig
+
+    RLConfig.load(path)  # validates, with the usual messages (encoding, YAML, fields)
+    with open(path, encoding="utf-8-sig") as fh:
+        return dict(yaml.safe_load(fh) or {})
+
+
+def check_before_start(cfg: Any) -> None:
+    """Refuse what would fail once the run exists (bad model spec, reward, checkpoint); print preflight warnings.
+
+    Everything here is cheap (no weights loaded), so a mistake costs a second, not a run in the store.
+    """
+    from llmrl_core.lm_rl.checkpoints import check_checkpoint
+    from llmrl_core.lm.models import resolve_spec
+    from llmrl_core.core.preflight import preflight_rl_config
+    from llmrl_core.lm_rl.rewards import parse_spec
+
+    resolve_spec(cfg.model)
+    for spec in cfg.rewards:
+        parse_spec(spec, cfg.allow_custom_code)
+    if cfg.resume_from:
+        check_checkpoint(cfg.resume_from)
+    for warning in preflight_rl_config(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Run one RL fine-tuning job in the foreground with a progress bar."""
+    from llmrl_core.lm_rl.config import PRESETS
+
+    if args.list_presets:
+        for key, preset in PRESETS.items():
+            print(f"{key:<24} {preset.title}: {preset.description}")
+        return 0
+    if not args.preset and not args.config:
+        raise InputError("Give --config run.yaml or --preset NAME (see --list-presets), e.g. "
+                         "python -m llmrl_core train --preset make-it-positive")
+    cfg = build_config(args)
+    if args.dump_config:
+        sys.stdout.write(cfg.to_yaml())
+        return 0
+    check_before_start(cfg)
+
+    from tqdm import tqdm
+
+    from llmrl_core.runs import RunManager
+    from llmrl_core.lm_rl.trainer import StepResult, run_lm_rl_job
+
+    manager = RunManager()
+    bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=args.quiet)
+
+    def on_step(result: StepResult) -> None:
+        m = result.metrics
+        bar.n = result.step
+        bar.set_postfix(reward=f"{m['reward']:.3f}", len=f"{m['completions/mean_length']:.0f}",
+                        s_per_step=f"{m['step_time']:.1f}", refresh=False)
+        bar.refresh()
+
+    try:
+        run_id, status = manager.run_foreground(
+            "lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps,
+            job=lambda ctx: run_lm_rl_job(ctx, on_step=on_step),
+        )
+    finally:
+        bar.close()
+    run = manager.store.get_run(run_id) or {}
+    print(f"run {run_id}: {status}")
+    if status == "failed":
+        print((run.get("error") or "").split("\n\n")[0], file=sys.stderr)
+        return 1
+    summary = run.get("summary") or {}
+    if isinstance(summary, dict) and summary.get("checkpoint"):
+        print(f"checkpoint: {summary['checkpoint']}")
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register the `train` subcommand."""
+    train = subparsers.add_parser("train", help="RL fine-tuning of the language model (GRPO, RLOO, REINFORCE, PPO)",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--config", help="YAML file of RLConfig fields (write one with --dump-config)")
+    train.add_argument("--preset", help="start from a preset, e.g. make-it-positive, learn-arithmetic")
+    train.add_argument("--steps", type=int, help="override the number of steps")
+    train.add_argument("--name", help="run name shown in the runs table")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one field (repeatable)")
+    train.add_argument("--list-presets", action="store_true", help="list presets and exit")
+    train.add_argument("--dump-config", action="store_true", help="print the final config as YAML and exit")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)

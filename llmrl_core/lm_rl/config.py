@@ -1,0 +1,528 @@
+"""The RL fine-tuning run config: one flat, validated dataclass, named presets, YAML round trip.
+
+`RLConfig` is what the trainer, the CLI (`python -m llmrl_core train --config run.yaml`) and the
+dashboard's RL page all share. Every field has a one-line doc; `__post_init__` checks values
+and raises `InputError` with a message that says what to change, so a form can show it as is.
+Field names follow TRL's GRPOConfig where one exists (beta, epsilon, loss_type,
+num_generations, scale_rewards, max_grad_norm, ...), so TRL users recognise them.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import math
+import numbers
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrl_core.lm_rl.algorithms import ALGORITHMS
+from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
+from llmrl_core.core.errors import InputError
+
+LR_SCHEDULERS = ("constant", "linear", "cosine")
+CHAT_MODES = ("auto", "chat", "raw")
+MIXED_PRECISION = ("no", "bf16", "auto")
+MAX_NAME_CHARS = 200  # a run name is a label, never a path
+
+
+@dataclass
+class RLConfig:
+    """Everything one RL fine-tuning run needs; see the field comments for what each value does."""
+
+    # ------------------------------------------------------------------ run
+    name: str = "rl run"
+    """shown in the runs table"""
+    steps: int = 50
+    """training steps; each samples a batch, scores it and updates the model once per epoch"""
+    seed: int = 0
+    """seeds prompt order, sampling and initialisation (same seed + same machine = same run)"""
+
+    # ------------------------------------------------------------------ model
+    model: str = "bundled"
+    """model spec: 'bundled', a Hugging Face folder, a .gguf file or a hub id"""
+    device: str = "auto"
+    """auto (CUDA, then MPS, then CPU), cpu, cuda or mps"""
+    mixed_precision: str = "no"
+    """'bf16': forward/backward in bfloat16 autocast (weights stay float32; ~1.4x faster updates on CPUs with AMX);
+    'auto' uses it on CUDA with bf16 support"""
+    use_lora: bool = False
+    """train LoRA adapters (peft) instead of every weight; the reference model is then free"""
+    lora_r: int = 16
+    """LoRA rank"""
+    lora_alpha: int = 32
+    """LoRA scale numerator (the update is scaled by alpha / r)"""
+    lora_dropout: float = 0.0
+    """dropout on the LoRA input; 0 keeps the sampling and training distributions identical"""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """module names that get adapters, or ['all-linear']"""
+
+    # ------------------------------------------------------------------ prompts
+    prompt_set: str = "sentence-starters"
+    """bundled set name ('sentence-starters', 'arithmetic'), a CSV/JSONL path, or 'hf:<dataset id>'"""
+    prompt_limit: int | None = None
+    """use at most this many prompts (None: all)"""
+    chat: str = "auto"
+    """'chat' wraps prompts in the chat template, 'raw' continues the text, 'auto' chats when the model has a template"""
+    system_prompt: str | None = None
+    """system message for chat prompts"""
+
+    # ------------------------------------------------------------------ rewards
+    rewards: list[dict] = field(default_factory=lambda: [{"type": "vader", "weight": 1.0}])
+    """reward specs for llmrl_core.lm_rl.rewards.build_reward_set: [{'type': 'vader', 'weight': 1.0}, ...]"""
+    allow_custom_code: bool = False
+    """let 'python' rewards run user code (only on a machine you trust)"""
+
+    # ------------------------------------------------------------------ sampling
+    prompts_per_step: int = 4
+    """distinct prompts per step"""
+    num_generations: int = 4
+    """completions sampled per prompt (the group in GRPO and RLOO)"""
+    max_new_tokens: int = 32
+    """completion budget; a completion that hits it counts in completions/clipped_ratio"""
+    temperature: float = 1.0
+    """sampling temperature; log-probs are taken at the same temperature"""
+    top_p: float = 1.0
+    """nucleus sampling mass; 1.0 samples from the full distribution (what the math assumes)"""
+    top_k: int = 0
+    """0 turns top-k off"""
+
+    # ------------------------------------------------------------------ algorithm
+    algorithm: str = "grpo"
+    """grpo, rloo, reinforce or ppo"""
+    beta: float = 0.0
+    """KL coefficient toward the reference (initial) model; 0 skips the reference entirely (TRL's default)"""
+    kl_estimator: str = "k3"
+    """k1 = log(pi/ref), k3 = ratio - log ratio - 1 (always >= 0)"""
+    epsilon: float = 0.2
+    """clip range of the probability ratio (lower side)"""
+    epsilon_high: float | None = None
+    """upper clip range; None uses epsilon (DAPO suggests 0.28)"""
+    loss_type: str = "dapo"
+    """token aggregation: grpo (per-sequence mean), dapo (per-token mean), dr_grpo (sum / max length)"""
+    scale_rewards: bool = True
+    """GRPO: divide advantages by the group's reward std (False: Dr. GRPO)"""
+    num_epochs: int = 1
+    """update passes over each batch; 1 is on-policy and needs only one forward pass"""
+    baseline_decay: float = 0.9
+    """REINFORCE: moving-average decay of the reward baseline"""
+    vf_coef: float = 0.1
+    """PPO: weight of the value loss"""
+    cliprange_value: float = 0.2
+    """PPO: clip range of the value update"""
+    gamma: float = 1.0
+    """PPO: discount over completion tokens"""
+    lam: float = 0.95
+    """PPO: GAE lambda"""
+    whiten_advantages: bool = True
+    """PPO: normalise advantages over the batch"""
+
+    # ------------------------------------------------------------------ optimisation
+    learning_rate: float = 1e-5
+    """AdamW learning rate (LoRA usually wants 10x more than full fine-tuning)"""
+    lr_scheduler: str = "constant"
+    """constant, linear (to 0) or cosine (to 0), after warmup"""
+    warmup_steps: int = 0
+    """steps of linear warm-up from 0"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clip; 0 turns clipping off"""
+    grad_accum_steps: int = 1
+    """split each batch into this many micro-batches (less memory, same update)"""
+
+    # ------------------------------------------------------------------ checkpoints and logging
+    save_every: int = 0
+    """save a checkpoint every N steps (0: only at the end)"""
+    save_final: bool = True
+    """save a checkpoint when the run ends (completed or stopped)"""
+    save_total_limit: int = 2
+    """keep the newest N checkpoints plus the final one, optimizer state only in the newest (a full 135M checkpoint is ~1.6 GB with it)"""
+    resume_from: str | None = None
+    """checkpoint folder to continue from (weights, optimizer, step)"""
+    samples_per_step: int = 64
+    """completions stored per step for the samples view (0: none)"""
+
+    # ------------------------------------------------------------------ validation
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora_target_modules, str):  # 'q_proj, v_proj' from a form or --set
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        self._check_types()  # first: every check below may then compare numbers and strip strings
+        self._check_choice("algorithm", ALGORITHMS)
+        self._check_choice("loss_type", LOSS_TYPES)
+        self._check_choice("kl_estimator", KL_ESTIMATORS)
+        self._check_choice("lr_scheduler", LR_SCHEDULERS)
+        self._check_choice("chat", CHAT_MODES)
+        self._check_choice("mixed_precision", MIXED_PRECISION)
+        # Upper bounds catch typos (an extra zero or three) before a run starts, not after hours of it.
+        self._check_int("steps", 1, 1_000_000)
+        self._check_int("seed", 0, 2**63 - 1)
+        self._check_int("prompts_per_step", 1, 4096)
+        self._check_int("num_generations", 1, 64)
+        self._check_int("max_new_tokens", 1, 32_768)
+        self._check_int("num_epochs", 1, 100)
+        self._check_int("grad_accum_steps", 1)
+        self._check_int("warmup_steps", 0)
+        self._check_int("save_every", 0)
+        self._check_int("save_total_limit", 1)
+        self._check_int("samples_per_step", 0, 100_000)
+        self._check_int("lora_r", 1, 4096)
+        self._check_int("lora_alpha", 1, 1_000_000)
+        self._check_int("top_k", 0)
+        if self.prompt_limit is not None:
+            self._check_int("prompt_limit", 1)
+        if not self.name.strip():
+            raise InputError("name is empty: give the run a name (it labels the run in the runs table), e.g. 'rl run'.")
+        if len(self.name) > MAX_NAME_CHARS:
+            raise InputError(f"name is {len(self.name)} characters long; keep it under {MAX_NAME_CHARS} (it is a label in the runs table).")
+        if not 0 < self.temperature <= 100:
+            raise InputError(f"temperature must be above 0 and at most 100 (got {self.temperature!r}); 1.0 samples from the model as is.")
+        if self.learning_rate > 1:
+            raise InputError(f"learning_rate {self.learning_rate!r} is above 1, which makes every update diverge; "
+                             "try 1e-5 for full fine-tuning or 1e-4 with LoRA.")
+        if not str(self.model or "").strip():
+            raise InputError("model is empty: give 'bundled', a model folder, a .gguf file or a hub id.")
+        if not str(self.prompt_set or "").strip():
+            raise InputError("prompt_set is empty: choose 'sentence-starters', 'arithmetic', a file path or 'hf:<id>'.")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(f"learning_rate must be a positive number (got {self.learning_rate!r}); try 1e-5 for full fine-tuning or 1e-4 with LoRA.")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1] (got {self.top_p!r}); 1.0 turns it off.")
+        if self.beta < 0:
+            raise InputError(f"beta must be 0 or more (got {self.beta!r}); 0 turns the KL penalty off.")
+        if self.algorithm == "ppo" and self.beta == 0:
+            pass  # PPO without a KL penalty is allowed (pure score maximisation)
+        for name in ("epsilon", "cliprange_value"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise InputError(f"{name} must be between 0 and 1 (got {value!r}); 0.2 is the usual value.")
+        if self.epsilon_high is not None and not 0 < self.epsilon_high < 10:
+            raise InputError(f"epsilon_high must be above 0 (got {self.epsilon_high!r}); leave it empty to use epsilon.")
+        for name in ("baseline_decay", "gamma", "lam"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise InputError(f"{name} must be between 0 and 1 (got {value!r}).")
+        for name in ("weight_decay", "max_grad_norm", "vf_coef"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be 0 or more (got {getattr(self, name)!r}).")
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"lora_dropout must be in [0, 1) (got {self.lora_dropout!r}).")
+        if self.algorithm in ("grpo", "rloo") and self.num_generations < 2:
+            raise InputError(
+                f"{self.algorithm.upper()} compares samples of the same prompt: set num_generations to 2 or more "
+                f"(got {self.num_generations}), or choose reinforce or ppo for one sample per prompt."
+            )
+        if self.algorithm == "reinforce" and self.num_epochs != 1:
+            raise InputError("REINFORCE is on-policy (no ratio, no clipping): set num_epochs to 1, or choose grpo, rloo or ppo for several update epochs.")
+        batch = self.prompts_per_step * self.num_generations
+        if self.grad_accum_steps > batch:
+            raise InputError(
+                f"grad_accum_steps ({self.grad_accum_steps}) is more than the {batch} completions per step "
+                f"(prompts_per_step x num_generations); set it to at most {batch}."
+            )
+        if self.warmup_steps >= self.steps and self.warmup_steps > 0:
+            raise InputError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps}).")
+        if not isinstance(self.rewards, list) or not self.rewards:
+            raise InputError("rewards is empty: add at least one reward, e.g. [{'type': 'vader'}].")
+        for i, spec in enumerate(self.rewards):
+            if not isinstance(spec, dict) or not spec.get("type"):
+                raise InputError(f"reward #{i + 1} needs a 'type', e.g. {{'type': 'vader', 'weight': 1.0}} (got {spec!r}).")
+        if self.use_lora and not self.lora_target_modules:
+            raise InputError("lora_target_modules is empty: name the layers to adapt, e.g. q_proj, v_proj, or all-linear.")
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type; lora_target_modules holds names."""
+        check_field_types(self)
+        if not all(isinstance(m, str) for m in self.lora_target_modules):
+            raise InputError(f"lora_target_modules must be a list of module names (got {_shown(self.lora_target_modules)}); "
+                             "e.g. q_proj, v_proj or all-linear.")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}){suggest(value, choices)}.")
+
+    def _check_int(self, name: str, low: int, high: int | None = None) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            span = f"at least {low}" + (f" and at most {high}" if high is not None else "")
+            raise InputError(f"{name} must be a whole number {span} (got {value!r}).")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def batch_size(self) -> int:
+        """Completions per step: prompts_per_step x num_generations."""
+        return self.prompts_per_step * self.num_generations
+
+    @property
+    def clip_high(self) -> float:
+        """Upper clip range actually used."""
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when a KL term needs the reference model's log-probs."""
+        return self.beta > 0
+
+    # ------------------------------------------------------------------ dict and YAML
+
+    def to_dict(self) -> dict:
+        """Plain dict of every field (what the run store keeps as the run's config)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RLConfig":
+        """Build from a dict, naming unknown keys (with the closest field) and coercing '3' -> 3 where typed."""
+        if data is not None and not isinstance(data, dict):
+            raise InputError(f"A config must be a mapping of field: value, e.g. {{'algorithm': 'grpo'}} (got {type(data).__name__}).")
+        data = dict(data or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            hints = []
+            for key in unknown:
+                hints.append(f"{key!r}{suggest(key, names)}")
+            raise InputError(f"Unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(names)}.")
+        hints_by_name = _field_types()
+        return cls(**{k: _coerce(k, v, hints_by_name[k]) for k, v in data.items()})
+
+    def replace(self, **changes: Any) -> "RLConfig":
+        """A copy with some fields changed (validated again)."""
+        return RLConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_yaml(self) -> str:
+        """YAML text of every field, in field order."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RLConfig":
+        """Parse YAML text (a mapping of field: value); missing fields keep their defaults."""
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"The config is not valid YAML: {describe_yaml_error(err)}.") from None
+        except RecursionError:
+            raise InputError("The config YAML is nested too deeply; a config is a flat mapping of field: value.") from None
+        if not isinstance(data, dict):
+            raise InputError("The config YAML must be a mapping of field: value, e.g. 'algorithm: grpo'.")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the YAML to `path` and return it."""
+        path = Path(path)
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RLConfig":
+        """Read a YAML config file."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"No config file at {str(path)!r}; write one with --dump-config (or RLConfig().save(path)) or pick a preset.")
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise InputError(f"Cannot read the config file {str(path)!r}: {err.strerror or err}.") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise InputError(
+                f"The config file {str(path)!r} is not UTF-8 text (byte 0x{data[err.start:err.start + 1].hex()} at "
+                f"position {err.start}); save it as UTF-8 YAML, e.g. with --dump-config."
+            ) from None
+        if "\x00" in text:
+            raise InputError(f"The config file {str(path)!r} looks binary (it holds NUL bytes); give a YAML text file.")
+        try:
+            return cls.from_yaml(text)
+        except InputError as err:
+            raise InputError(f"{str(path)!r}: {err}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _field_types() -> dict[str, Any]:
+    """RLConfig's field types, resolved once (the module uses postponed annotations)."""
+    return typing.get_type_hints(RLConfig)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_field_types(obj: Any) -> None:
+    """Check that each field of a config dataclass holds its declared type, and normalise numbers in place.
+
+    bool fields take True/False only; int fields whole numbers (2.0 becomes 2); float fields finite
+    numbers (NaN and inf are refused); str and list fields text and lists; `X | None` also takes None.
+    The InputError names the field and its default, so a form or the CLI can show it as is.
+    """
+    hints = _type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        name, value = f.name, getattr(obj, f.name)
+        hint = hints[name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # int | None
+        if value is None and union and type(None) in typing.get_args(hint):
+            continue
+        target = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
+        target = typing.get_origin(target) or target  # list[str] -> list
+        example = _example(f)
+        if target is bool:
+            if not isinstance(value, bool):
+                raise InputError(f"{name} must be true or false (got {_shown(value)}).")
+        elif target is int:
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
+                    and math.isfinite(float(value)) and float(value).is_integer():
+                value = int(value)  # 1e5 typed as a float
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise InputError(f"{name} must be a whole number (got {_shown(value)}){example}.")
+            setattr(obj, name, int(value))
+        elif target is float:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise InputError(f"{name} must be a number (got {_shown(value)}){example}.")
+            if not math.isfinite(float(value)):
+                raise InputError(f"{name} must be a finite number, not {value!r}{example}.")
+            setattr(obj, name, float(value))
+        elif target in (str, list, dict):
+            if not isinstance(value, target):
+                kind = {str: "text", list: "a list", dict: "a mapping of name: value"}[target]
+                raise InputError(f"{name} must be {kind} (got {_shown(value)}){example}.")
+
+
+def suggest(word: Any, choices: Any) -> str:
+    """' (did you mean 'x'?)' for the closest of `choices` (difflib), or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _example(f: dataclasses.Field) -> str:
+    """'; the default is X' for a message, or '' when the field has no plain default."""
+    if f.default is None:
+        return "; leave it empty for the default"
+    if f.default is not dataclasses.MISSING:
+        return f"; the default is {f.default!r}"
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f"; the default is {f.default_factory()!r}"  # type: ignore[misc]
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """A value and its type for a message, cut short: \"'abc' (str)\"."""
+    text = repr(value)
+    return f"{text[:80] + '…' if len(text) > 80 else text} ({type(value).__name__})"
+
+
+@functools.lru_cache(maxsize=1)
+def get_field_help() -> dict[str, str]:
+    """Each RLConfig field's one-line doc (the string under it in the source), for form tooltips."""
+    tree = ast.parse(inspect.getsource(RLConfig))
+    body = tree.body[0].body
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr) \
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+            docs[node.target.id] = following.value.value.strip()
+    return docs
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Turn strings from forms or the command line into the field's type; leave anything else to validation."""
+    if value is None or not isinstance(value, str):
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    target = args[0]
+    text = value.strip()
+    if type(None) in typing.get_args(hint) and text.lower() in ("", "none", "null"):
+        return None
+    try:
+        if target is bool:
+            if text.lower() in ("true", "yes", "1", "on"):
+                return True
+            if text.lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(text)
+        if target is int:
+            return int(text)
+        if target is float:
+            return float(text)
+    except ValueError as err:
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(target, f"a {target.__name__}")
+        raise InputError(f"{name} must be {kind} (got {value!r}).") from err
+    return value
+
+
+def describe_yaml_error(err: Exception) -> str:
+    """One line for a YAML syntax error: what is wrong and where (PyYAML's own text spans several lines)."""
+    problem = getattr(err, "problem", None) or str(err).split("\n")[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+
+# ---------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: a title and description for the UI, and the fields it sets."""
+
+    title: str
+    description: str
+    overrides: dict
+
+
+PRESETS: dict[str, Preset] = {
+    "make-it-positive": Preset(
+        title="Make it positive",
+        description="GRPO with the VADER sentiment reward on sentence starters: the model learns to continue "
+                    "text cheerfully. Visible progress in a few minutes on a CPU.",
+        overrides=dict(
+            name="make it positive", prompt_set="sentence-starters", chat="raw",
+            rewards=[{"type": "vader", "weight": 1.0}], algorithm="grpo", steps=60,
+            prompts_per_step=4, num_generations=4, max_new_tokens=16,  # short completions: more steps per minute
+            learning_rate=5e-5,  # high for full fine-tuning, so the change shows within minutes on a CPU
+            loss_type="dapo", beta=0.0, save_every=0,
+        ),
+    ),
+    "make-it-positive-lora": Preset(
+        title="Make it positive (LoRA)",
+        description="The same task training LoRA adapters only: small checkpoints, and a KL penalty to the "
+                    "base model costs no second copy.",
+        overrides=dict(
+            name="make it positive (LoRA)", prompt_set="sentence-starters", chat="raw",
+            rewards=[{"type": "vader", "weight": 1.0}], algorithm="grpo", steps=60,
+            prompts_per_step=4, num_generations=4, max_new_tokens=16, use_lora=True, lora_r=16, lora_alpha=32,
+            learning_rate=5e-4, beta=0.02,
+        ),
+    ),
+    "learn-arithmetic": Preset(
+        title="Learn arithmetic",
+        description="GRPO with an exact-answer reward on small arithmetic questions: accuracy "
+                    "(rewards/exact_answer/mean) should rise.",
+        overrides=dict(
+            name="learn arithmetic", prompt_set="arithmetic", chat="chat",
+            rewards=[{"type": "exact_answer", "weight": 1.0}], algorithm="grpo", steps=60,
+            prompts_per_step=4, num_generations=4, max_new_tokens=24, learning_rate=2e-5,
+            temperature=1.0, loss_type="dapo",
+        ),
+    ),
+}
+
+
+def make_preset_config(name: str, **overrides: Any) -> RLConfig:
+    """The config of preset `name`, with `overrides` applied on top."""
+    if name not in PRESETS:
+        raise InputError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+    return RLConfig.from_dict({**PRESETS[name].overrides, **overrides})

@@ -1,0 +1,760 @@
+"""The language-model RL loop, one step at a time: sample, score, compute advantages, update.
+
+`RLTrainer(cfg).train_step()` does one step and returns its metrics (TRL's names) and samples
+(with per-token log-probs, ratios, KL and advantages for the token view), so the loop can be
+driven by the run manager (`run_lm_rl_job`, job kind 'lm_rl'), the CLI, a test or a notebook.
+
+One step:
+  1. take `prompts_per_step` prompts and sample `num_generations` completions each with
+     `model.generate` (KV cache, inference mode);
+  2. score them with the reward set (TRL's reward signature: prompts, completions, columns);
+  3. advantages: GRPO group-normalised, RLOO leave-one-out, REINFORCE minus a moving baseline,
+     or PPO's GAE over per-token rewards with a value head (llmrl_core/lm_rl/algorithms/);
+  4. `num_epochs` AdamW updates over the batch in `grad_accum_steps` micro-batches.
+
+Where the time goes on a CPU, and what is skipped:
+  * logits only for completion tokens (`logits_to_keep`), never for the prompt (vocab is ~49k);
+  * with one epoch the ratio is exactly 1, so the old log-probs are the training forward's own,
+    detached: one forward and one backward per micro-batch, no separate scoring pass;
+  * the reference model runs only when beta > 0; with LoRA it is the same model with the
+    adapters switched off (peft's disable_adapter), otherwise a frozen copy.
+
+Faults end the run with a message that says what to change: out of GPU memory names the batch
+settings to lower (OutOfMemoryTrainingError), a full disk stops at the checkpoint being written
+(checkpoints.DiskFullError); every step recorded before stays, and so do earlier checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from llmrl_core.lm_rl.algorithms import (
+    ValueHead,
+    compute_clip_stats,
+    compute_clipped_surrogate,
+    compute_entropy,
+    compute_gae,
+    compute_group_reward_stats,
+    compute_grpo_advantages,
+    compute_kl,
+    compute_ppo_rewards,
+    compute_reinforce_advantages,
+    compute_reinforce_loss,
+    compute_rloo_advantages,
+    compute_token_logprobs,
+    compute_token_weights,
+    compute_value_loss,
+    masked_mean,
+    masked_whiten,
+    update_baseline,
+)
+from llmrl_core.lm_rl.checkpoints import (
+    check_checkpoint,
+    is_adapter_checkpoint,
+    load_trainer_state,
+    make_checkpoint_dir,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from llmrl_core.lm_rl.config import RLConfig
+from llmrl_core.core.errors import InputError, WorkbenchError
+from llmrl_core.lm.generation import _eos_ids, _template_adds_bos, render_prompt
+
+LogFn = Callable[[str], None]
+
+
+class TrainingDivergedError(WorkbenchError):
+    """The loss or the gradient stopped being a finite number."""
+
+
+class OutOfMemoryTrainingError(WorkbenchError):
+    """The accelerator ran out of memory while sampling or updating."""
+
+
+# torch.OutOfMemoryError (torch >= 2.5) is what torch.cuda.OutOfMemoryError names today.
+_OOM_ERRORS = tuple({torch.cuda.OutOfMemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)})
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError MPS raises for the same thing."""
+    return isinstance(err, _OOM_ERRORS) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def compute_lr_factor(step: int, warmup_steps: int, total_steps: int, kind: str) -> float:
+    """Learning-rate multiplier for optimizer step `step` (0-based): linear warm-up, then the schedule."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(max(progress, 0.0), 1.0)
+    if kind == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
+
+
+def expected_metric_keys(cfg: RLConfig, reward_names: list[str]) -> set[str]:
+    """Every metric key a step of this config logs (the UI can lay out its charts from this)."""
+    keys = {
+        "reward", "reward_std", "frac_reward_zero_std", "entropy", "loss/policy",
+        "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean",
+        "completions/mean_length", "completions/min_length", "completions/max_length", "completions/clipped_ratio",
+        "step_time", "tokens_per_second", "lr", "grad_norm", "num_tokens",
+        "time/generation", "time/reward", "time/update", "advantage/std",
+    }
+    for name in reward_names:
+        keys |= {f"rewards/{name}/mean", f"rewards/{name}/std"}
+    if cfg.needs_reference:
+        keys.add("kl")
+    if cfg.algorithm == "ppo":
+        keys |= {"loss/value", "value/mean", "value/clipfrac"}
+    if cfg.algorithm == "reinforce":
+        keys.add("baseline")
+    return keys
+
+
+@dataclass
+class Rollout:
+    """One step's sampled batch, prompt-major (prompt 0's samples first). B completions, T positions."""
+
+    prompts: list  # (B,) the raw prompt of each completion (string or chat messages)
+    columns: dict[str, list]  # extra prompt-set columns, each (B,), for the rewards
+    input_ids: torch.Tensor  # (B, P + T) left-padded prompt, then completion
+    attention_mask: torch.Tensor  # (B, P + T)
+    position_ids: torch.Tensor  # (B, P + T) positions as generate() used them (left padding skipped)
+    completion_ids: torch.Tensor  # (B, T)
+    completion_mask: torch.Tensor  # (B, T) 1.0 up to and including EOS
+    texts: list[str]  # (B,) decoded completions
+    clipped: torch.Tensor  # (B,) True where the completion hit max_new_tokens without EOS
+    seconds: float
+
+
+@dataclass
+class StepResult:
+    """What one training step produced: its number, scalar metrics and stored samples."""
+
+    step: int
+    metrics: dict[str, float]
+    samples: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- rewards and prompts (other modules)
+
+
+def _build_reward_set(cfg: RLConfig) -> Any:
+    """The reward set named by cfg.rewards (llmrl_core.lm_rl.rewards)."""
+    from llmrl_core.lm_rl.rewards import build_reward_set
+
+    return build_reward_set(cfg.rewards, allow_custom_code=cfg.allow_custom_code)
+
+
+def _load_prompts(cfg: RLConfig) -> Any:
+    """The prompt set as a DataFrame with a 'prompt' column (llmrl_core.lm_rl.prompts)."""
+    from llmrl_core.lm_rl.prompts import load_prompt_set
+
+    return load_prompt_set(cfg.prompt_set, limit=cfg.prompt_limit, seed=cfg.seed)
+
+
+def _prompt_display(prompt: Any) -> str:
+    """A prompt as text for the samples table (the last user message of a chat)."""
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
+        return str(users[-1] if users else prompt)
+    except (TypeError, AttributeError):
+        return str(prompt)
+
+
+def _rounded(values: torch.Tensor, digits: int = 4) -> list[float]:
+    """A 1-D tensor as a short JSON-friendly list."""
+    return [round(float(v), digits) for v in values.tolist()]
+
+
+# ---------------------------------------------------------------------- the trainer
+
+
+class RLTrainer:
+    """Holds the policy, optimizer, reward set and prompt stream; `train_step()` runs one step."""
+
+    def __init__(self, cfg: RLConfig, loaded: Any = None, reward_set: Any = None, prompts: Any = None,
+                 log: LogFn | None = None) -> None:
+        from llmrl_core.lm.models import load_causal_lm
+
+        self.cfg = cfg
+        self.log = log or (lambda message: None)
+        self.step_count = 0
+        self.num_tokens = 0
+        self.baseline: float | None = None  # REINFORCE moving average
+        self._seed_everything(cfg.seed)
+
+        resume = check_checkpoint(cfg.resume_from) if cfg.resume_from else None
+        if loaded is None:
+            spec = str(resume) if resume is not None and not is_adapter_checkpoint(resume) else cfg.model
+            self.log(f"Loading the model {spec!r}…")
+            loaded = load_causal_lm(spec, device=cfg.device, dtype="float32")
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.device = loaded.device
+        self.use_bf16 = cfg.mixed_precision == "bf16" or (
+            cfg.mixed_precision == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        )
+        self.policy = self._make_policy(loaded.model, resume)
+        self.ref_model = None
+        if cfg.needs_reference and not cfg.use_lora:
+            if resume is None:
+                self.log("Copying the model as the frozen reference (beta > 0)…")
+                self.ref_model = copy.deepcopy(loaded.model).eval()
+            else:  # the checkpoint's weights moved on: the reference is the original model
+                self.ref_model = load_causal_lm(cfg.model, device=cfg.device, dtype="float32").model.eval()
+            self.ref_model.requires_grad_(False)
+        self.value_head = None
+        if cfg.algorithm == "ppo":
+            self.value_head = ValueHead(self.policy.config.hidden_size).to(self.device)
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        if self.value_head is not None:
+            self.params += list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: compute_lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.lr_scheduler)
+        )
+        self.eos_ids = sorted(_eos_ids(loaded))
+        self.reward_set = reward_set if reward_set is not None else _build_reward_set(cfg)
+        frame = prompts if prompts is not None else _load_prompts(cfg)
+        if frame is None or len(frame) == 0 or "prompt" not in frame.columns:
+            raise InputError(f"The prompt set {cfg.prompt_set!r} has no prompts (it needs a 'prompt' column with rows).")
+        self.prompt_frame = frame.reset_index(drop=True)
+        self._order: list[int] = []
+        self._cursor = 0
+        self._epoch = 0
+        if resume is not None:
+            self._restore_state(load_trainer_state(resume))
+            self.log(f"Resumed from {resume} at step {self.step_count}.")
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _make_policy(self, model: Any, resume: Any) -> Any:
+        """The trainable model: the loaded one (full fine-tuning) or it wrapped with LoRA adapters."""
+        if not self.cfg.use_lora:
+            if resume is not None and is_adapter_checkpoint(resume):
+                raise InputError("resume_from points at a LoRA adapter checkpoint: set use_lora to true to resume it.")
+            model.requires_grad_(True)
+            return model
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if resume is not None and is_adapter_checkpoint(resume):
+            return PeftModel.from_pretrained(model, str(resume), is_trainable=True)
+        targets = self.cfg.lora_target_modules
+        lora = LoraConfig(
+            r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=self.cfg.lora_dropout,
+            target_modules="all-linear" if targets == ["all-linear"] else list(targets), task_type="CAUSAL_LM",
+        )
+        try:
+            return get_peft_model(model, lora)
+        except ValueError as err:
+            raise InputError(f"LoRA could not be applied: {err}. Check lora_target_modules against the model's layer names.") from err
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast when mixed precision is on, else nothing."""
+        if not self.use_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    # ------------------------------------------------------------------ state for checkpoints
+
+    def state_dict(self) -> dict:
+        """Everything besides the weights that a resumed run needs."""
+        return {
+            "step": self.step_count,
+            "num_tokens": self.num_tokens,
+            "baseline": self.baseline,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "value_head": self.value_head.state_dict() if self.value_head is not None else None,
+            "order": self._order,
+            "cursor": self._cursor,
+            "epoch": self._epoch,
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        }
+
+    def _restore_state(self, state: dict) -> None:
+        self.step_count = int(state["step"])
+        self.num_tokens = int(state.get("num_tokens", 0))
+        self.baseline = state.get("baseline")
+        try:
+            if state.get("optimizer") is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
+            else:  # retention keeps the optimizer only in a run's newest checkpoint
+                self.log("This checkpoint has no optimizer state (only a run's newest checkpoint keeps it): "
+                         "AdamW starts afresh, so the first steps may move a little differently than in the original run.")
+        except ValueError as err:
+            raise InputError(f"The checkpoint's optimizer does not match this config ({err}); resume with the same "
+                             "algorithm, use_lora and LoRA settings as the original run.") from err
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.value_head is not None and state.get("value_head") is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self._order, self._cursor, self._epoch = list(state["order"]), int(state["cursor"]), int(state["epoch"])
+        if len(self._order) != len(self.prompt_frame):  # the prompt set changed since: start a fresh pass
+            self._order, self._cursor = [], 0
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+
+    def save_checkpoint(self, root: Any) -> Any:
+        """Save weights (or the LoRA adapter) and trainer state under root/checkpoint-<step>; return the folder."""
+        folder = make_checkpoint_dir(root, self.step_count)
+        return save_checkpoint(folder, self.policy, self.tokenizer, self.state_dict(), self.cfg.to_yaml())
+
+    def _out_of_memory(self, phase: str) -> OutOfMemoryTrainingError:
+        """The error to raise for an out-of-memory in `phase`, naming the batch settings to lower."""
+        cfg = self.cfg
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        batch = (f"prompts_per_step (now {cfg.prompts_per_step}), num_generations (now {cfg.num_generations}) "
+                 f"or max_new_tokens (now {cfg.max_new_tokens})")
+        if phase == "generation":
+            advice = f"Lower {batch}: sampling holds all {cfg.batch_size} completions at once."
+        else:
+            advice = (f"Raise grad_accum_steps (now {cfg.grad_accum_steps}, at most {cfg.batch_size}) to update in smaller "
+                      f"micro-batches, or lower {batch}"
+                      + ("" if cfg.use_lora else "; use_lora=true also frees the optimizer's memory")
+                      + ("; beta > 0 keeps a reference model in memory" if cfg.needs_reference and not cfg.use_lora else "")
+                      + ".")
+        return OutOfMemoryTrainingError(
+            f"Out of memory ({self.device}) during {phase} at step {self.step_count + 1} "
+            f"({cfg.batch_size} completions of up to {cfg.max_new_tokens} tokens). {advice} "
+            "Steps and checkpoints saved so far are kept; resume from the last checkpoint with the smaller settings."
+        )
+
+    # ------------------------------------------------------------------ 1. sampling
+
+    def _next_prompt_rows(self) -> list[int]:
+        """The next prompts_per_step row indices, cycling through a fresh shuffle each pass."""
+        rows = []
+        for _ in range(self.cfg.prompts_per_step):
+            if self._cursor >= len(self._order):
+                rng = random.Random(self.cfg.seed * 1_000_003 + self._epoch)
+                self._order = list(range(len(self.prompt_frame)))
+                rng.shuffle(self._order)
+                self._cursor, self._epoch = 0, self._epoch + 1
+            rows.append(self._order[self._cursor])
+            self._cursor += 1
+        return rows
+
+    @torch.no_grad()
+    def generate_rollout(self) -> Rollout:
+        """Sample num_generations completions for each of the next prompts (step 1)."""
+        cfg, tok = self.cfg, self.tokenizer
+        rows = self._next_prompt_rows()
+        frame = self.prompt_frame.iloc[rows]
+        raw_prompts = list(frame["prompt"])
+        chat = {"auto": None, "chat": True, "raw": False}[cfg.chat]
+        texts = [render_prompt(tok, p, chat=chat, system=cfg.system_prompt) for p in raw_prompts]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not _template_adds_bos(tok, texts))
+        prompt_ids = enc["input_ids"].repeat_interleave(cfg.num_generations, dim=0).to(self.device)  # (B, P)
+        prompt_mask = enc["attention_mask"].repeat_interleave(cfg.num_generations, dim=0).to(self.device)  # (B, P)
+        if prompt_ids.shape[1] + cfg.max_new_tokens > self.loaded.context_length:
+            raise InputError(f"Prompts of {prompt_ids.shape[1]} tokens plus max_new_tokens ({cfg.max_new_tokens}) exceed the "
+                             f"model's context of {self.loaded.context_length}; lower max_new_tokens or use shorter prompts.")
+        start = time.perf_counter()
+        self.policy.eval()
+        # On a CPU, bf16 autocast slows decoding (16-row matmuls re-cast the weights; measured in
+        # bench/bench_rl_step.py), so sampling stays in float32 there; on CUDA it is the faster choice.
+        autocast = self._autocast() if self.device.type == "cuda" else contextlib.nullcontext()
+        try:
+            with torch.inference_mode(), autocast:
+                out = self.policy.generate(
+                    input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=cfg.temperature,
+                    top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
+                    pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids,
+                )
+        except RuntimeError as err:
+            if "inf" in str(err) or "nan" in str(err):  # sampling from NaN probabilities: the weights blew up
+                self._check_finite(torch.tensor(float("nan")), "sampling distribution")
+            raise
+        seconds = time.perf_counter() - start
+        completion_ids = out[:, prompt_ids.shape[1]:].clone()  # (B, T); clone leaves inference mode
+        n_pos = completion_ids.shape[1]
+        is_eos = torch.isin(completion_ids, torch.tensor(self.eos_ids, device=self.device))  # (B, T)
+        has_eos = is_eos.any(dim=1)  # (B,)
+        first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, n_pos, dtype=torch.long))
+        positions = torch.arange(n_pos, device=self.device).unsqueeze(0)  # (1, T)
+        completion_mask = (positions <= first_eos.unsqueeze(1)).float()  # (B, T) EOS included
+        attention_mask = torch.cat([prompt_mask, completion_mask.long()], dim=1)  # (B, P + T)
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, P + T)
+        lengths = completion_mask.sum(1).long().tolist()
+        decoded = tok.batch_decode([ids[:n] for ids, n in zip(completion_ids.tolist(), lengths)], skip_special_tokens=True)
+        columns = {
+            c: [v for v in frame[c].tolist() for _ in range(cfg.num_generations)]
+            for c in self.prompt_frame.columns if c != "prompt"
+        }
+        return Rollout(
+            prompts=[p for p in raw_prompts for _ in range(cfg.num_generations)], columns=columns,
+            input_ids=torch.cat([prompt_ids, completion_ids], dim=1), attention_mask=attention_mask,
+            position_ids=position_ids, completion_ids=completion_ids, completion_mask=completion_mask,
+            texts=decoded, clipped=~has_eos, seconds=seconds,
+        )
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _forward(self, model: Any, ro: Rollout, idx: torch.Tensor, want_values: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Log-probs (b, T), completion logits (b, T, V) and optionally values (b, T) for rows `idx`."""
+        n_pos = ro.completion_ids.shape[1]
+        with self._autocast():
+            out = model(
+                input_ids=ro.input_ids[idx], attention_mask=ro.attention_mask[idx], position_ids=ro.position_ids[idx],
+                logits_to_keep=n_pos + 1,  # lm_head only on the positions that predict completion tokens
+                output_hidden_states=want_values, use_cache=False,
+            )
+        logits = out.logits[:, :-1, :].float()  # (b, T, V)
+        if self.cfg.temperature != 1.0:
+            logits = logits / self.cfg.temperature  # the distribution the tokens were sampled from
+        logp = compute_token_logprobs(logits, ro.completion_ids[idx])  # (b, T)
+        values = None
+        if want_values:
+            hidden = out.hidden_states[-1][:, -n_pos - 1:-1, :]  # (b, T, H) states that predict each token
+            values = self.value_head.get_value(hidden)  # (b, T)
+        return logp, logits, values
+
+    @torch.no_grad()
+    def _reference_logprobs(self, ro: Rollout, chunks: list[torch.Tensor]) -> torch.Tensor:
+        """Reference log-probs (B, T): the base model with adapters off (LoRA) or the frozen copy."""
+        parts = []
+        for idx in chunks:
+            if self.ref_model is not None:
+                parts.append(self._forward(self.ref_model, ro, idx)[0])
+            else:
+                with self.policy.disable_adapter():
+                    parts.append(self._forward(self.policy, ro, idx)[0])
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def _old_logprobs_and_values(self, ro: Rollout, chunks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probs (B, T) and values (B, T) before any update (needed for several epochs, and by PPO)."""
+        want_values = self.value_head is not None
+        logps, values = [], []
+        for idx in chunks:
+            logp, _, value = self._forward(self.policy, ro, idx, want_values)
+            logps.append(logp)
+            values.append(value)
+        return torch.cat(logps), (torch.cat(values) if want_values else None)
+
+    # ------------------------------------------------------------------ 3.-4. advantages and update
+
+    def _sequence_advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Per-completion advantages (B,) for GRPO, RLOO and REINFORCE."""
+        cfg = self.cfg
+        if cfg.algorithm == "grpo":
+            return compute_grpo_advantages(rewards, cfg.num_generations, cfg.scale_rewards)
+        if cfg.algorithm == "rloo":
+            return compute_rloo_advantages(rewards, cfg.num_generations)
+        advantages = compute_reinforce_advantages(rewards, self.baseline)
+        self.baseline = update_baseline(self.baseline, rewards, cfg.baseline_decay)
+        return advantages
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        """Stop the run with advice when the loss or gradient is NaN or infinite."""
+        if torch.isfinite(value).all():
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        raise TrainingDivergedError(
+            f"The {what} became {float(value)} at step {self.step_count + 1}: training diverged. "
+            f"Lower learning_rate (now {lr:g}; try {lr / 10:g}), keep max_grad_norm at 1.0 or below"
+            + (", or set mixed_precision to 'no'." if self.use_bf16 else ".")
+        )
+
+    def update_policy(self, ro: Rollout, rewards: torch.Tensor) -> dict[str, Any]:
+        """Compute advantages and run num_epochs optimizer steps on one rollout; return stats for metrics."""
+        cfg = self.cfg
+        mask = ro.completion_mask  # (B, T)
+        n_seq = mask.shape[0]
+        chunks = list(torch.arange(n_seq, device=self.device).chunk(cfg.grad_accum_steps))
+        is_ppo = cfg.algorithm == "ppo"
+        self.policy.train()
+        ref_logp = self._reference_logprobs(ro, chunks) if cfg.needs_reference else None  # (B, T)
+        old_logp = old_values = returns = None
+        if cfg.num_epochs > 1 or is_ppo:
+            old_logp, old_values = self._old_logprobs_and_values(ro, chunks)
+        if is_ppo:
+            kl_old = compute_kl(old_logp, ref_logp, cfg.kl_estimator) if ref_logp is not None else torch.zeros_like(mask)
+            token_rewards = compute_ppo_rewards(rewards, kl_old, mask, cfg.beta)  # (B, T)
+            advantages, returns = compute_gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)  # (B, T) each
+            if cfg.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+        else:
+            advantages = self._sequence_advantages(rewards)  # (B,)
+        weights = compute_token_weights(mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
+        value_weights = mask / mask.sum().clamp(min=1.0)  # (B, T) token mean for the value loss
+
+        stats: dict[str, Any] = {}
+        lr = self.optimizer.param_groups[0]["lr"]
+        for epoch in range(cfg.num_epochs):
+            last_epoch = epoch == cfg.num_epochs - 1
+            logps, ratios, entropies, kls = [], [], [], []
+            policy_loss_sum = value_loss_sum = value_clipfrac = 0.0
+            for idx in chunks:
+                logp, logits, values = self._forward(self.policy, ro, idx, want_values=is_ppo)  # (b, T), (b, T, V)
+                old = old_logp[idx] if old_logp is not None else logp.detach()  # ratio 1 on a single epoch
+                adv = advantages[idx]
+                if cfg.algorithm == "reinforce":
+                    per_token = compute_reinforce_loss(logp, adv)  # (b, T)
+                    ratio = torch.exp(logp.detach() - old)
+                else:
+                    per_token, ratio = compute_clipped_surrogate(logp, old, adv, cfg.epsilon, cfg.clip_high)
+                kl = compute_kl(logp, ref_logp[idx], cfg.kl_estimator) if ref_logp is not None else None  # (b, T)
+                if kl is not None and not is_ppo:
+                    per_token = per_token + cfg.beta * kl  # PPO folds the KL into the reward instead
+                policy_loss = (per_token * weights[idx]).sum()
+                loss = policy_loss
+                if is_ppo:
+                    value_tok, clipfrac = compute_value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.cliprange_value)
+                    value_loss = (value_tok * value_weights[idx]).sum()
+                    loss = loss + cfg.vf_coef * value_loss
+                    value_loss_sum += float(value_loss.detach())
+                    value_clipfrac += clipfrac * len(idx) / n_seq
+                self._check_finite(loss.detach(), "loss")
+                loss.backward()
+                policy_loss_sum += float(policy_loss.detach())
+                if last_epoch:
+                    logps.append(logp.detach())
+                    ratios.append(ratio.detach())
+                    entropies.append(compute_entropy(logits.detach()))
+                    if kl is not None:
+                        kls.append(kl.detach())
+                del logits
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+            self._check_finite(grad_norm, "gradient norm")
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.policy.eval()
+
+        ratio_all = torch.cat(ratios)  # (B, T)
+        stats.update(compute_clip_stats(ratio_all, advantages, mask, cfg.epsilon, cfg.clip_high))
+        stats.update({
+            "loss/policy": policy_loss_sum, "grad_norm": float(grad_norm), "lr": lr,
+            "entropy": float(masked_mean(torch.cat(entropies), mask)),
+            "advantage/std": float(advantages[mask.bool()].std()) if is_ppo else float(advantages.std()) if n_seq > 1 else 0.0,
+        })
+        token_kl = torch.cat(kls) if kls else None
+        if token_kl is not None:
+            stats["kl"] = float(masked_mean(token_kl, mask))
+        if is_ppo:
+            stats.update({"loss/value": value_loss_sum, "value/mean": float(masked_mean(old_values, mask)),
+                          "value/clipfrac": value_clipfrac})
+        if cfg.algorithm == "reinforce":
+            stats["baseline"] = float(self.baseline)
+        stats["_token"] = {"logp": torch.cat(logps), "ratio": ratio_all, "kl": token_kl, "advantages": advantages,
+                           "values": old_values}
+        return stats
+
+    # ------------------------------------------------------------------ one step
+
+    def train_step(self) -> StepResult:
+        """Sample, score, update once; return the step's metrics (TRL names) and samples."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        oom_in = None  # the error is raised after the except block, once its frames (and tensors) are freed
+        try:
+            ro = self.generate_rollout()
+        except Exception as err:
+            if not _is_out_of_memory(err):
+                raise
+            oom_in = "generation"
+        if oom_in:
+            raise self._out_of_memory(oom_in)
+
+        reward_start = time.perf_counter()
+        lengths_list = ro.completion_mask.sum(1).long().tolist()
+        completion_ids = [ids[:n] for ids, n in zip(ro.completion_ids.tolist(), lengths_list)]
+        scores = self.reward_set.score(ro.prompts, ro.texts, completion_ids=completion_ids, **ro.columns)
+        reward_seconds = time.perf_counter() - reward_start
+        total = np.asarray(scores.total, dtype=np.float64)
+        if not np.isfinite(total).all():
+            total = np.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
+            self.log("Some completions got no reward (None/NaN); they count as 0 in the total.")
+        rewards = torch.tensor(total, dtype=torch.float32, device=self.device)  # (B,)
+
+        update_start = time.perf_counter()
+        try:
+            stats = self.update_policy(ro, rewards)
+        except Exception as err:
+            if not _is_out_of_memory(err):
+                raise
+            oom_in = "the update"
+        if oom_in:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise self._out_of_memory(oom_in)
+        update_seconds = time.perf_counter() - update_start
+        self.step_count += 1
+        step_time = time.perf_counter() - start
+
+        lengths = ro.completion_mask.sum(1)  # (B,)
+        n_tokens = int(lengths.sum())
+        self.num_tokens += n_tokens
+        metrics: dict[str, float] = {"reward": float(total.mean())}
+        if cfg.num_generations > 1:
+            metrics.update(compute_group_reward_stats(rewards.cpu(), cfg.num_generations))
+        else:
+            batch_std = float(rewards.std()) if len(rewards) > 1 else 0.0
+            metrics.update({"reward_std": batch_std, "frac_reward_zero_std": float(batch_std < 1e-8)})
+        for name, values in scores.per_reward.items():
+            values = np.asarray(values, dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            metrics[f"rewards/{name}/mean"] = float(finite.mean()) if finite.size else float("nan")
+            metrics[f"rewards/{name}/std"] = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+        token = stats.pop("_token")
+        metrics.update(stats)
+        metrics.update({
+            "completions/mean_length": float(lengths.mean()), "completions/min_length": float(lengths.min()),
+            "completions/max_length": float(lengths.max()), "completions/clipped_ratio": float(ro.clipped.float().mean()),
+            "step_time": step_time, "tokens_per_second": n_tokens / step_time if step_time > 0 else 0.0,
+            "num_tokens": float(self.num_tokens), "time/generation": ro.seconds, "time/reward": reward_seconds,
+            "time/update": update_seconds,
+        })
+        return StepResult(self.step_count, metrics, self._make_samples(ro, scores, total, token))
+
+    def _make_samples(self, ro: Rollout, scores: Any, total: np.ndarray, token: dict) -> list[dict]:
+        """Up to samples_per_step completions with rewards and per-token extras for the token view."""
+        n = min(self.cfg.samples_per_step, len(ro.texts))
+        if n == 0:
+            return []
+        lengths = ro.completion_mask.sum(1).long().tolist()
+        pieces = self.tokenizer.batch_decode([[i] for row in range(n) for i in ro.completion_ids[row, :lengths[row]].tolist()])
+        samples, offset = [], 0
+        advantages = token["advantages"]
+        for row in range(n):
+            length = lengths[row]
+            rewards = {name: (None if not np.isfinite(v[row]) else float(v[row])) for name, v in
+                       ((k, np.asarray(x, dtype=np.float64)) for k, x in scores.per_reward.items())}
+            rewards["total"] = float(total[row])
+            extras: dict[str, Any] = {
+                "tokens": pieces[offset:offset + length],
+                "logprobs": _rounded(token["logp"][row, :length]),
+                "ratio": _rounded(token["ratio"][row, :length]),
+                "prompt_index": row // self.cfg.num_generations,
+                "sample_index": row % self.cfg.num_generations,
+                "finish_reason": "length" if bool(ro.clipped[row]) else "eos",
+            }
+            if advantages.dim() == 2:  # PPO: one advantage per token
+                extras["token_advantages"] = _rounded(advantages[row, :length])
+                extras["advantage"] = round(float(advantages[row, :length].mean()), 4) if length else 0.0
+                extras["values"] = _rounded(token["values"][row, :length])
+            else:
+                extras["advantage"] = round(float(advantages[row]), 4)
+            if token["kl"] is not None:
+                extras["kl"] = _rounded(token["kl"][row, :length])
+            offset += length
+            samples.append({"prompt": _prompt_display(ro.prompts[row]), "completion": ro.texts[row],
+                            "rewards": rewards, "extras": extras})
+        return samples
+
+
+# ---------------------------------------------------------------------- the job
+
+
+def run_lm_rl_job(ctx: Any, on_step: Callable[[StepResult], None] | None = None) -> dict:
+    """Job kind 'lm_rl': train cfg.steps steps, reporting each to the store; checkpoint as configured.
+
+    Honours stop and pause between steps (ctx.should_stop), so a stop takes effect within one step.
+    `on_step(result)` lets the CLI draw a progress bar.
+    """
+    cfg = RLConfig.from_dict(ctx.config)
+    trainer = RLTrainer(cfg, log=ctx.log)
+    try:
+        return _train_until_done(ctx, trainer, on_step)
+    finally:
+        close = getattr(trainer.reward_set, "close", None)
+        if callable(close):
+            close()  # custom-code rewards hold a worker process
+
+
+def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResult], None] | None) -> dict:
+    """The body of run_lm_rl_job: the step loop, checkpoints and the summary."""
+    from llmrl_core.core.paths import get_artifact_dir
+
+    cfg = trainer.cfg
+    first_step = trainer.step_count
+    ctx.set_progress(first_step, cfg.steps)
+    ctx.log(f"Training {cfg.algorithm.upper()} for {cfg.steps - first_step} steps: {cfg.prompts_per_step} prompts x "
+            f"{cfg.num_generations} samples, {'LoRA' if cfg.use_lora else 'full fine-tuning'}, lr {cfg.learning_rate:g}.")
+    root = get_artifact_dir(ctx.run_id)
+    rewards: list[float] = []
+    last_saved = None
+
+    def save(step: int, final: bool = False) -> None:
+        nonlocal last_saved
+        folder = trainer.save_checkpoint(root)
+        ctx.add_artifact(step, "checkpoint", folder, {
+            "step": step, "lora": cfg.use_lora, "algorithm": cfg.algorithm, "model": cfg.model,
+            "reward": rewards[-1] if rewards else None, "optimizer": True,
+        })
+        ctx.log(f"Saved checkpoint {folder.name}.")
+        last_saved = step
+        # the final checkpoint comes on top of the newest save_total_limit ones
+        apply_retention(ctx, root, cfg.save_total_limit + (1 if final else 0))
+
+    while trainer.step_count < cfg.steps:
+        if ctx.should_stop():
+            ctx.log(f"Stopping after step {trainer.step_count}.")
+            break
+        result = trainer.train_step()
+        rewards.append(result.metrics["reward"])
+        ctx.log_metrics(result.step, result.metrics)
+        ctx.add_samples(result.step, result.samples)
+        ctx.set_progress(result.step, cfg.steps)
+        if on_step is not None:
+            on_step(result)
+        if cfg.save_every and result.step % cfg.save_every == 0:
+            save(result.step)
+    if cfg.save_final and trainer.step_count > first_step and last_saved != trainer.step_count:
+        save(trainer.step_count, final=True)
+    window = min(10, len(rewards))
+    return {
+        "steps": trainer.step_count,
+        "reward_first": float(np.mean(rewards[:window])) if rewards else None,
+        "reward_last": float(np.mean(rewards[-window:])) if rewards else None,
+        "checkpoint": str(make_checkpoint_dir(root, last_saved)) if last_saved is not None else None,
+    }
+
+
+def apply_retention(ctx: Any, root: Any, keep: int) -> None:
+    """Keep the newest `keep` checkpoints of the run, optimizer state only in the newest; update
+    the run's artifact rows and log what was dropped (llmrl_core.lm_rl.checkpoints.prune_checkpoints)."""
+    deleted, stripped = prune_checkpoints(root, keep)
+    if deleted:
+        ctx.store.remove_artifacts(ctx.run_id, deleted)
+        ctx.log(f"Deleted {len(deleted)} older checkpoint(s) ({', '.join(p.name for p in deleted)}): "
+                f"save_total_limit keeps the newest {keep}.")
+    if stripped:
+        ctx.store.update_artifact_meta(ctx.run_id, stripped, {"optimizer": False})
+        ctx.log(f"Dropped the optimizer state from {', '.join(p.name for p in stripped)} (only the newest checkpoint "
+                "keeps it; the others still load as models and resume with a fresh optimizer).")
+
+
+def start_rl_run(manager: Any, cfg: RLConfig) -> int:
+    """Start `cfg` as a background run (job kind 'lm_rl') on a RunManager; return the run id."""
+    return manager.start("lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps)
+
+
+def iter_training(trainer: RLTrainer) -> Iterator[StepResult]:
+    """Run the remaining steps of `trainer` as a generator (notebooks and benches)."""
+    while trainer.step_count < trainer.cfg.steps:
+        yield trainer.train_step()

@@ -1,0 +1,288 @@
+"""Classic RL: train a Gymnasium agent (SB3 PPO, A2C, DQN, or the random baseline) and watch it learn.
+
+Settings start from RL Zoo's tuned values and are validated before a run starts. The run is an
+ordinary 'gym' job in the run manager; this page watches it through the shared live-run view
+(ui/live_run.py: redraws only when the run moved on) and replays its latest recorded evaluation
+episode in the browser from recorded states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from llmrl_core.gym.config import (
+    ALGOS,
+    ENVS,
+    PARAMS_CLASSES,
+    GymConfig,
+    compatible_algos,
+    get_field_docs,
+    make_gym_config,
+)
+from llmrl_core.gym.episodes import load_episode, play_agent_episode, play_random_episode
+from llmrl_core.core.errors import InputError, WorkbenchError
+from llmrl_core.present.gym import (
+    compute_player_height,
+    make_fps_figure,
+    make_losses_figure,
+    make_return_figure,
+    render_episode_player_html,
+)
+from llmrl_core.present.lm_rl import escape_markdown
+from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
+from ui.run_views import run_error_ui
+from ui.state import get_run_manager, get_store
+
+ALGO_LABELS = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN", "random": "Random policy (baseline)"}
+PLAYER_HEIGHT = compute_player_height(240)
+PICK_KEY, SELECTED_KEY = "gym_pick", "gym_run_id"
+RUN_FIELDS = ("total_steps", "seed", "n_envs", "eval_freq", "eval_episodes", "stop_when_solved")
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def _widget_for(name: str, default: Any, key: str, help_text: str | None) -> Any:
+    """One input for one setting, chosen by the default's type; no bounds, so validation speaks instead."""
+    if isinstance(default, bool):
+        return st.checkbox(name, value=default, key=key, help=help_text)
+    if isinstance(default, int):
+        return int(st.number_input(name, value=default, step=1, key=key, help=help_text))
+    if isinstance(default, float):
+        step = 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.01  # 0.98 -> 0.01, 1e-3 -> 1e-4
+        return float(st.number_input(name, value=default, step=step, format="%g", key=key, help=help_text))
+    if name.endswith("schedule"):
+        return st.selectbox(name, ["constant", "linear"], index=["constant", "linear"].index(default), key=key,
+                            help=help_text)
+    if name == "net_arch":
+        return st.text_input(name, value=", ".join(str(w) for w in default), key=key, help=help_text)
+    return st.text_input(name, value=str(default), key=key, help=help_text)
+
+
+def settings_ui() -> None:
+    """Environment, algorithm, budget and every hyperparameter; Train validates, then starts the run."""
+    env_id = st.selectbox("Environment", list(ENVS), key="gym_env")
+    st.caption(ENVS[env_id].blurb)
+    algo = st.selectbox("Algorithm", list(ALGOS), format_func=ALGO_LABELS.get, key="gym_algo")
+    if algo not in compatible_algos(env_id):
+        try:
+            make_gym_config(env_id, algo)
+        except InputError as err:
+            st.warning(str(err))
+        st.button("Train", disabled=True, key="gym_train_disabled", help="This algorithm cannot act in this environment.")
+        return
+    defaults = make_gym_config(env_id, algo)
+    prefix = f"gym_{env_id}_{algo}_"  # per pair, so switching pairs shows that pair's tuned values
+    run_docs = get_field_docs(GymConfig)
+    overrides: dict[str, Any] = {}
+    c1, c2 = st.columns(2)
+    overrides["total_steps"] = _widget_for("total_steps", defaults.total_steps, prefix + "total_steps", run_docs.get("total_steps"))
+    overrides["seed"] = int(c1.number_input("seed", value=defaults.seed, step=1, key=prefix + "seed",
+                                            help=run_docs.get("seed")))
+    overrides["eval_freq"] = int(c2.number_input("eval_freq", value=defaults.eval_freq, step=100, key=prefix + "eval_freq",
+                                                 help=run_docs.get("eval_freq")))
+    if defaults.solved_return is not None:
+        overrides["stop_when_solved"] = st.checkbox(
+            f"Stop when solved (evaluation mean ≥ {defaults.solved_return:g})", value=False, key=prefix + "solved",
+            help=run_docs.get("stop_when_solved"))
+    with st.expander("Hyperparameters (RL Zoo's tuned settings)" if algo != "random" else "Settings"):
+        overrides["n_envs"] = _widget_for("n_envs", defaults.n_envs, prefix + "n_envs", run_docs.get("n_envs"))
+        overrides["eval_episodes"] = _widget_for("eval_episodes", defaults.eval_episodes, prefix + "eval_episodes",
+                                                 run_docs.get("eval_episodes"))
+        docs = get_field_docs(PARAMS_CLASSES[algo])
+        for f in fields(PARAMS_CLASSES[algo]):
+            overrides[f.name] = _widget_for(f.name, defaults.params[f.name], prefix + f.name, docs.get(f.name))
+    if st.button("Train", type="primary", key="gym_train"):
+        try:
+            config = make_gym_config(env_id, algo, **overrides)
+        except InputError as err:
+            st.error(str(err))
+            return
+        run_id = get_run_manager().start("gym", config.to_dict(), name=f"{ALGO_LABELS[algo].split(' ')[0]} · {env_id}",
+                                         total_steps=config.total_steps)
+        select_run(run_id, PICK_KEY, SELECTED_KEY)
+        st.rerun()
+
+
+# ----------------------------------------------------------------------------- the player
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _render_player_html(episode_json: str, title: str) -> str:
+    import json as _json
+
+    return render_episode_player_html(_json.loads(episode_json), title=title, svg_height=240)
+
+
+def episode_player_ui(episode: dict, title: str) -> None:
+    """Replay an episode in the browser (st.iframe of a self-contained SVG player; same HTML, no restart)."""
+    html = _render_player_html(json.dumps(episode), title)
+    st.iframe(html, height=PLAYER_HEIGHT, alt=f"Episode player: {title}")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _load_episode(path: str) -> dict:
+    """A recorded episode (files are written once, so reading one per poll would only repeat work)."""
+    return load_episode(path).to_dict()
+
+
+def _pick_episode_to_show(run_id: int, episodes: Any) -> Any:
+    """The episode the player shows: the newest, but only once the one on screen has played through."""
+    state = st.session_state.setdefault("gym_shown", {})
+    shown = state.get(run_id)
+    newest = episodes.iloc[-1]
+    if shown is not None and shown["id"] in set(episodes["id"]):
+        meta = shown["meta"]
+        duration = meta.get("length", 0) / max(meta.get("fps", 30), 1) + 1.5
+        if shown["id"] == newest["id"] or time.monotonic() - shown["since"] < duration:
+            return episodes[episodes["id"] == shown["id"]].iloc[0]
+    state[run_id] = {"id": newest["id"], "since": time.monotonic(), "meta": newest["meta"]}
+    return newest
+
+
+def recorded_episode_ui(view: LiveRun) -> None:
+    """The latest evaluation episode of a run (or one picked by step), replayed."""
+    run = view.run
+    episodes = view.memo("episodes", lambda: get_store().list_artifacts(run["id"], kind="episode"))
+    if episodes.empty:
+        st.info("The first evaluation episode is recorded after eval_freq steps.")
+        return
+    options = ["latest"] + episodes["step"].tolist()[::-1]
+    choice = st.selectbox("Episode", options, key=f"gym_ep_pick_{run['id']}",
+                          format_func=lambda s: "latest (follows training)" if s == "latest" else f"after {s} steps")
+    row = _pick_episode_to_show(run["id"], episodes) if choice == "latest" else episodes[episodes["step"] == choice].iloc[-1]
+    try:
+        episode = _load_episode(str(row["path"]))
+    except (OSError, ValueError) as err:
+        st.warning(f"Cannot read the episode file {row['path']}: {err}")
+        return
+    title = f"Trained policy after {int(row['step'])} steps · return {episode['return']:.1f} over {episode['length']} steps"
+    episode_player_ui(episode, title)
+
+
+def random_contrast_ui(env_id: str) -> None:
+    """A button that plays the random policy once, shown next to the trained agent."""
+    if st.button("Play a random-policy episode", key="gym_random_btn", help="What an untrained agent does."):
+        st.session_state["gym_random_episode"] = play_random_episode(env_id).to_dict()
+    episode = st.session_state.get("gym_random_episode")
+    if episode and episode["env_id"] == env_id:
+        episode_player_ui(episode, f"Random policy · return {episode['return']:.1f} over {episode['length']} steps")
+
+
+# ----------------------------------------------------------------------------- the live run
+
+
+def finished_run_ui(run: dict) -> None:
+    """Watch or keep training the saved agent of a finished run."""
+    manager = get_run_manager()
+    run_id = run["id"]
+    agents = get_store().list_artifacts(run_id, kind="agent")
+    if agents.empty:
+        return
+    agent = agents.iloc[-1]
+    config = run["config"]
+    cols = st.columns(3)
+    if cols[0].button("Watch the saved agent", key=f"gym_watch_{run_id}", help="Plays a new episode with the saved agent."):
+        try:
+            from llmrl_core.gym.job import load_agent
+
+            model = load_agent(agent["path"], config["algo"])
+            st.session_state["gym_agent_episode"] = play_agent_episode(model, config["env_id"],
+                                                                       train_step=int(agent["step"])).to_dict()
+        except WorkbenchError as err:
+            st.error(str(err))
+    if cols[1].button("Keep training", key=f"gym_continue_{run_id}",
+                      help="A new run that starts from this run's saved agent."):
+        new_config = {**config, "init_from": agent["path"]}
+        new_id = manager.start("gym", new_config, name=f"{run['name']} (continued)", total_steps=config["total_steps"])
+        select_run(new_id, PICK_KEY, SELECTED_KEY)
+        st.rerun()
+    cols[2].caption(f"Agent saved: `{Path(agent['path']).name}` (SB3 zip)")
+    watched = st.session_state.get("gym_agent_episode")
+    if watched and watched["env_id"] == config["env_id"]:
+        episode_player_ui(watched, f"Saved agent · return {watched['return']:.1f} over {watched['length']} steps")
+
+
+def find_solved(run: dict, metrics: Any, solved_return: float | None) -> tuple[int | None, float | None]:
+    """(step, seconds) at which the run's evaluation first reached the solved return: from the summary once the
+    run has ended, from the eval/mean_reward curve while it runs (seconds unknown until the summary)."""
+    summary = run.get("summary") or {}
+    if summary.get("solved_at_step") is not None:
+        return int(summary["solved_at_step"]), summary.get("solved_seconds")
+    if solved_return is None or "eval/mean_reward" not in metrics.columns:
+        return None, None
+    reached = metrics.loc[metrics["eval/mean_reward"] >= solved_return, "step"]
+    return (int(reached.iloc[0]), None) if not reached.empty else (None, None)
+
+
+def gym_run_ui(view: LiveRun) -> None:
+    """Status, solved tile, curves and the latest episode of one run (the live view's body)."""
+    run, run_id, metrics = view.run, view.run_id, view.metrics
+    config = run["config"]
+    run_heading_ui(run, escape_markdown(f"{ALGO_LABELS.get(config.get('algo'), config.get('algo'))} on "
+                                        f"{config.get('env_id')} · seed {config.get('seed')}"))  # config text, shown as is
+    solved_return = ENVS[config["env_id"]].solved_return if config.get("env_id") in ENVS else None
+    solved_step, solved_seconds = find_solved(run, metrics, solved_return)
+    early = solved_step is not None and config.get("stop_when_solved") and run["status"] == "completed"
+    run_progress_ui(run, " · stopped when solved, as asked" if early else "")
+    run_error_ui(run)
+    run_controls_ui(run, "gym")
+    last = lambda key: (metrics[key].dropna().iloc[-1] if key in metrics.columns and metrics[key].notna().any() else None)  # noqa: E731
+    m1, m2, m3, m4, m5 = st.columns(5)
+    rew, ev, fps = last("rollout/ep_rew_mean"), last("eval/mean_reward"), last("time/fps")
+    m1.metric("steps", f"{int(run.get('step') or 0):,}")
+    m2.metric("episode return (mean of 100)", "–" if rew is None else f"{rew:.1f}")
+    m3.metric("evaluation return", "–" if ev is None else f"{ev:.1f}")
+    m4.metric("steps / s", "–" if fps is None else f"{fps:.0f}")
+    if solved_return is not None:
+        m5.metric("solved at", "–" if solved_step is None else f"{solved_step:,} steps",
+                  help=f"The first evaluation whose mean return reached {solved_return:g}.")
+    if solved_step is not None:
+        took = "" if solved_seconds is None else f" in {solved_seconds:.1f} s"
+        st.success(f"Solved at {solved_step:,} steps{took}: the evaluation mean return reached {solved_return:g}.",
+                   icon=":material/flag:")
+    if not view.active:
+        finished_run_ui(run)
+    plot = view.plot_metrics()
+    left, right = st.columns([3, 2])
+    with left:
+        view.chart("return", lambda: make_return_figure(plot, solved_return))
+    with right:
+        recorded_episode_ui(view)
+        random_contrast_ui(config["env_id"])
+    left, right = st.columns([3, 2])
+    with left:
+        view.chart("losses", lambda: make_losses_figure(plot))
+    with right:
+        view.chart("fps", lambda: make_fps_figure(plot))
+    with st.expander("Config and summary"):
+        st.code(json.dumps(config, indent=2), language="json")
+        if run.get("summary"):
+            st.json(run["summary"])
+
+
+def main() -> None:
+    st.title("Classic RL")
+    st.caption("Train Stable-Baselines3 agents on Gymnasium tasks and watch them learn: curves, and the latest "
+               "evaluation episode replayed. The same job runs headless with `python -m llmrl_core gym`.")
+    settings_col, view_col = st.columns([1, 3])
+    with settings_col:
+        settings_ui()
+    with view_col:
+        run_id = run_picker_ui(get_store().list_runs(kind="gym"), PICK_KEY, SELECTED_KEY)
+        if run_id is None:
+            st.info("No Gymnasium run yet: pick an environment and an algorithm, then press Train. "
+                    "PPO solves CartPole-v1 in about 12k steps, a few seconds on a CPU.")
+            random_contrast_ui(st.session_state.get("gym_env", "CartPole-v1"))
+            return
+        live_run_ui(run_id, gym_run_ui, key="gym")
+
+
+main()

@@ -1,0 +1,106 @@
+"""Helpers for real-browser tests: serve app.py with `streamlit run` on a free loopback port, drive Chromium.
+
+Chromium comes from Debian (apt package chromium); Playwright drives it through
+executable_path, since `playwright install` cannot download browsers offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def find_chromium() -> str:
+    """Path of the system Chromium, or skip with the command that installs it."""
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.skip("Chromium is not installed (apt-get install chromium)")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
+              script: Path = ROOT / "app.py") -> tuple[subprocess.Popen, str]:
+    """Start the dashboard (or another script) on a free loopback port in its own process group; wait until
+    it answers; return (process, URL). The log goes to home/streamlit-PORT.log."""
+    port = free_port()
+    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    with open(home / f"streamlit-{port}.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_app(proc, signal.SIGKILL)
+            raise RuntimeError(f"streamlit did not start: {(home / f'streamlit-{port}.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def stop_app(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a server from start_app with its whole process group (`sig` first, SIGKILL if it lingers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def serve_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
+              script: Path = ROOT / "app.py") -> Iterator[str]:
+    """Start the dashboard (or another script) on a free loopback port; yield its URL; stop it by PID afterwards."""
+    proc, url = start_app(home, extra_env, timeout, script)
+    try:
+        yield url
+    finally:
+        stop_app(proc)
+
+
+@contextlib.contextmanager
+def open_browser() -> Iterator[object]:
+    """A Playwright page in headless system Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    executable = find_chromium()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield page
+        finally:
+            browser.close()
