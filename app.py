@@ -3,7 +3,7 @@
 Pages sit one folder down, one folder per sidebar section: Streamlit's legacy multipage
 detection only picks up scripts directly in pages/, and served the first deep link after a
 server start (e.g. /runs) without this frame when they were there. One folder down they are
-only reached through st.navigation below (tests/test_browser_restart.py checks the deep link).
+only reached through st.navigation below (tests/browser/test_browser_restart.py checks the deep link).
 """
 
 from __future__ import annotations

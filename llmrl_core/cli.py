@@ -18,8 +18,8 @@ from typing import NoReturn, Sequence
 from llmrl_core.core.errors import WorkbenchError
 
 # Modules that add subcommands: each defines add_cli(subparsers).
-_PLUGIN_MODULES: list[str] = ["llmrl_core.gym.cli", "llmrl_core.lm_rl.cli", "llmrl_core.attention.cli",
-                               "llmrl_core.runs.worker"]
+_PLUGIN_MODULES: list[str] = ["llmrl_core.gym.cli", "llmrl_core.lm_rl.cli", "llmrl_core.agent.cli",
+                               "llmrl_core.attention.cli", "llmrl_core.runs.review_cli", "llmrl_core.runs.worker"]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

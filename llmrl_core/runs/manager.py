@@ -43,6 +43,7 @@ JOB_REGISTRY: dict[str, str] = {
     "demo": "llmrl_core.runs.demo_job:run_demo_job",
     "lm_rl": "llmrl_core.lm_rl.trainer:run_lm_rl_job",
     "gym": "llmrl_core.gym.job:run_gym_job",
+    "agent": "llmrl_core.agent.job:run_agent_job",
 }
 
 
