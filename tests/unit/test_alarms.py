@@ -1,0 +1,222 @@
+"""Reward-hacking and health alarms: each on a synthetic run that triggers it and one that does not."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from llmrl_core.lm_rl import alarms as A
+from llmrl_core.lm_rl.alarms import check_alarms, compute_distinct_n, compute_duplicate_fraction, read_run_alarms
+
+STEPS = 20
+CONFIG = {"max_new_tokens": 32, "beta": 0.04}
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+
+
+def make_metrics(**series) -> pd.DataFrame:
+    """A wide metrics frame: step 1..STEPS, each keyword a function of the step (0-based fraction t in [0, 1])."""
+    rows = []
+    for step in range(1, STEPS + 1):
+        t = (step - 1) / (STEPS - 1)
+        rows.append({"step": step, **{name.replace("__", "/"): fn(t) for name, fn in series.items()}})
+    return pd.DataFrame(rows)
+
+
+def varied(step: int, i: int) -> str:
+    """A completion unlike the others of its step."""
+    return " ".join(WORDS[(step * 7 + i * 3 + k * (i + 2)) % len(WORDS)] for k in range(6))
+
+
+def make_samples(text=varied, groups: int = 2, per_group: int = 4, rewards=None, finish=lambda step, i: "eos"):
+    """A list of sample dicts as the trainer stores them (prompt-major groups)."""
+    out = []
+    for step in range(1, STEPS + 1):
+        for i in range(groups * per_group):
+            out.append({"step": step, "prompt": f"prompt {i // per_group}", "completion": text(step, i),
+                        "rewards": (rewards or (lambda s, j: {"vader": 0.1, "total": 0.1}))(step, i),
+                        "extras": {"prompt_index": i // per_group, "sample_index": i % per_group,
+                                   "finish_reason": finish(step, i)}})
+    return out
+
+
+def kinds(alarms) -> set[str]:
+    return {a.kind for a in alarms}
+
+
+HEALTHY = dict(reward=lambda t: 0.2 + 0.3 * t, reward_std=lambda t: 0.3, frac_reward_zero_std=lambda t: 0.0,
+               entropy=lambda t: 2.0 - 0.5 * t, kl=lambda t: 0.01 + 0.03 * t, completions__clipped_ratio=lambda t: 0.1,
+               completions__mean_length=lambda t: 12.0, rewards__vader__mean=lambda t: 0.2 + 0.3 * t)
+
+
+def test_healthy_run_raises_no_alarm():
+    assert check_alarms(make_metrics(**HEALTHY), make_samples(), CONFIG) == []
+
+
+# ---------------------------------------------------------------------- measures by hand
+
+
+def test_distinct_n_by_hand():
+    # bigrams: (a b) (b a) (a b) | (a b) -> 4 bigrams, 2 unique
+    assert compute_distinct_n(["a b a b", "a b"], n=2) == pytest.approx(2 / 4)
+    assert compute_distinct_n(["one", ""], n=2) != compute_distinct_n(["one", ""], n=2)  # NaN without bigrams
+    assert compute_distinct_n(["x y z"], n=1) == 1.0
+
+
+def test_duplicate_fraction_by_hand():
+    assert compute_duplicate_fraction(["a", "a", "a", "b"]) == pytest.approx(2 / 4)
+    assert compute_duplicate_fraction(["a", "b"]) == 0.0
+
+
+# ---------------------------------------------------------------------- diversity collapse
+
+
+def collapsing(step: int, i: int) -> str:
+    return "great great great wonderful day" if step > STEPS // 2 else varied(step, i)
+
+
+def test_diversity_collapse_fires_when_reward_rises_and_completions_repeat():
+    metrics = make_metrics(**HEALTHY)
+    found = [a for a in check_alarms(metrics, make_samples(collapsing), CONFIG) if a.kind == "diversity_collapse"]
+    assert len(found) == 1
+    alarm = found[0]
+    assert alarm.from_step == STEPS // 2 + 1
+    assert "great great" in alarm.examples[0]
+    assert "distinct-2" in alarm.what_it_saw and "beta" in alarm.suggestion
+
+
+def test_diversity_collapse_needs_a_rising_reward():
+    flat = {**HEALTHY, "reward": lambda t: 0.3}
+    assert "diversity_collapse" not in kinds(check_alarms(make_metrics(**flat), make_samples(collapsing), CONFIG))
+
+
+def test_diversity_collapse_quiet_while_completions_stay_varied():
+    assert "diversity_collapse" not in kinds(check_alarms(make_metrics(**HEALTHY), make_samples(varied), CONFIG))
+
+
+# ---------------------------------------------------------------------- length cap
+
+
+def test_length_cap_fires_from_clipped_ratio():
+    metrics = make_metrics(**{**HEALTHY, "completions__clipped_ratio": lambda t: 0.9 if t > 0.5 else 0.1})
+    samples = make_samples(finish=lambda step, i: "length" if step > 10 else "eos")
+    (alarm,) = [a for a in check_alarms(metrics, samples, CONFIG) if a.kind == "length_cap"]
+    assert alarm.from_step == 11
+    assert "90%" in alarm.what_it_saw and "max_new_tokens = 32" in alarm.what_it_saw
+    assert alarm.examples and "max_new_tokens" in alarm.suggestion
+
+
+def test_length_cap_falls_back_to_finish_reason_and_stays_quiet_below_the_cap():
+    no_ratio = {k: v for k, v in HEALTHY.items() if k != "completions__clipped_ratio"}
+    clipped = make_samples(finish=lambda step, i: "length" if i < 6 else "eos")  # 75% clipped
+    assert "length_cap" in kinds(check_alarms(make_metrics(**no_ratio), clipped, CONFIG))
+    few = make_samples(finish=lambda step, i: "length" if i < 2 else "eos")  # 25%
+    assert "length_cap" not in kinds(check_alarms(make_metrics(**no_ratio), few, CONFIG))
+
+
+# ---------------------------------------------------------------------- entropy
+
+
+def test_entropy_collapse_fires_and_not():
+    collapse = make_metrics(**{**HEALTHY, "entropy": lambda t: 2.0 if t < 0.5 else 0.02})
+    (alarm,) = [a for a in check_alarms(collapse, make_samples(), CONFIG) if a.kind == "entropy_collapse"]
+    assert alarm.from_step == 11 and "2 to 0.02" in alarm.what_it_saw and "learning_rate" in alarm.suggestion
+    assert "entropy_collapse" not in kinds(check_alarms(make_metrics(**HEALTHY), make_samples(), CONFIG))
+
+
+# ---------------------------------------------------------------------- KL
+
+
+def test_kl_runaway_fires_above_the_limit_and_on_growth():
+    runaway = make_metrics(**{**HEALTHY, "kl": lambda t: 0.02 * math.exp(6 * t)})  # 0.02 -> 8
+    (alarm,) = [a for a in check_alarms(runaway, make_samples(), CONFIG) if a.kind == "kl_runaway"]
+    assert alarm.severity == "critical" and "beta" in alarm.suggestion
+    assert alarm.from_step is not None and 1 < alarm.from_step < STEPS
+    grew = make_metrics(**{**HEALTHY, "kl": lambda t: 0.005 if t < 0.5 else 0.3})  # 60x, below KL_MAX
+    (alarm,) = [a for a in check_alarms(grew, make_samples(), CONFIG) if a.kind == "kl_runaway"]
+    assert alarm.severity == "warning" and alarm.from_step == 11
+
+
+def test_kl_runaway_quiet_for_small_or_absent_kl():
+    assert "kl_runaway" not in kinds(check_alarms(make_metrics(**HEALTHY), make_samples(), CONFIG))
+    no_kl = {k: v for k, v in HEALTHY.items() if k != "kl"}
+    assert "kl_runaway" not in kinds(check_alarms(make_metrics(**no_kl), make_samples(), CONFIG))
+
+
+# ---------------------------------------------------------------------- no signal
+
+
+def test_no_signal_fires_on_a_streak_of_flat_rewards():
+    flat = make_metrics(**{**HEALTHY, "frac_reward_zero_std": lambda t: 1.0 if t > 0.6 else 0.25})
+    (alarm,) = [a for a in check_alarms(flat, make_samples(), CONFIG) if a.kind == "no_signal"]
+    assert alarm.severity == "critical" and alarm.from_step == 13
+    assert "8 steps in a row" in alarm.what_it_saw and "num_generations" in alarm.suggestion
+
+
+def test_no_signal_quiet_when_flat_steps_come_and_go():
+    blinking = make_metrics(**{**HEALTHY, "frac_reward_zero_std": lambda t: 1.0 if round(t * 19) % 2 else 0.5})
+    assert "no_signal" not in kinds(check_alarms(blinking, make_samples(), CONFIG))
+
+
+# ---------------------------------------------------------------------- rewards that fail
+
+
+def nan_rewards(step, i):
+    return {"vader": 0.5, "exact": None if i % 4 else 1.0, "total": 0.5}
+
+
+def test_reward_nan_fires_when_a_reward_gives_none_for_most_completions():
+    (alarm,) = [a for a in check_alarms(make_metrics(**HEALTHY), make_samples(rewards=nan_rewards), CONFIG)
+                if a.kind == "reward_nan"]
+    assert "'exact'" in alarm.title and "75%" in alarm.what_it_saw and alarm.from_step == 1
+    assert alarm.examples
+
+
+def test_reward_nan_from_metrics_alone_and_quiet_when_rare():
+    metrics = make_metrics(**HEALTHY, rewards__exact__mean=lambda t: float("nan") if t > 0.3 else 1.0)
+    assert "reward_nan" in kinds(check_alarms(metrics, [], CONFIG))
+    rare = make_samples(rewards=lambda s, i: {"vader": 0.5, "exact": None if i == 0 else 1.0, "total": 0.5})
+    assert "reward_nan" not in kinds(check_alarms(make_metrics(**HEALTHY), rare, CONFIG))
+
+
+def test_reward_wrong_count_from_the_run_error():
+    from llmrl_core.lm_rl.rewards import RewardError, RewardSet
+
+    def short(prompts, completions, **kw):
+        return [1.0]
+
+    with pytest.raises(RewardError) as caught:
+        RewardSet.from_callables([short]).score(["p", "p"], ["a", "b"])
+    (alarm,) = check_alarms(make_metrics(**HEALTHY), make_samples(), CONFIG, messages=["Training started.", str(caught.value)])
+    assert alarm.kind == "reward_wrong_count" and alarm.severity == "critical"
+    assert "'short'" in alarm.title and "1 values for 2" in alarm.what_it_saw
+    assert check_alarms(make_metrics(**HEALTHY), make_samples(), CONFIG, messages=["Training started."]) == []
+
+
+# ---------------------------------------------------------------------- inputs and the store
+
+
+def test_long_format_and_empty_inputs():
+    wide = make_metrics(**{**HEALTHY, "entropy": lambda t: 0.01})
+    long = wide.melt(id_vars="step", var_name="name", value_name="value")
+    assert kinds(check_alarms(long, None, CONFIG)) == kinds(check_alarms(wide, None, CONFIG)) == {"entropy_collapse"}
+    assert check_alarms(pd.DataFrame(), [], {}) == []
+    short = make_metrics(**HEALTHY).head(A.MIN_STEPS - 1).assign(entropy=0.001)
+    assert "entropy_collapse" not in kinds(check_alarms(short, [], CONFIG))  # too few steps to call a trend
+
+
+def test_read_run_alarms_reads_the_store(store):
+    run_id = store.create_run("lm_rl", "hacked", CONFIG)
+    metrics = make_metrics(**{**HEALTHY, "frac_reward_zero_std": lambda t: 1.0})
+    for row in metrics.to_dict("records"):
+        store.log_metrics(run_id, int(row.pop("step")), row)
+    samples = make_samples(rewards=nan_rewards)
+    for step in range(1, STEPS + 1):
+        store.add_samples(run_id, step, [s for s in samples if s["step"] == step])
+    store.set_status(run_id, "failed", error="Reward 'mine' returned 3 values for 8 completions; return one per completion.")
+    found = read_run_alarms(store, run_id)
+    assert kinds(found) == {"no_signal", "reward_nan", "reward_wrong_count"}
+    assert all(a.severity == "critical" for a in found)
+    assert read_run_alarms(store, 999) == []
+    assert found[0].to_dict()["kind"] == found[0].kind
