@@ -78,3 +78,15 @@ def store(tmp_path: Path):
     from llmrl_core.runs import RunStore
 
     return RunStore(tmp_path / "runs.sqlite")
+
+
+@pytest.fixture()
+def page_env(monkeypatch, tiny_model_dir):
+    """Pages serve the tiny model by default, run from the repo root, and the shared model holder starts empty."""
+    monkeypatch.setenv("LLMRL_MODEL", str(tiny_model_dir))
+    monkeypatch.chdir(ROOT)
+    from ui import state
+
+    state.get_model_holder.clear()
+    yield tiny_model_dir
+    state.get_model_holder.clear()

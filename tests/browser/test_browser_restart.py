@@ -10,15 +10,7 @@ import pytest
 
 from llmrl_core.runs import ACTIVE_STATUSES, RunManager, RunStore
 from tests.support.browser import open_browser, start_app, stop_app
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture()
@@ -49,13 +41,13 @@ def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tm
             page.wait_for_timeout(1000)
             page.get_by_role("button", name="Train", exact=True).click()
             page.get_by_test_id("stMain").get_by_role("button", name="Stop", exact=True).first.wait_for(timeout=60_000)
-            assert _wait_for(lambda: not store.list_runs().empty and store.list_runs()["step"].iloc[0] > 0, 90)
+            assert wait_for(lambda: not store.list_runs().empty and store.list_runs()["step"].iloc[0] > 0, 90)
         run_id = int(store.list_runs()["id"].iloc[0])
     finally:
         stop_app(first, signal.SIGKILL)  # kill -9 of the whole server process group
 
     step = store.get_run(run_id)["step"]
-    assert _wait_for(lambda: store.get_run(run_id)["step"] > step, 30), "the run stopped with the server"
+    assert wait_for(lambda: store.get_run(run_id)["step"] > step, 30), "the run stopped with the server"
     assert store.get_run(run_id)["status"] == "running"
 
     second, url = start_app(home)
@@ -66,10 +58,10 @@ def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tm
             page.get_by_test_id("stMain").get_by_role("button", name="Stop", exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "reattached.png"), full_page=True)
             before = store.get_run(run_id)["step"]
-            assert _wait_for(lambda: store.get_run(run_id)["step"] > before, 20), "not advancing after the restart"
+            assert wait_for(lambda: store.get_run(run_id)["step"] > before, 20), "not advancing after the restart"
             page.get_by_test_id("stMain").get_by_role("button", name="Stop", exact=True).first.click()
             run = store.get_run(run_id)
-            assert _wait_for(lambda: store.get_run(run_id)["status"] == "stopped", 30), (
+            assert wait_for(lambda: store.get_run(run_id)["status"] == "stopped", 30), (
                 run["control"], store.get_run(run_id)["status"], store.read_logs(run_id)["message"].tolist())
             page.get_by_text("stopped").first.wait_for(timeout=30_000)
     finally:

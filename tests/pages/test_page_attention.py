@@ -7,27 +7,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.support.apptest import open_page
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "<script>alert(1)</script>"
 
 
-@pytest.fixture()
-def page_env(monkeypatch, tiny_model_dir):
-    """Serve the tiny model by default (nothing loaded in the shared holder)."""
-    monkeypatch.setenv("LLMRL_MODEL", str(tiny_model_dir))
-    monkeypatch.chdir(ROOT)
-    from ui import state
-
-    state.get_model_holder.clear()
-    yield tiny_model_dir
-    state.get_model_holder.clear()
-
-
 def _page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "language_models" / "attention.py"), default_timeout=120)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page("language_models/attention.py", timeout=120)
 
 
 def _compute(at: AppTest, text: str) -> AppTest:

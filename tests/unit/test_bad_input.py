@@ -22,6 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from llmrl_core.core.errors import WorkbenchError
+from tests.support.apptest import read_shown_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")
@@ -610,22 +611,6 @@ def test_real_process_exits_2_without_a_traceback(argv, needle, workbench_home):
 
 # ============================================================================ pages (AppTest)
 
-def _shown(at: AppTest) -> str:
-    """Every error and warning on the page, Markdown escapes removed."""
-    return " ".join(e.value.replace("\\", "") for e in [*at.error, *at.warning])
-
-
-@pytest.fixture()
-def page_env(monkeypatch, tiny_model_dir):
-    """Pages serve the tiny model; the shared model holder starts empty."""
-    monkeypatch.setenv("LLMRL_MODEL", str(tiny_model_dir))
-    monkeypatch.chdir(ROOT)
-    from ui import state
-
-    state.get_model_holder.clear()
-    yield tiny_model_dir
-    state.get_model_holder.clear()
-
 
 def _rl_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / "language_models" / "lm_rl.py"), default_timeout=120)
@@ -667,7 +652,7 @@ def test_rl_page_form_refuses_with_the_field_named(kind, key, value, needles, pa
     at.button(key="rl_start").click()
     at.run()
     assert not at.exception, at.exception
-    shown = _shown(at)
+    shown = read_shown_messages(at)
     for needle in needles:
         assert needle.lower() in shown.lower(), (needle, shown)
     assert _store_counts() == before
@@ -690,7 +675,7 @@ def test_rl_page_yaml_loader_refuses_with_the_field_named(text, needles, page_en
     at.button(key="rl_yaml_load").click()
     at.run()
     assert not at.exception, at.exception
-    shown = _shown(at)
+    shown = read_shown_messages(at)
     for needle in needles:
         assert needle.lower() in shown.lower(), (needle, shown)
 
@@ -733,7 +718,7 @@ def test_gym_page_form_refuses_with_the_field_named(kind, field, value, needles,
     at.button(key="gym_train").click()
     at.run()
     assert not at.exception, at.exception
-    shown = _shown(at)
+    shown = read_shown_messages(at)
     for needle in needles:
         assert needle.lower() in shown.lower(), (needle, shown)
     assert _store_counts() == before
@@ -758,7 +743,7 @@ def test_playground_refuses_with_the_field_named(key, value, button, needles, pa
     at.button(key=button).click()
     at.run()
     assert not at.exception, at.exception
-    shown = _shown(at)
+    shown = read_shown_messages(at)
     for needle in needles:
         assert needle.lower() in shown.lower(), (needle, shown)
 
@@ -777,7 +762,7 @@ def test_attention_page_refuses_with_what_to_change(text, needles, page_env):
     at.text_area(key="att_text").set_value(text)
     at.button[0].click().run()
     assert not at.exception, at.exception
-    shown = _shown(at)
+    shown = read_shown_messages(at)
     for needle in needles:
         assert needle.lower() in shown.lower(), (needle, shown)
 

@@ -9,15 +9,7 @@ import pytest
 
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs import JobContext, RunManager, StopRun, get_job
-
-
-def _wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+from tests.support.waiting import wait_for
 
 
 def test_demo_job_completes_in_background(store, workbench_home):
@@ -35,7 +27,7 @@ def test_demo_job_completes_in_background(store, workbench_home):
 def test_stop_is_honoured_within_a_step(store, workbench_home):
     manager = RunManager(store)
     run_id = manager.start("demo", {"steps": 1000, "delay": 0.02})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 3)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 3)
     manager.stop(run_id)
     assert manager.wait(run_id, 5)
     run = store.get_run(run_id)
@@ -45,7 +37,7 @@ def test_stop_is_honoured_within_a_step(store, workbench_home):
 def test_stop_requested_through_the_store_from_elsewhere(store, workbench_home):
     manager = RunManager(store)
     run_id = manager.start("demo", {"steps": 1000, "delay": 0.02})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 2)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 2)
     store.request_control(run_id, "stop")  # what `runs stop` or another process does
     assert manager.wait(run_id, 5)
     assert store.get_run(run_id)["status"] == "stopped"
@@ -54,9 +46,9 @@ def test_stop_requested_through_the_store_from_elsewhere(store, workbench_home):
 def test_pause_and_resume(store, workbench_home):
     manager = RunManager(store)
     run_id = manager.start("demo", {"steps": 60, "delay": 0.01})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 2)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 2)
     manager.pause(run_id)
-    assert _wait_for(lambda: store.get_run(run_id)["status"] == "paused")
+    assert wait_for(lambda: store.get_run(run_id)["status"] == "paused")
     held = store.get_run(run_id)["step"]
     time.sleep(0.3)
     assert store.get_run(run_id)["step"] == held

@@ -15,17 +15,9 @@ import pytest
 from llmrl_core.runs import RunManager, RunStore, register_job
 from llmrl_core.runs.manager import describe_exit, get_worker_log_path
 from llmrl_core.runs.store import parse_owner_pid
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait_for(predicate, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _pid_running(pid: int) -> bool:
@@ -58,7 +50,7 @@ def test_worker_runs_a_job_to_completion_in_its_own_process_group(store, workben
 def test_kill_9_marks_the_run_failed_and_keeps_every_recorded_step(store, workbench_home):
     manager = RunManager(store)
     run_id = manager.start("demo", {"steps": 100_000, "delay": 0.02})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 5)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 5)
     os.kill(_worker_pid(store, run_id), signal.SIGKILL)  # what the kernel's OOM killer does
     assert manager.wait(run_id, 10)
     run = store.get_run(run_id)
@@ -72,9 +64,9 @@ def test_kill_9_marks_the_run_failed_and_keeps_every_recorded_step(store, workbe
 def test_the_supervisor_thread_notices_a_dead_worker_without_wait(store, workbench_home):
     manager = RunManager(store, supervise_every_s=0.1)
     run_id = manager.start("demo", {"steps": 100_000, "delay": 0.02})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 2)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 2)
     os.kill(_worker_pid(store, run_id), signal.SIGSEGV)
-    assert _wait_for(lambda: store.get_run(run_id)["status"] == "failed", 10)
+    assert wait_for(lambda: store.get_run(run_id)["status"] == "failed", 10)
     assert "crashed (SIGSEGV" in store.get_run(run_id)["error"]
 
 
@@ -91,7 +83,7 @@ def test_stop_ends_the_whole_process_group_sandbox_included(store, workbench_hom
     register_job("sandbox_holder", "tests.support.worker_jobs:run_sandbox_holder_job")
     manager = RunManager(store)
     run_id = manager.start("sandbox_holder", {})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 2, 60), store.get_run(run_id)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 2, 60), store.get_run(run_id)
     logs = store.read_logs(run_id)["message"]
     sandbox_pid = int(next(m for m in logs if m.startswith("sandbox pid")).split()[-1])
     worker_pid = _worker_pid(store, run_id)
@@ -101,14 +93,14 @@ def test_stop_ends_the_whole_process_group_sandbox_included(store, workbench_hom
     assert manager.wait(run_id, 10)
     assert time.monotonic() - asked < 5
     assert store.get_run(run_id)["status"] == "stopped"
-    assert _wait_for(lambda: not _pid_running(sandbox_pid), 5), "the sandbox outlived its worker"
+    assert wait_for(lambda: not _pid_running(sandbox_pid), 5), "the sandbox outlived its worker"
 
 
 def test_a_worker_that_ignores_stop_is_killed_after_the_grace_period(store, workbench_home):
     register_job("stubborn", "tests.support.worker_jobs:run_stubborn_job")
     manager = RunManager(store, stop_grace_s=1.0, supervise_every_s=0.1)
     run_id = manager.start("stubborn", {})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 2, 60)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 2, 60)
     manager.stop(run_id)
     assert manager.wait(run_id, 15)
     run = store.get_run(run_id)
@@ -128,18 +120,18 @@ def test_runs_outlive_the_server_and_a_new_server_reattaches(store, workbench_ho
                             env=dict(os.environ))
     assert server.returncode == 0, server.stderr
     run_id = int(server.stdout.split()[-1])
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 3, 60), store.get_run(run_id)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 3, 60), store.get_run(run_id)
     step = store.get_run(run_id)["step"]
 
     manager = RunManager(store)  # the restarted server
     assert run_id not in manager.recovered
     assert store.get_run(run_id)["status"] == "running"
-    assert _wait_for(lambda: store.get_run(run_id)["step"] > step + 3), "the run stopped advancing"
+    assert wait_for(lambda: store.get_run(run_id)["step"] > step + 3), "the run stopped advancing"
     assert manager.is_alive(run_id)
     manager.pause(run_id)
-    assert _wait_for(lambda: store.get_run(run_id)["status"] == "paused", 10)
+    assert wait_for(lambda: store.get_run(run_id)["status"] == "paused", 10)
     manager.resume(run_id)
-    assert _wait_for(lambda: store.get_run(run_id)["status"] == "running", 10)
+    assert wait_for(lambda: store.get_run(run_id)["status"] == "running", 10)
     manager.stop(run_id)
     assert manager.wait(run_id, 10)
     assert store.get_run(run_id)["status"] == "stopped"
@@ -148,7 +140,7 @@ def test_runs_outlive_the_server_and_a_new_server_reattaches(store, workbench_ho
 def test_a_reattached_worker_killed_later_is_failed_by_the_new_supervisor(store, workbench_home):
     first = RunManager(store)
     run_id = first.start("demo", {"steps": 100000, "delay": 0.05})
-    assert _wait_for(lambda: store.get_run(run_id)["step"] >= 2, 60)
+    assert wait_for(lambda: store.get_run(run_id)["step"] >= 2, 60)
     first._workers.clear()  # forget it, as a server that exited would
     second = RunManager(store)
     os.kill(_worker_pid(store, run_id), signal.SIGKILL)
