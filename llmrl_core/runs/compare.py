@@ -1,0 +1,245 @@
+"""Compare runs (issue 10): their curves on shared axes, TensorBoard's smoothing, a config diff, final figures.
+
+- `read_compare_frame(store, run_ids, metrics, x=...)` reads a few metrics of a few runs in one query
+  (answered from the index metrics(run_id, name, step, value)) and returns one long frame, each
+  series smoothed (optional) and downsampled to `max_points` with the runs reader's min/max buckets,
+  so 5 runs x 20,000 steps x 3 metrics draw as 15 x 1,000 points.
+- x is the step, the samples seen (an LM run's step x its completions per step; a gym run's step
+  already counts environment steps) or the wall time since the run started (seconds).
+- `smooth_ema(values, weight)` is TensorBoard's debiased exponential moving average.
+- `diff_configs({run_id: config})` keeps the fields that differ, nested fields as dotted keys.
+- `summarize_finals(store, run_ids, metrics)` gives each run's final and best value per metric.
+
+Nothing here imports Streamlit; llmrl_core/present/compare.py draws the frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from llmrl_core.core.errors import InputError
+from llmrl_core.runs.reader import DEFAULT_MAX_POINTS, select_extremes
+from llmrl_core.runs.store import RunStore
+
+X_AXES = {"step": "step", "samples": "samples seen", "time": "wall time (s)"}  # x choice -> axis title
+FRAME_COLUMNS = ["run_id", "run_name", "metric", "step", "x", "raw", "value"]
+LOWER_IS_BETTER = ("loss",)  # a metric whose name contains one of these is best at its minimum
+MISSING = None  # a config field a run does not have, in diff_configs
+
+
+# ----------------------------------------------------------------------------- x axis
+
+
+def get_samples_per_step(kind: str, config: Mapping[str, Any]) -> int:
+    """How many samples one logged step stands for: an LM run's completions per step
+    (prompts_per_step x num_generations, RLConfig.batch_size), 1 for a gym run (its step counts
+    environment steps already) and any other kind."""
+    if kind != "lm_rl":
+        return 1
+    from llmrl_core.lm_rl.config import RLConfig
+
+    defaults = RLConfig.__dataclass_fields__
+    prompts = config.get("prompts_per_step", defaults["prompts_per_step"].default)
+    generations = config.get("num_generations", defaults["num_generations"].default)
+    try:
+        return max(1, int(prompts) * int(generations))
+    except (TypeError, ValueError):
+        return 1
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+def smooth_ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's scalar smoothing: a debiased exponential moving average.
+
+    last = weight * last + (1 - weight) * value, starting from 0, and each point shows
+    last / (1 - weight ** n) after n finite values, which undoes the pull toward the 0 start
+    (as Adam's bias correction, arXiv 1412.6980). Non-finite values pass through unchanged and do
+    not move the average; a constant series is returned as is (as TensorBoard does). weight 0 is
+    no smoothing; weight must be in [0, 1).
+    """
+    if not (isinstance(weight, (int, float)) and 0 <= weight < 1):
+        raise InputError(f"Smoothing must be at least 0 and below 1 (got {weight!r}); 0.6 is TensorBoard's default.")
+    y = np.asarray(values, dtype=float)
+    if weight == 0 or y.size == 0 or np.all(y == y[0]):
+        return y.copy()
+    out = y.copy()
+    finite = np.isfinite(y)
+    x = y[finite]
+    if x.size == 0:
+        return out
+    from scipy.signal import lfilter
+
+    last = lfilter([1 - weight], [1, -weight], x)  # last_n = w * last_{n-1} + (1 - w) * x_n, last_0 = 0
+    n = np.arange(1, x.size + 1)
+    out[finite] = last / (1 - weight ** n)
+    return out
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def _read_runs(store: RunStore, run_ids: Sequence[int]) -> dict[int, dict]:
+    """The runs by id; an unknown id is an InputError."""
+    runs = {}
+    for run_id in run_ids:
+        run = store.get_run(int(run_id))
+        if run is None:
+            raise InputError(f"No run with id {run_id}. See the ids with: python -m llmrl_core runs list")
+        runs[int(run_id)] = run
+    return runs
+
+
+def read_compare_frame(store: RunStore, run_ids: Sequence[int], metrics: Sequence[str], x: str = "step",
+                       max_points: int = DEFAULT_MAX_POINTS, smoothing: float = 0.0) -> pd.DataFrame:
+    """The chosen metrics of the chosen runs as one long frame (FRAME_COLUMNS), ready to draw.
+
+    Each (run, metric) series is smoothed with `smooth_ema(raw, smoothing)` over all its points,
+    then cut to at most `max_points` points (first, last, and each bucket's min and max of the raw
+    values, runs/reader.py), so a spike survives and the smoothed line keeps its true shape.
+    `x` is 'step', 'samples' or 'time' (X_AXES); NaN values (logged NaN) are left out.
+    """
+    if x not in X_AXES:
+        raise InputError(f"x must be one of {', '.join(X_AXES)} (got {x!r}).")
+    if max_points < 4:
+        raise InputError(f"max_points must be at least 4 (got {max_points}).")
+    smooth_ema([], smoothing)  # checks the weight before any reading
+    run_ids = [int(r) for r in dict.fromkeys(run_ids)]
+    metrics = list(dict.fromkeys(metrics))
+    if not run_ids or not metrics:
+        return pd.DataFrame(columns=FRAME_COLUMNS)
+    runs = _read_runs(store, run_ids)
+    wall = ", m.wall_time" if x == "time" else ""  # left out otherwise: the rest comes from the index alone
+    rows = store.fetch_rows(
+        f"SELECT m.run_id, m.name, m.step, m.value{wall} FROM metrics m"
+        f" WHERE m.run_id IN ({','.join('?' * len(run_ids))}) AND m.name IN ({','.join('?' * len(metrics))})"
+        " AND m.value IS NOT NULL ORDER BY m.run_id, m.name, m.step",
+        [*run_ids, *metrics],
+    )
+    columns = ["run_id", "metric", "step", "raw"] + (["wall_time"] if wall else [])
+    long = pd.DataFrame.from_records(rows, columns=columns)
+    if long.empty:
+        return pd.DataFrame(columns=FRAME_COLUMNS)
+    pieces = []
+    for (run_id, metric), series in long.groupby(["run_id", "metric"], sort=False):
+        run = runs[int(run_id)]
+        steps = series["step"].to_numpy()
+        raw = series["raw"].to_numpy(dtype=float)
+        if x == "step":
+            xs = steps.astype(float)
+        elif x == "samples":
+            xs = steps.astype(float) * get_samples_per_step(run["kind"], run["config"])
+        else:
+            start = run.get("started") or float(series["wall_time"].min())
+            xs = series["wall_time"].to_numpy(dtype=float) - float(start)
+        smoothed = smooth_ema(raw, smoothing) if smoothing else raw
+        keep = select_extremes(raw, max_points)
+        pieces.append(pd.DataFrame({
+            "run_id": int(run_id), "run_name": run["name"], "metric": metric, "step": steps[keep],
+            "x": xs[keep], "raw": raw[keep], "value": smoothed[keep],
+        }))
+    frame = pd.concat(pieces, ignore_index=True)
+    order = {r: i for i, r in enumerate(run_ids)}  # the caller's run order, then the caller's metric order
+    frame["_r"] = frame["run_id"].map(order)
+    frame["_m"] = frame["metric"].map({m: i for i, m in enumerate(metrics)})
+    frame = frame.sort_values(["_r", "_m", "step"], kind="stable").drop(columns=["_r", "_m"])
+    return frame[FRAME_COLUMNS].reset_index(drop=True)
+
+
+def list_common_metrics(store: RunStore, run_ids: Sequence[int]) -> tuple[list[str], list[str]]:
+    """(metrics every run logged, metrics at least one logged), each sorted: the compare picker's choices."""
+    names = [set(store.metric_names(int(r))) for r in run_ids]
+    if not names:
+        return [], []
+    return sorted(set.intersection(*names)), sorted(set.union(*names))
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys ({'params': {'gamma': 0.99}} -> {'params.gamma': 0.99});
+    lists stay whole values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _shown(value: Any) -> Any:
+    """A config value as the diff table shows it: text as is, lists and dicts as JSON, others unchanged."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def diff_configs(configs: Mapping[Any, Mapping[str, Any]]) -> pd.DataFrame:
+    """The config fields that differ between runs: one row per dotted field, one column per run key.
+
+    A field some runs lack shows as None for them (and counts as a difference). Lists and dicts are
+    compared by value and shown as JSON text, so the frame holds only plain values. Fields are in
+    the first config's order, then the others'. With fewer than two configs nothing can differ.
+    """
+    keys = list(configs)
+    flat = {k: flatten_config(dict(configs[k])) for k in keys}
+    fields = list(dict.fromkeys(f for k in keys for f in flat[k]))
+    rows = {}
+    if len(keys) >= 2:
+        for field in fields:
+            values = [_shown(flat[k].get(field, MISSING)) for k in keys]
+            present = [field in flat[k] for k in keys]
+            if all(present) and all(_same(values[0], v) for v in values[1:]):
+                continue
+            rows[field] = values
+    frame = pd.DataFrame(list(rows.values()), index=pd.Index(list(rows), name="field"), columns=keys, dtype=object)
+    return frame
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values: 1 equals 1.0, True equals only True, NaN equals NaN."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+# ----------------------------------------------------------------------------- finals
+
+
+def is_lower_better(metric: str) -> bool:
+    """True for metrics that improve downward (a loss); the best of the others is their maximum."""
+    return any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+def summarize_finals(store: RunStore, run_ids: Sequence[int], metrics: Iterable[str]) -> pd.DataFrame:
+    """Each run's final and best value of each metric: columns run_id, run_name, metric, final,
+    final_step, best, best_step (best = maximum, or minimum for a loss; None when never logged)."""
+    runs = _read_runs(store, [int(r) for r in dict.fromkeys(run_ids)])
+    rows = []
+    for run_id, run in runs.items():
+        for metric in dict.fromkeys(metrics):
+            last = store.fetch_rows(
+                "SELECT step, value FROM metrics WHERE run_id=? AND name=? AND value IS NOT NULL"
+                " ORDER BY step DESC LIMIT 1", (run_id, metric))
+            order = "ASC" if is_lower_better(metric) else "DESC"
+            best = store.fetch_rows(
+                "SELECT step, value FROM metrics WHERE run_id=? AND name=? AND value IS NOT NULL"
+                f" ORDER BY value {order}, step ASC LIMIT 1", (run_id, metric))
+            rows.append({
+                "run_id": run_id, "run_name": run["name"], "metric": metric,
+                "final": last[0][1] if last else None, "final_step": last[0][0] if last else None,
+                "best": best[0][1] if best else None, "best_step": best[0][0] if best else None,
+            })
+    frame = pd.DataFrame(rows, columns=["run_id", "run_name", "metric", "final", "final_step", "best", "best_step"])
+    return frame.astype({"final": float, "best": float, "final_step": "Int64", "best_step": "Int64"})

@@ -1,0 +1,238 @@
+"""Export a run (issue 10): the tuned model, its metrics, its samples, its config, as files others can use.
+
+`export_run(store, run_id, what, out)` with `what`:
+- 'model': for an LM run, a Hugging Face folder that `AutoModelForCausalLM.from_pretrained` loads,
+  from the run's newest checkpoint (or a chosen one). A LoRA run's adapter is merged into its base
+  model (peft's merge_and_unload, via lm.models.load_causal_lm) unless merge_lora=False, which
+  exports the adapter alone (adapter_config.json + weights; it names its base model by the path
+  it was trained from). The tokenizer goes along either way; the trainer state (optimizer moments)
+  does not. For a Gymnasium run, the SB3 agent .zip the run saved.
+- 'metrics': CSV, one row per step and one column per metric.
+- 'samples': JSONL, one generation a line (step, prompt, completion, rewards, extras).
+- 'config': YAML that `python -m llmrl_core train --config FILE` accepts (LM runs); for gym runs the
+  GymConfig fields.
+
+Atomic: everything is written under a hidden temporary sibling (.NAME.partial-PID) and renamed to
+`out` only when complete, so an export that fails or is killed half-way never leaves something
+at `out` that looks finished. An existing `out` is refused unless overwrite=True; even then a
+folder is replaced only when it looks like an earlier export (a model folder, or empty), so a
+slip of the path cannot wipe an unrelated folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from llmrl_core.core.errors import InputError
+from llmrl_core.runs.reader import pivot_wide
+from llmrl_core.runs.store import RunStore
+
+EXPORT_WHAT = ("model", "metrics", "samples", "config")
+SKIPPED_CHECKPOINT_FILES = {"trainer_state.pt"}  # optimizer moments and RNG: for resuming, not for using
+_MODEL_MARKERS = ("config.json", "adapter_config.json")  # what an exported model folder holds
+
+
+def export_run(store: RunStore, run_id: int, what: str, out: str | Path, *, merge_lora: bool = True,
+               overwrite: bool = False, checkpoint: str | Path | None = None) -> Path:
+    """Write one part of run `run_id` to `out` (see the module docstring) and return `out`.
+
+    `checkpoint` picks a checkpoint folder of the run for 'model' (default: its newest).
+    """
+    if what not in EXPORT_WHAT:
+        raise InputError(f"Cannot export {what!r}; pick one of: {', '.join(EXPORT_WHAT)}.")
+    run = store.get_run(int(run_id))
+    if run is None:
+        raise InputError(f"No run with id {run_id}. See the ids with: python -m llmrl_core runs list")
+    out = Path(out).expanduser()
+    if not out.name or out.name in (".", ".."):
+        raise InputError(f"--out {str(out)!r} names no file or folder; give a path such as exports/run-{run_id}.")
+    writers: dict[str, Callable[[Path], None]] = {
+        "model": lambda tmp: write_model(store, run, tmp, merge_lora=merge_lora, checkpoint=checkpoint),
+        "metrics": lambda tmp: write_metrics_csv(store, run, tmp),
+        "samples": lambda tmp: write_samples_jsonl(store, run, tmp),
+        "config": lambda tmp: tmp.write_text(make_config_yaml(run), encoding="utf-8"),
+    }
+    if what == "model" and run["kind"] == "gym" and out.suffix.lower() != ".zip":
+        raise InputError(f"A Gymnasium run's model is one SB3 .zip file; give --out a name ending in .zip "
+                         f"(e.g. {out.with_suffix('.zip')}).")
+    check_target(out, overwrite)
+    return write_atomically(out, writers[what], overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------- atomic writing
+
+
+def check_target(out: Path, overwrite: bool) -> None:
+    """Refuse an existing `out` unless overwrite, and never replace a folder that is not an export."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise InputError(f"{out} exists; pass overwrite=True / --overwrite to replace it, or pick another --out.")
+    if out.is_symlink():
+        raise InputError(f"{out} is a symbolic link; not replacing it. Remove it by hand or pick another --out.")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in _MODEL_MARKERS):
+        raise InputError(f"{out} is a folder that does not look like an exported model (no config.json or "
+                         "adapter_config.json); not replacing it. Pick another --out.")
+
+
+def write_atomically(out: Path, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
+    """Call write(tmp) on a hidden sibling path, then rename it to `out` (replacing `out` when overwrite).
+
+    On any error (or Ctrl-C) the partial file or folder is removed and `out` is left as it was.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    _remove(tmp)
+    try:
+        write(tmp)
+        if not (tmp.exists()):
+            raise RuntimeError(f"the export wrote nothing at {tmp}")
+        if out.exists() and overwrite:
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            _remove(old)
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)  # put the earlier export back
+                raise
+            _remove(old)
+        elif out.exists():
+            raise InputError(f"{out} appeared while exporting; pass overwrite=True / --overwrite to replace it.")
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return out
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder if it is there (a link as a link)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def find_checkpoint(store: RunStore, run: dict, checkpoint: str | Path | None = None) -> Path:
+    """The checkpoint folder to export: `checkpoint` if given (it must be one of this run's), else the newest."""
+    from llmrl_core.lm_rl.checkpoints import STATE_FILE
+
+    saved = store.list_artifacts(run["id"], kind="checkpoint")
+    folders = [Path(p) for _, p in sorted(zip(saved["step"], saved["path"]), key=lambda sp: sp[0])]
+    folders = [f for f in folders if f.is_dir() and (f / STATE_FILE).is_file()]
+    if checkpoint is not None:
+        wanted = Path(checkpoint).expanduser().resolve()
+        for folder in folders:
+            if folder.resolve() == wanted:
+                return folder
+        names = ", ".join(f.name for f in folders) or "none"
+        raise InputError(f"{checkpoint} is not a checkpoint of run {run['id']}; its checkpoints on disk: {names}.")
+    if not folders:
+        raise InputError(f"Run {run['id']} has no checkpoint on disk (save_final was off, it stopped before its first "
+                         "save, or its files were deleted), so there is no model to export.")
+    return folders[-1]
+
+
+def write_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = True,
+                checkpoint: str | Path | None = None) -> None:
+    """Write the run's model at `tmp`: an HF folder (LM runs) or the agent .zip (gym runs)."""
+    if run["kind"] == "gym":
+        agents = store.list_artifacts(run["id"], kind="agent")
+        paths = [Path(p) for p in agents["path"] if Path(p).is_file()]
+        if not paths:
+            raise InputError(f"Run {run['id']} saved no agent on disk (it ended before training finished, or its "
+                             "files were deleted), so there is nothing to export.")
+        shutil.copy2(paths[-1], tmp)
+        return
+    if run["kind"] != "lm_rl":
+        raise InputError(f"Run {run['id']} is a {run['kind']!r} run, which trains no model; export its metrics, "
+                         "samples or config instead.")
+    from llmrl_core.lm_rl.checkpoints import is_adapter_checkpoint
+
+    folder = find_checkpoint(store, run, checkpoint)
+    if is_adapter_checkpoint(folder):
+        if merge_lora:
+            write_merged_model(folder, tmp)
+        else:
+            copy_model_files(folder, tmp)
+        return
+    if not merge_lora:
+        raise InputError(f"Run {run['id']} trained every weight (use_lora was off), so there is no adapter alone "
+                         "to export; export the full model (leave out --adapter-only).")
+    copy_model_files(folder, tmp)
+
+
+def write_merged_model(adapter_folder: Path, tmp: Path) -> None:
+    """Load the adapter's base model, merge the LoRA weights in and save a plain HF folder with the tokenizer."""
+    from llmrl_core.lm.models import load_causal_lm
+
+    loaded = load_causal_lm(str(adapter_folder), device="cpu")  # merges (peft merge_and_unload)
+    tmp.mkdir(parents=True)
+    loaded.model.save_pretrained(tmp)
+    loaded.tokenizer.save_pretrained(tmp)
+
+
+def copy_model_files(folder: Path, tmp: Path) -> None:
+    """Copy a checkpoint folder's model and tokenizer files (not its trainer state) to `tmp`."""
+    tmp.mkdir(parents=True)
+    for entry in sorted(folder.iterdir()):
+        if entry.name in SKIPPED_CHECKPOINT_FILES:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, tmp / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, tmp / entry.name)
+
+
+# ----------------------------------------------------------------------------- metrics, samples, config
+
+
+def write_metrics_csv(store: RunStore, run: dict, tmp: Path) -> None:
+    """Every metric of the run as CSV: a 'step' column, then one column per metric (the last value logged wins)."""
+    long, _ = store.read_metrics_after(run["id"], 0)
+    wide = pivot_wide(long)
+    if long.empty:
+        wide.to_csv(tmp, index=False)
+        return
+    wide.index.name = "step"
+    wide.reset_index().to_csv(tmp, index=False)
+
+
+def write_samples_jsonl(store: RunStore, run: dict, tmp: Path) -> None:
+    """Every stored sample of the run as JSON Lines, oldest first."""
+    samples = store.read_samples(run["id"], limit=-1)  # -1: no limit
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in samples.itertuples(index=False):
+            record = {"step": int(row.step), "prompt": row.prompt, "completion": row.completion,
+                      "rewards": row.rewards, "extras": row.extras}
+            fh.write(json.dumps(record, ensure_ascii=False, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and other odd values as plain JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def make_config_yaml(run: dict) -> str:
+    """The run's config as YAML: an RLConfig for LM runs (what `train --config` reads), GymConfig fields for gym runs."""
+    config = dict(run["config"])
+    if run["kind"] == "lm_rl":
+        from llmrl_core.lm_rl.config import RLConfig
+
+        return RLConfig.from_dict(config).to_yaml()
+    if run["kind"] == "gym":
+        from llmrl_core.gym.config import GymConfig
+
+        config = GymConfig.from_dict(config).to_dict()
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

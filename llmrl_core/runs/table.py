@@ -1,0 +1,129 @@
+"""The runs table (issue 10): every run of every kind, one row each, with its headline figures.
+
+`summarize_runs(store)` answers "what have I run and how did it go?" for the Runs page and the
+front page. One SQL query reads the runs with their best and last reward: each figure is a
+correlated subquery that SQLite answers from the index metrics(run_id, name, step, value)
+(the best is a scan of that run's reward entries in the index, the last one index seek), and
+the model, environment and algorithm come out of the config JSON with json_extract, so
+1,000 runs over 2,000,000 metric rows take a few tens of milliseconds (bench/bench_runs.py).
+
+The reward of a run is the metric its kind logs as "how well is it doing" (REWARD_METRICS):
+'reward' (the mean reward of a step's completions) for language-model runs, SB3's episode return
+'charts/episodic_return' for Gymnasium runs. Disk use (optional, it walks folders) is
+`files.compute_run_disk_bytes`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import pandas as pd
+
+from llmrl_core.core.errors import InputError
+from llmrl_core.runs.files import compute_run_disk_bytes
+from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore
+
+REWARD_METRICS = {"lm_rl": "reward", "gym": "charts/episodic_return"}  # by run kind
+DEFAULT_REWARD_METRIC = "reward"  # other kinds (demo, agent) log 'reward' too
+
+COLUMNS = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "best_reward",
+           "last_reward", "created", "started", "ended", "duration_s", "disk_bytes", "note"]
+SORTABLE = tuple(c for c in COLUMNS if c != "note")
+
+
+def get_reward_metric(kind: str) -> str:
+    """The metric that stands for a run's reward: 'reward' for LM runs, the episode return for gym runs."""
+    return REWARD_METRICS.get(kind, DEFAULT_REWARD_METRIC)
+
+
+def _reward_name_sql() -> tuple[str, list[str]]:
+    """A SQL CASE over runs.kind giving each run's reward metric name, and its parameters."""
+    cases = " ".join("WHEN ? THEN ?" for _ in REWARD_METRICS)
+    params = [x for pair in REWARD_METRICS.items() for x in pair]
+    return f"CASE r.kind {cases} ELSE ? END", [*params, DEFAULT_REWARD_METRIC]
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with % _ and the escape character taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                   search: str | None = None, sort_by: str = "id", descending: bool = True,
+                   with_disk: bool = True, now: float | None = None) -> pd.DataFrame:
+    """One row per run, columns COLUMNS: what it ran and how far and how well it went.
+
+    - statuses / kinds keep only those (None keeps all);
+    - search keeps runs whose name or note contains the text (case-insensitive for ASCII letters);
+    - sort_by names a column (SORTABLE), descending by default (newest first); runs with no value sort last;
+    - with_disk=False skips the disk walk (disk_bytes is then None): the rest is one SQL query.
+    `model` is the model spec of an LM run or the environment id of a gym run; duration_s runs from
+    start to end (to `now` for a run still active).
+    """
+    if sort_by not in SORTABLE:
+        raise InputError(f"Cannot sort the runs table by {sort_by!r}; pick one of: {', '.join(SORTABLE)}.")
+    reward_name, params = _reward_name_sql()
+    clauses: list[str] = []
+    if statuses is not None:
+        statuses = list(statuses)
+        clauses.append(f"r.status IN ({','.join('?' * len(statuses))})" if statuses else "0")
+        params_where: list[Any] = list(statuses)
+    else:
+        params_where = []
+    if kinds is not None:
+        kinds = list(kinds)
+        clauses.append(f"r.kind IN ({','.join('?' * len(kinds))})" if kinds else "0")
+        params_where += kinds
+    if search and search.strip():
+        clauses.append("(r.name LIKE ? ESCAPE '\\' OR COALESCE(r.note, '') LIKE ? ESCAPE '\\')")
+        pattern = _like_pattern(search.strip())
+        params_where += [pattern, pattern]
+    sql = (
+        "SELECT r.id, r.name, r.status, r.kind,"
+        " COALESCE(json_extract(r.config, '$.model'), json_extract(r.config, '$.env_id')) AS model,"
+        " COALESCE(json_extract(r.config, '$.algorithm'), json_extract(r.config, '$.algo')) AS algorithm,"
+        " r.step, r.total_steps,"
+        f" (SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name}) AS best_reward,"
+        f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name}"
+        "   ORDER BY m.step DESC LIMIT 1) AS last_reward,"
+        " r.created, r.started, r.ended, r.note"
+        " FROM runs r"
+    )
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    rows = store.fetch_rows(sql, [*params, *params, *params_where])
+    read = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "best_reward",
+            "last_reward", "created", "started", "ended", "note"]
+    frame = pd.DataFrame.from_records(rows, columns=read)
+    for col in ("best_reward", "last_reward", "created", "started", "ended"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    frame["step"] = frame["step"].fillna(0).astype(int)
+    now = time.time() if now is None else now
+    active = frame["status"].isin(ACTIVE_STATUSES)
+    end = frame["ended"].where(frame["ended"].notna() | ~active, now)
+    frame["duration_s"] = (end - frame["started"]).clip(lower=0)
+    frame["disk_bytes"] = _disk_bytes(store, frame["id"].tolist()) if with_disk else None
+    frame = frame.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
+    return frame[COLUMNS].reset_index(drop=True)
+
+
+class _PrefetchedArtifacts:
+    """Quacks like a RunStore for compute_run_disk_bytes: every run's artifact paths read in one query."""
+
+    def __init__(self, store: RunStore, run_ids: list[int]) -> None:
+        self.paths: dict[int, list[str]] = {}
+        if run_ids:
+            rows = store.fetch_rows("SELECT run_id, path FROM artifacts")
+            for run_id, path in rows:
+                self.paths.setdefault(int(run_id), []).append(path)
+
+    def list_artifacts(self, run_id: int) -> dict[str, list[str]]:
+        return {"path": self.paths.get(int(run_id), [])}
+
+
+def _disk_bytes(store: RunStore, run_ids: list[int]) -> list[int]:
+    """Bytes on disk per run (its folder and its artifacts elsewhere under $LLMRL_HOME)."""
+    artifacts = _PrefetchedArtifacts(store, run_ids)
+    return [compute_run_disk_bytes(run_id, artifacts) for run_id in run_ids]
