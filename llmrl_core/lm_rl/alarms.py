@@ -117,11 +117,13 @@ def to_samples_frame(samples: pd.DataFrame | Sequence[Mapping[str, Any]] | None)
 # ---------------------------------------------------------------------- measures
 
 
-def compute_distinct_n(texts: Iterable[str], n: int = DISTINCT_N) -> float:
-    """Distinct-n (Li et al. 2016, arXiv 1510.03055): unique word n-grams / all word n-grams; NaN without any."""
+def compute_batch_distinct_n(texts: Iterable[str], n: int = DISTINCT_N) -> float:
+    """Distinct-n (Li et al. 2016, arXiv 1510.03055) over a whole batch: unique word n-grams / all word n-grams
+    of all the texts together (case-folded); NaN without any. Unlike the per-completion distinct_n reward
+    (rewards.text.compute_distinct_n), a batch whose completions all say the same thing scores low here."""
     grams: list[tuple[str, ...]] = []
     for text in texts:
-        words = str(text).split()
+        words = str(text).lower().split()
         grams.extend(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
     return len(set(grams)) / len(grams) if grams else math.nan
 
@@ -142,7 +144,7 @@ def compute_sample_diversity(samples: pd.DataFrame) -> pd.DataFrame:
         keys = [e.get("prompt_index", p) if isinstance(e, Mapping) else p for e, p in zip(part["extras"], part["prompt"])]
         groups = [list(g["completion"]) for _, g in part.assign(_group=[str(k) for k in keys]).groupby("_group")]
         dup = [compute_duplicate_fraction(g) for g in groups if len(g) > 1]
-        rows.append({"step": int(step), "distinct": compute_distinct_n(part["completion"]),
+        rows.append({"step": int(step), "distinct": compute_batch_distinct_n(part["completion"]),
                      "duplicates": float(np.mean(dup)) if dup else math.nan})
     return pd.DataFrame(rows, columns=["step", "distinct", "duplicates"])
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from llmrl_core.lm_rl import alarms as A
-from llmrl_core.lm_rl.alarms import check_alarms, compute_distinct_n, compute_duplicate_fraction, read_run_alarms
+from llmrl_core.lm_rl.alarms import check_alarms, compute_batch_distinct_n, compute_duplicate_fraction, read_run_alarms
 
 STEPS = 20
 CONFIG = {"max_new_tokens": 32, "beta": 0.04}
@@ -59,9 +59,9 @@ def test_healthy_run_raises_no_alarm():
 
 def test_distinct_n_by_hand():
     # bigrams: (a b) (b a) (a b) | (a b) -> 4 bigrams, 2 unique
-    assert compute_distinct_n(["a b a b", "a b"], n=2) == pytest.approx(2 / 4)
-    assert compute_distinct_n(["one", ""], n=2) != compute_distinct_n(["one", ""], n=2)  # NaN without bigrams
-    assert compute_distinct_n(["x y z"], n=1) == 1.0
+    assert compute_batch_distinct_n(["a b a b", "a b"], n=2) == pytest.approx(2 / 4)
+    assert compute_batch_distinct_n(["one", ""], n=2) != compute_batch_distinct_n(["one", ""], n=2)  # NaN without bigrams
+    assert compute_batch_distinct_n(["x y z"], n=1) == 1.0
 
 
 def test_duplicate_fraction_by_hand():
