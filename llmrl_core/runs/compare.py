@@ -115,41 +115,42 @@ def read_compare_frame(store: RunStore, run_ids: Sequence[int], metrics: Sequenc
     if not run_ids or not metrics:
         return pd.DataFrame(columns=FRAME_COLUMNS)
     runs = _read_runs(store, run_ids)
-    wall = ", m.wall_time" if x == "time" else ""  # left out otherwise: the rest comes from the index alone
-    rows = store.fetch_rows(
-        f"SELECT m.run_id, m.name, m.step, m.value{wall} FROM metrics m"
-        f" WHERE m.run_id IN ({','.join('?' * len(run_ids))}) AND m.name IN ({','.join('?' * len(metrics))})"
-        " AND m.value IS NOT NULL ORDER BY m.run_id, m.name, m.step",
-        [*run_ids, *metrics],
-    )
-    columns = ["run_id", "metric", "step", "raw"] + (["wall_time"] if wall else [])
-    long = pd.DataFrame.from_records(rows, columns=columns)
-    if long.empty:
+    with_wall = x == "time"  # wall_time is read only when drawn: otherwise the index alone answers
+    sql = (f"SELECT step, value{', wall_time' if with_wall else ''} FROM metrics"
+           " WHERE run_id=? AND name=? AND value IS NOT NULL ORDER BY step")
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in ("step", "x", "raw", "value")}
+    labels: list[tuple[int, str, str, int]] = []  # (run id, run name, metric, points kept)
+    for run_id in run_ids:
+        run = runs[run_id]
+        for metric in metrics:
+            rows = store.fetch_rows(sql, (run_id, metric))
+            if not rows:
+                continue
+            table = np.array(rows, dtype=float)  # (n, 2 or 3): step, value[, wall_time]
+            steps, raw = table[:, 0], table[:, 1]
+            if x == "step":
+                xs = steps
+            elif x == "samples":
+                xs = steps * get_samples_per_step(run["kind"], run["config"])
+            else:
+                xs = table[:, 2] - float(run.get("started") or table[:, 2].min())
+            smoothed = smooth_ema(raw, smoothing) if smoothing else raw
+            keep = select_extremes(raw, max_points)
+            for column, values in (("step", steps), ("x", xs), ("raw", raw), ("value", smoothed)):
+                parts[column].append(values[keep])
+            labels.append((run_id, run["name"], metric, len(keep)))
+    if not labels:
         return pd.DataFrame(columns=FRAME_COLUMNS)
-    pieces = []
-    for (run_id, metric), series in long.groupby(["run_id", "metric"], sort=False):
-        run = runs[int(run_id)]
-        steps = series["step"].to_numpy()
-        raw = series["raw"].to_numpy(dtype=float)
-        if x == "step":
-            xs = steps.astype(float)
-        elif x == "samples":
-            xs = steps.astype(float) * get_samples_per_step(run["kind"], run["config"])
-        else:
-            start = run.get("started") or float(series["wall_time"].min())
-            xs = series["wall_time"].to_numpy(dtype=float) - float(start)
-        smoothed = smooth_ema(raw, smoothing) if smoothing else raw
-        keep = select_extremes(raw, max_points)
-        pieces.append(pd.DataFrame({
-            "run_id": int(run_id), "run_name": run["name"], "metric": metric, "step": steps[keep],
-            "x": xs[keep], "raw": raw[keep], "value": smoothed[keep],
-        }))
-    frame = pd.concat(pieces, ignore_index=True)
-    order = {r: i for i, r in enumerate(run_ids)}  # the caller's run order, then the caller's metric order
-    frame["_r"] = frame["run_id"].map(order)
-    frame["_m"] = frame["metric"].map({m: i for i, m in enumerate(metrics)})
-    frame = frame.sort_values(["_r", "_m", "step"], kind="stable").drop(columns=["_r", "_m"])
-    return frame[FRAME_COLUMNS].reset_index(drop=True)
+    counts = [n for *_, n in labels]
+    return pd.DataFrame({
+        "run_id": np.repeat([r for r, *_ in labels], counts),
+        "run_name": np.repeat(np.array([name for _, name, *_ in labels], dtype=object), counts),
+        "metric": np.repeat(np.array([m for _, _, m, _ in labels], dtype=object), counts),
+        "step": np.concatenate(parts["step"]).astype(np.int64),
+        "x": np.concatenate(parts["x"]),
+        "raw": np.concatenate(parts["raw"]),
+        "value": np.concatenate(parts["value"]),
+    }, columns=FRAME_COLUMNS)
 
 
 def list_common_metrics(store: RunStore, run_ids: Sequence[int]) -> tuple[list[str], list[str]]:
