@@ -61,7 +61,7 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
     - search keeps runs whose name or note contains the text (case-insensitive for ASCII letters);
     - sort_by names a column (SORTABLE), descending by default (newest first); runs with no value sort last;
     - with_disk=False skips the disk walk (disk_bytes is then None): the rest is one SQL query.
-    A run without a note has note "".
+    A run without a note, a model or an algorithm (a demo run) has "" there.
     `model` is the model spec of an LM run or the environment id of a gym run; duration_s runs from
     start to end (to `now` for a run still active).
     """
@@ -89,7 +89,7 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
         " COALESCE(json_extract(r.config, '$.algorithm'), json_extract(r.config, '$.algo')) AS algorithm,"
         " r.step, r.total_steps,"
         f" (SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name}) AS best_reward,"
-        f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name}"
+        f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name} AND m.value IS NOT NULL"
         "   ORDER BY m.step DESC LIMIT 1) AS last_reward,"
         " r.created, r.started, r.ended, r.note"
         " FROM runs r"
@@ -103,7 +103,8 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
     for col in ("best_reward", "last_reward", "created", "started", "ended"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["step"] = frame["step"].fillna(0).astype(int)
-    frame["note"] = frame["note"].fillna("").astype(object)
+    for col in ("model", "algorithm", "note"):  # text columns: "" when the run has none (never NaN)
+        frame[col] = frame[col].fillna("").astype(object)
     now = time.time() if now is None else now
     active = frame["status"].isin(ACTIVE_STATUSES)
     end = frame["ended"].where(frame["ended"].notna() | ~active, now)
