@@ -60,6 +60,7 @@ ZERO_STD_STREAK = 5  # steps in a row with every group's rewards identical
 REWARD_NAN_FRACTION = 0.5  # a reward that gives None/NaN for half the completions or more
 MAX_EXAMPLES = 3  # example completions shown per alarm
 EXAMPLE_CHARS = 300  # each cut to this length
+MAX_SAMPLE_STEPS = 200  # read_run_alarms reads the samples of at most this many steps, spread over the run
 
 SEVERITIES = ("warning", "critical")
 _WRONG_COUNT = re.compile(r"Reward '?(?P<name>[^']+?)'? returned (?P<got>\d+) values for (?P<want>\d+) completions")
@@ -404,12 +405,19 @@ def check_alarms(metrics: pd.DataFrame | None, samples: pd.DataFrame | Sequence[
     return sorted(alarms, key=lambda a: SEVERITIES.index(a.severity), reverse=True)
 
 
-def read_run_alarms(store: Any, run_id: int, sample_limit: int = 20000) -> list[Alarm]:
-    """check_alarms on what the store holds for run `run_id` (metrics, the newest samples, config, error and logs)."""
+def read_run_alarms(store: Any, run_id: int, max_sample_steps: int = MAX_SAMPLE_STEPS) -> list[Alarm]:
+    """check_alarms on what the store holds for run `run_id`: metrics, config, error and log lines, and the
+    samples of up to `max_sample_steps` logged steps spread evenly from the first to the last (the trend
+    alarms compare early with late steps, and a long run stores far more samples than they need)."""
     run = store.get_run(run_id)
     if run is None:
         return []
+    metrics = store.read_metrics_wide(run_id)
+    steps = sorted(int(s) for s in metrics["step"]) if len(metrics) else []
+    if len(steps) > max_sample_steps:
+        steps = [steps[i] for i in np.linspace(0, len(steps) - 1, max_sample_steps).round().astype(int)]
+    parts = [store.read_samples(run_id, step=step) for step in dict.fromkeys(steps)]
+    samples = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     logs = store.read_logs(run_id)
     messages = [run.get("error") or "", *list(logs["message"])]
-    return check_alarms(store.read_metrics_wide(run_id), store.read_samples(run_id, limit=sample_limit),
-                        run.get("config") or {}, messages)
+    return check_alarms(metrics, samples, run.get("config") or {}, messages)
