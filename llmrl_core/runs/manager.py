@@ -91,6 +91,7 @@ class JobContext:
     pause_event: threading.Event = field(default_factory=threading.Event)
     control_poll_seconds: float = 0.25
     _last_poll: float = 0.0
+    _trackers: Any = None  # trackers.Trackers, opened on the first log_metrics when the config has report_to
 
     # ---------------------------------------------------------------- signals
 
@@ -133,8 +134,29 @@ class JobContext:
     # ---------------------------------------------------------------- reporting
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Write one step's scalars."""
+        """Write one step's scalars, and mirror them to the trackers in the config's ``report_to``."""
         self.store.log_metrics(self.run_id, step, metrics)
+        if self._trackers is None and self.config.get("report_to"):
+            self._trackers = self._open_trackers()
+        if self._trackers is not None:
+            self._trackers.log(step, metrics)
+
+    def _open_trackers(self) -> Any:
+        """Open the run's trackers (an unknown, missing or unreachable one raises InputError: the run fails)."""
+        from llmrl_core.runs.trackers import get_tracker_home, open_trackers
+
+        run = self.store.get_run(self.run_id) or {}
+        trackers = open_trackers(self.config["report_to"], f"run-{self.run_id:05d}", self.config, get_tracker_home(),
+                                 warn=lambda message: self.log(message, "warning"),
+                                 tags={"llmrl.run_id": str(self.run_id), "llmrl.kind": str(run.get("kind", "")),
+                                       "llmrl.name": str(run.get("name", ""))})
+        self.log(f"Reporting metrics to {', '.join(trackers.names)}.")
+        return trackers
+
+    def close(self, status: str = "completed") -> None:
+        """End the run's tracker runs (flushing their files); called once the job has ended."""
+        if self._trackers is not None:
+            self._trackers.close(status)
 
     def add_samples(self, step: int, samples: list[Mapping[str, Any]]) -> None:
         """Write generations with their rewards."""
@@ -158,6 +180,7 @@ def execute_run(ctx: JobContext, job: JobFn) -> str:
     store, run_id = ctx.store, ctx.run_id
     store.mark_started(run_id, make_owner())
     store.add_log(run_id, "Started.")
+    status = "failed"
     try:
         summary = job(ctx)
         status = "stopped" if ctx.stop_event.is_set() else "completed"
@@ -178,6 +201,8 @@ def execute_run(ctx: JobContext, job: JobFn) -> str:
         headline = str(err) if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
         store.set_status(run_id, status, error=f"{headline}\n\n{traceback.format_exc()}")
         store.add_log(run_id, f"Failed: {headline}", "error")
+    finally:
+        ctx.close(status)
     store.request_control(run_id, None)
     return status
 
