@@ -19,8 +19,9 @@ from ui.state import get_model_holder, get_store
 st.set_page_config(page_title="LLM·RL Workbench", page_icon="🧪", layout="wide")
 
 PAGES = {
+    "Workbench": [st.Page("pages/home/overview.py", title="Overview", icon=":material/home:", default=True)],
     "Language models": [
-        st.Page("pages/language_models/playground.py", title="Playground", icon=":material/chat:", default=True),
+        st.Page("pages/language_models/playground.py", title="Playground", icon=":material/chat:"),
         st.Page("pages/language_models/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("pages/language_models/lm_rl.py", title="LM RL", icon=":material/model_training:"),
     ],

@@ -83,7 +83,7 @@ def _open_condition(browser, url: str, condition: str):  # noqa: ANN001
         return None
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url, wait_until="domcontentloaded")
-    link = "RL fine-tuning" if condition == "rl_dashboard" else "Runs"
+    link = "LM RL" if condition == "rl_dashboard" else "Runs"
     page.get_by_role("link", name=link, exact=True).first.click(timeout=120_000)
     return page
 

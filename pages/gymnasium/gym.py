@@ -9,23 +9,14 @@ episode in the browser from recorded states.
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from llmrl_core.gym.config import (
-    ALGOS,
-    ENVS,
-    PARAMS_CLASSES,
-    GymConfig,
-    compatible_algos,
-    get_field_docs,
-    make_gym_config,
-)
+from llmrl_core.gym.algorithms import GYM_ALGORITHMS, get_gym_algorithm
+from llmrl_core.gym.config import ENVS, compatible_algos, make_gym_config
 from llmrl_core.gym.episodes import load_episode, play_agent_episode, play_random_episode
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.present.gym import (
@@ -36,41 +27,24 @@ from llmrl_core.present.gym import (
     render_episode_player_html,
 )
 from llmrl_core.present.lm_rl import escape_markdown
+from ui.config_widgets import config_field_ui, config_form_ui
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
-ALGO_LABELS = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN", "random": "Random policy (baseline)"}
+ALGO_LABELS = {name: algorithm.label for name, algorithm in GYM_ALGORITHMS.items()}
 PLAYER_HEIGHT = compute_player_height(240)
 PICK_KEY, SELECTED_KEY = "gym_pick", "gym_run_id"
-RUN_FIELDS = ("total_steps", "seed", "n_envs", "eval_freq", "eval_episodes", "stop_when_solved")
 
 
 # ----------------------------------------------------------------------------- settings
-
-
-def _widget_for(name: str, default: Any, key: str, help_text: str | None) -> Any:
-    """One input for one setting, chosen by the default's type; no bounds, so validation speaks instead."""
-    if isinstance(default, bool):
-        return st.checkbox(name, value=default, key=key, help=help_text)
-    if isinstance(default, int):
-        return int(st.number_input(name, value=default, step=1, key=key, help=help_text))
-    if isinstance(default, float):
-        step = 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.01  # 0.98 -> 0.01, 1e-3 -> 1e-4
-        return float(st.number_input(name, value=default, step=step, format="%g", key=key, help=help_text))
-    if name.endswith("schedule"):
-        return st.selectbox(name, ["constant", "linear"], index=["constant", "linear"].index(default), key=key,
-                            help=help_text)
-    if name == "net_arch":
-        return st.text_input(name, value=", ".join(str(w) for w in default), key=key, help=help_text)
-    return st.text_input(name, value=str(default), key=key, help=help_text)
 
 
 def settings_ui() -> None:
     """Environment, algorithm, budget and every hyperparameter; Train validates, then starts the run."""
     env_id = st.selectbox("Environment", list(ENVS), key="gym_env")
     st.caption(ENVS[env_id].blurb)
-    algo = st.selectbox("Algorithm", list(ALGOS), format_func=ALGO_LABELS.get, key="gym_algo")
+    algo = st.selectbox("Algorithm", list(GYM_ALGORITHMS), format_func=ALGO_LABELS.get, key="gym_algo")
     if algo not in compatible_algos(env_id):
         try:
             make_gym_config(env_id, algo)
@@ -78,34 +52,28 @@ def settings_ui() -> None:
             st.warning(str(err))
         st.button("Train", disabled=True, key="gym_train_disabled", help="This algorithm cannot act in this environment.")
         return
+    algorithm = get_gym_algorithm(algo)
     defaults = make_gym_config(env_id, algo)
     prefix = f"gym_{env_id}_{algo}_"  # per pair, so switching pairs shows that pair's tuned values
-    run_docs = get_field_docs(GymConfig)
     overrides: dict[str, Any] = {}
     c1, c2 = st.columns(2)
-    overrides["total_steps"] = _widget_for("total_steps", defaults.total_steps, prefix + "total_steps", run_docs.get("total_steps"))
-    overrides["seed"] = int(c1.number_input("seed", value=defaults.seed, step=1, key=prefix + "seed",
-                                            help=run_docs.get("seed")))
-    overrides["eval_freq"] = int(c2.number_input("eval_freq", value=defaults.eval_freq, step=100, key=prefix + "eval_freq",
-                                                 help=run_docs.get("eval_freq")))
+    overrides["total_steps"] = config_field_ui(defaults, "total_steps", key=prefix + "total_steps")
+    overrides["seed"] = config_field_ui(defaults, "seed", key=prefix + "seed", container=c1)
+    overrides["eval_freq"] = config_field_ui(defaults, "eval_freq", key=prefix + "eval_freq", container=c2, step=100)
     if defaults.solved_return is not None:
-        overrides["stop_when_solved"] = st.checkbox(
-            f"Stop when solved (evaluation mean ≥ {defaults.solved_return:g})", value=False, key=prefix + "solved",
-            help=run_docs.get("stop_when_solved"))
-    with st.expander("Hyperparameters (RL Zoo's tuned settings)" if algo != "random" else "Settings"):
-        overrides["n_envs"] = _widget_for("n_envs", defaults.n_envs, prefix + "n_envs", run_docs.get("n_envs"))
-        overrides["eval_episodes"] = _widget_for("eval_episodes", defaults.eval_episodes, prefix + "eval_episodes",
-                                                 run_docs.get("eval_episodes"))
-        docs = get_field_docs(PARAMS_CLASSES[algo])
-        for f in fields(PARAMS_CLASSES[algo]):
-            overrides[f.name] = _widget_for(f.name, defaults.params[f.name], prefix + f.name, docs.get(f.name))
+        overrides["stop_when_solved"] = config_field_ui(
+            defaults, "stop_when_solved", key=prefix + "solved", value=False,
+            label=f"Stop when solved (evaluation mean ≥ {defaults.solved_return:g})")
+    with st.expander("Hyperparameters (RL Zoo's tuned settings)" if algorithm.trains else "Settings"):
+        overrides.update(config_form_ui(defaults, key_prefix=prefix, names=("n_envs", "eval_episodes")))
+        overrides.update(config_form_ui(defaults.make_params(), key_prefix=prefix))
     if st.button("Train", type="primary", key="gym_train"):
         try:
             config = make_gym_config(env_id, algo, **overrides)
         except InputError as err:
             st.error(str(err))
             return
-        run_id = get_run_manager().start("gym", config.to_dict(), name=f"{ALGO_LABELS[algo].split(' ')[0]} · {env_id}",
+        run_id = get_run_manager().start("gym", config.to_dict(), name=f"{algorithm.short} · {env_id}",
                                          total_steps=config.total_steps)
         select_run(run_id, PICK_KEY, SELECTED_KEY)
         st.rerun()
@@ -269,7 +237,7 @@ def gym_run_ui(view: LiveRun) -> None:
 
 
 def main() -> None:
-    st.title("Classic RL")
+    st.title("Gym")
     st.caption("Train Stable-Baselines3 agents on Gymnasium tasks and watch them learn: curves, and the latest "
                "evaluation episode replayed. The same job runs headless with `python -m llmrl_core gym`.")
     settings_col, view_col = st.columns([1, 3])

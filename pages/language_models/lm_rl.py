@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-import typing
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
-from llmrl_core.lm_rl.config import CHAT_MODES, LR_SCHEDULERS, MIXED_PRECISION, PRESETS, RLConfig, get_field_help
+from llmrl_core.lm_rl.config import PRESETS, RLConfig
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, load_prompt_set
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.present.lm_rl import escape_markdown
+from ui.config_widgets import config_field_ui
 from ui.prompt_picker import MODES as PROMPT_MODES
 from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
 from ui.reward_lab import custom_code_policy_ui, reward_editor_ui, reward_lab_ui
@@ -35,7 +34,7 @@ VIEWS = ("Dashboard", "New run")
 FIELD_PREFIX = "rl_f_"
 PROMPT_KEY = "rl_prompts"
 ALGORITHM_LABELS = {"grpo": "GRPO", "rloo": "RLOO", "reinforce": "REINFORCE", "ppo": "PPO"}
-HELP = get_field_help()
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 # ----------------------------------------------------------------------------- the form's state
@@ -93,75 +92,12 @@ def clone_config(config: dict) -> None:
     st.rerun()
 
 
-OPTIONAL_TEXT = ("system_prompt", "resume_from", "epsilon_high")  # an empty box means None
-FIELD_TYPES = typing.get_type_hints(RLConfig)  # field -> int, float, bool, str, int | None, ...
-
-
-def _from_widget(name: str, value: Any) -> Any:
-    """A widget's value as the config field's value."""
-    if name == "prompt_limit":
-        return int(value) or None
-    if name == "lora_target_modules":
-        return [m.strip() for m in str(value).split(",") if m.strip()]
-    if name in OPTIONAL_TEXT:
-        return str(value).strip() or None
-    if FIELD_TYPES.get(name) is int:
-        return int(value)
-    if FIELD_TYPES.get(name) is float:
-        return float(value)
-    return value
-
-
-def _to_widget(name: str, value: Any) -> Any:
-    """A config field's value as its widget shows it."""
-    if name == "prompt_limit":
-        return int(value or 0)
-    if name == "lora_target_modules":
-        return ", ".join(value or [])
-    if name in OPTIONAL_TEXT:
-        return "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
-    if FIELD_TYPES.get(name) is int:
-        return int(value)
-    if FIELD_TYPES.get(name) is float:
-        return float(value)
-    if FIELD_TYPES.get(name) is bool:
-        return bool(value)
-    return value
-
-
-def _field(name: str, render: Callable[[str], Any]) -> Any:
-    """Render one field's widget under a stable key, seeded from rl_config; write its value back."""
-    key = FIELD_PREFIX + name
+def _field(name: str, label: str | None = None, container: Any = st, **kwargs: Any) -> Any:
+    """Draw one RLConfig field's widget (ui/config_widgets.py) under a stable key, seeded from rl_config; write its value back."""
     cfg = _config()
-    if key not in st.session_state:
-        st.session_state[key] = _to_widget(name, cfg.get(name))
-    cfg[name] = _from_widget(name, render(key))
+    cfg[name] = config_field_ui(RLConfig, name, key=FIELD_PREFIX + name, value=cfg.get(name), label=label,
+                                container=container, **kwargs)
     return cfg[name]
-
-
-def _int(name: str, label: str | None = None, container: Any = st) -> int:
-    return _field(name, lambda k: container.number_input(label or name, step=1, key=k, help=HELP.get(name)))
-
-
-def _float(name: str, label: str | None = None, container: Any = st, step: float = 0.01) -> float:
-    return _field(name, lambda k: container.number_input(label or name, step=step, format="%g", key=k, help=HELP.get(name)))
-
-
-def _choice(name: str, options: tuple[str, ...], label: str | None = None, container: Any = st,
-            fmt: Callable[[str], str] = str) -> str:
-    key = FIELD_PREFIX + name
-    if st.session_state.get(key, options[0]) not in options:
-        st.session_state[key] = options[0]  # a loaded config named something this list lacks: validation said so
-    return _field(name, lambda k: container.selectbox(label or name, list(options), key=k, help=HELP.get(name),
-                                                      format_func=fmt))
-
-
-def _bool(name: str, label: str | None = None, container: Any = st) -> bool:
-    return _field(name, lambda k: container.checkbox(label or name, key=k, help=HELP.get(name)))
-
-
-def _text(name: str, label: str | None = None, container: Any = st, placeholder: str | None = None) -> Any:
-    return _field(name, lambda k: container.text_input(label or name, key=k, help=HELP.get(name), placeholder=placeholder))
 
 
 # ----------------------------------------------------------------------------- setup sections
@@ -183,71 +119,71 @@ def presets_ui() -> None:
 def run_and_model_ui() -> None:
     """Name, budget, seed, the model spec, LoRA or full fine-tuning."""
     c1, c2, c3 = st.columns([2, 1, 1])
-    _text("name", "Run name", c1)
-    _int("steps", container=c2)
-    _int("seed", container=c3)
+    _field("name", "Run name", c1)
+    _field("steps", container=c2)
+    _field("seed", container=c3)
     c1, c2, c3 = st.columns([2, 1, 1])
-    _text("model", "Model spec", c1)
-    _choice("device", ("auto", "cpu", "cuda", "mps"), container=c2)
-    _choice("mixed_precision", MIXED_PRECISION, container=c3)
+    _field("model", "Model spec", c1)
+    _field("device", container=c2, choices=DEVICES)
+    _field("mixed_precision", container=c3)
     st.caption("Model spec: 'bundled' (SmolLM2-135M-Instruct), a model folder, a .gguf file or a hub id.")
-    mode = _field("use_lora", lambda k: st.radio("Train", [False, True], horizontal=True, key=k, help=HELP.get("use_lora"),
-                                                 format_func=lambda v: "LoRA adapters" if v else "every weight (full fine-tuning)"))
+    mode = _field("use_lora", "Train", widget="radio", horizontal=True,
+                  format_func=lambda v: "LoRA adapters" if v else "every weight (full fine-tuning)")
     if mode:
         c1, c2, c3, c4 = st.columns(4)
-        _int("lora_r", "LoRA rank (lora_r)", c1)
-        _int("lora_alpha", container=c2)
-        _float("lora_dropout", container=c3, step=0.05)
-        _text("lora_target_modules", container=c4)
+        _field("lora_r", "LoRA rank (lora_r)", c1)
+        _field("lora_alpha", container=c2)
+        _field("lora_dropout", container=c3, step=0.05)
+        _field("lora_target_modules", container=c4)
 
 
 def sampling_and_algorithm_ui() -> None:
     """Sampling per step, the algorithm and its knobs (only the relevant ones shown)."""
     st.markdown("**Sampling**")
     c1, c2, c3 = st.columns(3)
-    _int("prompts_per_step", container=c1)
-    _int("num_generations", "samples per prompt (num_generations)", c2)
-    _int("max_new_tokens", container=c3)
+    _field("prompts_per_step", container=c1)
+    _field("num_generations", "samples per prompt (num_generations)", c2)
+    _field("max_new_tokens", container=c3)
     c1, c2, c3 = st.columns(3)
-    _float("temperature", container=c1, step=0.1)
-    _float("top_p", container=c2, step=0.05)
-    _int("top_k", container=c3)
+    _field("temperature", container=c1, step=0.1)
+    _field("top_p", container=c2, step=0.05)
+    _field("top_k", container=c3)
     st.markdown("**Algorithm**")
     c1, c2, c3 = st.columns(3)
-    algo = _choice("algorithm", tuple(ALGORITHM_LABELS), container=c1, fmt=ALGORITHM_LABELS.get)
-    _float("learning_rate", container=c2, step=1e-6)
-    _int("num_epochs", "epochs per batch (num_epochs)", c3)
+    algo = _field("algorithm", container=c1, format_func=lambda a: ALGORITHM_LABELS.get(a, a))
+    _field("learning_rate", container=c2, step=1e-6)
+    _field("num_epochs", "epochs per batch (num_epochs)", c3)
     c1, c2, c3 = st.columns(3)
-    _float("beta", "beta (KL coefficient)", c1, step=0.01)
-    _choice("kl_estimator", KL_ESTIMATORS, container=c2)
-    _choice("loss_type", LOSS_TYPES, container=c3)
+    _field("beta", "beta (KL coefficient)", c1, step=0.01)
+    _field("kl_estimator", container=c2)
+    _field("loss_type", container=c3)
     with st.expander("More settings: clipping, schedule, checkpoints"):
         c1, c2, c3 = st.columns(3)
-        _float("epsilon", container=c1, step=0.01)
-        _text("epsilon_high", container=c2, placeholder="empty: same as epsilon")
-        _float("max_grad_norm", container=c3, step=0.1)
+        _field("epsilon", container=c1, step=0.01)
+        _field("epsilon_high", container=c2, placeholder="empty: same as epsilon")
+        _field("max_grad_norm", container=c3, step=0.1)
         if algo == "grpo":
-            _bool("scale_rewards")
+            _field("scale_rewards")
         if algo == "reinforce":
-            _float("baseline_decay", container=c1, step=0.05)
+            _field("baseline_decay", container=c1, step=0.05)
         if algo == "ppo":
             c1, c2, c3 = st.columns(3)
-            _float("vf_coef", container=c1, step=0.05)
-            _float("cliprange_value", container=c2, step=0.05)
-            _float("gamma", container=c3, step=0.01)
+            _field("vf_coef", container=c1, step=0.05)
+            _field("cliprange_value", container=c2, step=0.05)
+            _field("gamma", container=c3, step=0.01)
             c1, c2 = st.columns(2)
-            _float("lam", "lam (GAE lambda)", c1, step=0.01)
-            _bool("whiten_advantages", container=c2)
+            _field("lam", "lam (GAE lambda)", c1, step=0.01)
+            _field("whiten_advantages", container=c2)
         c1, c2, c3 = st.columns(3)
-        _choice("lr_scheduler", LR_SCHEDULERS, container=c1)
-        _int("warmup_steps", container=c2)
-        _float("weight_decay", container=c3, step=0.01)
+        _field("lr_scheduler", container=c1)
+        _field("warmup_steps", container=c2)
+        _field("weight_decay", container=c3, step=0.01)
         c1, c2, c3 = st.columns(3)
-        _int("grad_accum_steps", container=c1)
-        _int("save_every", "checkpoint every N steps (save_every)", c2)
-        _int("samples_per_step", container=c3)
-        _bool("save_final")
-        _text("resume_from", "resume_from (checkpoint folder; empty: start fresh)")
+        _field("grad_accum_steps", container=c1)
+        _field("save_every", "checkpoint every N steps (save_every)", c2)
+        _field("samples_per_step", container=c3)
+        _field("save_final")
+        _field("resume_from", "resume_from (checkpoint folder; empty: start fresh)")
 
 
 def _persist_upload(name: str, frame: pd.DataFrame) -> str:
@@ -298,10 +234,9 @@ def prompts_ui() -> None:
             source = _persist_upload(source[len("upload:"):], frame)
         cfg["prompt_set"] = source if frame is not None else ""
     c1, c2 = st.columns(2)
-    _field("prompt_limit", lambda k: c1.number_input("prompt_limit (0: all)", min_value=0, step=1, key=k,
-                                                     help=HELP.get("prompt_limit")))
-    _choice("chat", CHAT_MODES, container=c2)
-    _text("system_prompt", "System prompt (chat only; empty: none)")
+    _field("prompt_limit", "prompt_limit (0: all)", c1, none_as=0, min_value=0)
+    _field("chat", container=c2)
+    _field("system_prompt", "System prompt (chat only; empty: none)")
 
 
 def rewards_ui() -> list[dict]:
@@ -465,7 +400,7 @@ def dashboard_view_ui() -> None:
 
 
 def main() -> None:
-    st.title("RL fine-tuning")
+    st.title("LM RL")
     st.caption("Fine-tune the language model with GRPO, RLOO, REINFORCE or PPO against rewards you pick, and watch "
                "reward, KL and samples live. Runs go on when this tab closes; the CLI runs the same configs "
                "(`python -m llmrl_core train`).")

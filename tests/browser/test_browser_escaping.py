@@ -150,7 +150,7 @@ def test_runs_page_shows_payload_runs_literally(app):
 def test_rl_page_shows_payload_run_literally(app):
     url, page, dialogs, runs, _ = app
     page.goto(f"{url}/lm_rl", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="RL fine-tuning").first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name="LM RL").first.wait_for(timeout=60_000)
     wait_idle(page)
     check_literal(page, dialogs, "RL page, run heading", [f"#{runs['lm_rl']} · {NAME}"], HEADING_)
     check_literal(page, dialogs, "RL page, config values in the caption", [f"prompts {NAME} · "], CAPTION)
@@ -169,7 +169,7 @@ def test_rl_page_upload_with_a_payload_file_name(app, tmp_path: Path):
     upload = tmp_path / f"{HEADING} {opening_tag} {IMG} {LINK} {BOLD} {LATEX}.jsonl"
     upload.write_bytes(b"")  # empty: the error message names the file
     page.goto(f"{url}/lm_rl", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="RL fine-tuning").first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name="LM RL").first.wait_for(timeout=60_000)
     wait_idle(page)
     page.get_by_role("tab", name="New run").click()
     wait_idle(page)
@@ -187,7 +187,7 @@ def test_rl_page_upload_with_a_payload_file_name(app, tmp_path: Path):
 def test_rl_page_reward_error_quotes_a_payload_pattern_literally(app):
     url, page, dialogs, _, _ = app
     page.goto(f"{url}/lm_rl", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="RL fine-tuning").first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name="LM RL").first.wait_for(timeout=60_000)
     wait_idle(page)
     page.get_by_role("tab", name="New run").click()
     wait_idle(page)
@@ -208,7 +208,7 @@ def test_rl_page_reward_error_quotes_a_payload_pattern_literally(app):
 def test_gym_page_shows_payload_run_literally(app):
     url, page, dialogs, runs, _ = app
     page.goto(f"{url}/gym", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Classic RL").first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Gym", exact=True).first.wait_for(timeout=60_000)
     wait_idle(page)
     check_literal(page, dialogs, "Gymnasium page, run heading", [f"#{runs['gym']} · {NAME}"], HEADING_)
     check_literal(page, dialogs, "Gymnasium page, config values in the caption", [f"{NAME} · seed 0"], CAPTION)
@@ -220,7 +220,7 @@ def test_gym_page_shows_payload_run_literally(app):
 @pytest.mark.browser
 def test_playground_shows_payload_spec_and_prompt_literally(app):
     url, page, dialogs, _, _ = app
-    page.goto(url, wait_until="domcontentloaded")
+    page.goto(f"{url}/playground", wait_until="domcontentloaded")
     prompt = page.get_by_role("textbox", name="Prompt")
     prompt.wait_for(timeout=120_000)  # the bundled model loads first
     wait_idle(page)

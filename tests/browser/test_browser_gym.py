@@ -54,8 +54,8 @@ def _measure_playback(frame) -> tuple[float, float]:
 def test_gym_training_journey(tmp_path, workbench_home):
     with serve_app(workbench_home) as url, open_browser() as page:
         page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("link", name="Gymnasium agents").click()
-        page.get_by_role("heading", name="Classic RL").wait_for(timeout=90_000)
+        page.get_by_role("link", name="Gym", exact=True).click()
+        page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)
         steps = page.get_by_role("spinbutton", name="total_steps")
         steps.fill("8000")
         steps.press("Tab")

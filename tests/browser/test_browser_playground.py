@@ -11,7 +11,7 @@ from tests.support.browser import open_browser, serve_app
 def test_playground_journey(tmp_path, workbench_home, bundled_dir):
     # The session home already holds the converted bundled model, so the app loads it in about a second.
     with serve_app(workbench_home) as url, open_browser() as page:
-        page.goto(url, wait_until="domcontentloaded")
+        page.goto(f"{url}/playground", wait_until="domcontentloaded")
         page.get_by_role("heading", name="Playground").wait_for(timeout=90_000)
         prompt = page.get_by_label("Prompt", exact=True)
         prompt.wait_for(timeout=90_000)

@@ -31,7 +31,7 @@ def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tm
     try:
         with open_browser() as page:
             page.goto(f"{url}/gym", wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Classic RL").wait_for(timeout=90_000)
+            page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)
             page.get_by_role("combobox", name="Algorithm").click()  # a random policy: no solved line stops it early
             page.get_by_role("option", name="Random").first.click()
             page.get_by_text("Settings", exact=True).wait_for(timeout=30_000)  # the random policy's form

@@ -35,8 +35,8 @@ def _wait_idle(page) -> None:
 def test_rl_make_it_positive_journey(tmp_path, workbench_home, tiny_model_dir):
     with serve_app(workbench_home) as url, open_browser() as page:
         page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("link", name="RL fine-tuning").click()
-        page.get_by_role("heading", name="RL fine-tuning").wait_for(timeout=90_000)
+        page.get_by_role("link", name="LM RL").click()
+        page.get_by_role("heading", name="LM RL").wait_for(timeout=90_000)
         page.get_by_role("tab", name="New run").click()
         _wait_idle(page)
         page.get_by_role("button", name="Make it positive", exact=True).click()

@@ -27,8 +27,8 @@ def _sidebar_progress(page) -> list[str]:
 def test_gym_run_stays_selected_and_the_sidebar_moves(tmp_path, workbench_home):
     with serve_app(workbench_home) as url, open_browser() as page:
         page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("link", name="Gymnasium agents").click()
-        page.get_by_role("heading", name="Classic RL").wait_for(timeout=90_000)
+        page.get_by_role("link", name="Gym", exact=True).click()
+        page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)
         for label, value in (("total_steps", "4000"), ("eval_freq", "1000")):
             box = page.get_by_role("spinbutton", name=label)
             box.fill(value)

@@ -26,8 +26,39 @@ def app_env(monkeypatch, tiny_model_dir, tmp_path):
     state.get_run_manager.clear()
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+def _app(page: str | None = "pages/language_models/playground.py") -> AppTest:
+    """The whole app (frame and router), switched to `page` (None: where the app opens)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if page is not None:
+        at.switch_page(page)
+    return at
+
+
+def test_app_opens_on_the_overview_with_headlines_and_demo_entries(app_env):
+    at = _app(None)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "LLM·RL Workbench"
+    links = [link.proto.page for link in at.get("page_link")]
+    assert [p for p in links if "lm_rl" in p] and [p for p in links if "attention" in p] and [p for p in links if "gym" in p]
+    assert any("No runs yet" in i.value for i in at.info)
+    from llmrl_core.runs.demo_job import run_demo_job
+    from ui.state import get_run_manager, get_store
+
+    manager = get_run_manager()
+    run_id = manager.start("demo", {"steps": 3, "delay": 0.0}, name="<b>bold</b> **demo**", total_steps=3, job=run_demo_job)
+    assert manager.wait(run_id, 30)
+    store = get_store()
+    gym_id = store.create_run("gym", "pole", {"env_id": "CartPole-v1"}, total_steps=1000)
+    store.set_summary(gym_id, {"solved_at_step": 13000, "solved_seconds": 11.9})
+    at.run()
+    assert not at.exception
+    from llmrl_core.present.lm_rl import escape_markdown
+
+    shown = " ".join(m.value for m in at.markdown)
+    assert "3 of 3 steps" in shown
+    assert escape_markdown("solved CartPole-v1 at 13,000 steps in 12 s") in shown
+    assert escape_markdown("<b>bold</b> **demo**") in shown  # shown as typed, never rendered as Markdown
 
 
 def test_playground_generates_and_shows_tokens(app_env):
