@@ -8,12 +8,12 @@ sequences, the context length) run in policy.check_tokenised before a run starts
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from llmrl_core.agent.text_env import ADAPTERS, check_template, get_adapter
+from llmrl_core.core.config import ConfigBase, suggest
 from llmrl_core.core.errors import InputError
-from llmrl_core.lm_rl.config import check_field_types, suggest
 
 ALGOS = ("ppo", "reinforce")
 """PPO with a value head on the last hidden state (GLAM, arXiv 2302.02662) or REINFORCE with a learned baseline."""
@@ -22,8 +22,11 @@ NORMALISATIONS = ("token", "word", "none")
 
 
 @dataclass
-class AgentConfig:
+class AgentConfig(ConfigBase):
     """One language-model agent run."""
+
+    CONFIG_LABEL: ClassVar[str] = "agent config"
+    UNKNOWN_LABEL: ClassVar[str] = "agent setting"
 
     # ------------------------------------------------------------------ what plays
     env_id: str = "CartPole-v1"
@@ -100,7 +103,7 @@ class AgentConfig:
     """CPU threads for torch (0: leave torch's choice)"""
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        self.check_types()
         if self.env_id not in ADAPTERS:
             raise InputError(f"Unknown environment {self.env_id!r}{suggest(self.env_id, ADAPTERS)}; the agent plays "
                              f"{', '.join(ADAPTERS)}.")
@@ -146,22 +149,6 @@ class AgentConfig:
     def rollout_size(self) -> int:
         """Transitions per update: n_steps x n_envs."""
         return self.n_steps * self.n_envs
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (the run's config in the store), texts filled in."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AgentConfig":
-        """Build and validate from a dict, naming any unknown key."""
-        if not isinstance(data, Mapping):
-            raise InputError(f"An agent config must be a mapping of setting: value (got {type(data).__name__}).")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known, key=str)
-        if unknown:
-            named = ", ".join(f"{k}{suggest(k, known)}" for k in unknown)
-            raise InputError(f"Unknown agent setting {named}; known settings: {', '.join(sorted(known))}.")
-        return cls(**dict(data))
 
 
 def _check(ok: bool, message: str) -> None:

@@ -120,11 +120,12 @@ class TextPolicy(nn.Module):
     # ------------------------------------------------------------------ the forward
 
     def forward_states(self, state_ids: Sequence[Sequence[int]], use_cache: bool = True,
-                       prefix_kv: PrefixKV | None = None) -> PolicyOutput:
+                       prefix_kv: PrefixKV | None = None, detach_value: bool = False) -> PolicyOutput:
         """Score every action for every state in one forward pass.
 
         use_cache: run only the state tokens over the prefix cache (`prefix_kv`, or the kept one);
         off: run the whole prompt (instruction + state) as one sequence, the reference computation.
+        detach_value: the value head reads the hidden state without passing its gradient to the model.
         """
         n_actions, batch = len(self.action_ids), len(state_ids)
         prefix = [] if use_cache else self.prefix_ids
@@ -164,7 +165,7 @@ class TextPolicy(nn.Module):
         scores = summed.view(batch, n_actions) / self.compute_normalisers()  # (B, A)
         state_rows = torch.tensor([b if self.single_token else b * n_actions for b in range(batch)], device=self.device)
         last_hidden = hidden[state_rows, torch.tensor(last_state, device=self.device)]  # (B, H)
-        value = self.value_head(last_hidden)  # (B,)
+        value = self.value_head(last_hidden.detach() if detach_value else last_hidden)  # (B,)
         return PolicyOutput(scores=scores, logp=torch.log_softmax(scores, dim=-1), value=value)
 
     def check_tokenised(self, example_state: str, context_length: int) -> None:
