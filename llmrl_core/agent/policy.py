@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -168,23 +169,10 @@ class TextPolicy(nn.Module):
         value = self.value_head(last_hidden.detach() if detach_value else last_hidden)  # (B,)
         return PolicyOutput(scores=scores, logp=torch.log_softmax(scores, dim=-1), value=value)
 
-    def check_tokenised(self, example_state: str, context_length: int) -> None:
+    def check_tokenised(self, example_state: str, context_length: int) -> dict[str, int]:
         """Raise InputError when action words share a token sequence or the prompt cannot fit the context."""
-        seen: dict[tuple[int, ...], str] = {}
-        for word, ids in zip(self.action_words, self.action_ids):
-            if not ids:
-                raise InputError(f"The action word {word!r} has no tokens; give a real word.")
-            other = seen.get(tuple(ids))
-            if other is not None:
-                raise InputError(f"The action words {other!r} and {word!r} tokenise to the same token sequence "
-                                 f"{list(ids)}, so the model cannot tell them apart; pick words that differ.")
-            seen[tuple(ids)] = word
-        state_tokens = len(self.encode(example_state)) + STATE_TOKEN_MARGIN
-        need = len(self.prefix_ids) + state_tokens + max(len(ids) for ids in self.action_ids)
-        if need > context_length:
-            raise InputError(f"The prompt needs about {need} tokens (instruction {len(self.prefix_ids)}, state about "
-                             f"{state_tokens}, action word up to {max(len(ids) for ids in self.action_ids)}), more than "
-                             f"the model's context of {context_length}; shorten the instruction or the state template.")
+        return check_token_ids(self.action_words, self.action_ids, len(self.prefix_ids), len(self.encode(example_state)),
+                               context_length)
 
 
 STATE_TOKEN_MARGIN = 8
@@ -197,3 +185,55 @@ def check_state_fits(policy: TextPolicy, state_ids: Sequence[Sequence[int]], con
     if longest > context_length:
         raise InputError(f"A prompt reached {longest} tokens, more than the model's context of {context_length}; "
                          "shorten the instruction or the state template.")
+
+
+def check_token_ids(action_words: Sequence[str], action_ids: Sequence[Sequence[int]], prefix_tokens: int,
+                    state_tokens: int, context_length: int) -> dict[str, int]:
+    """Raise InputError when two action words have the same token sequence (or none), or the prompt cannot fit.
+
+    Returns the token counts (instruction, state, longest action, total) for a preview.
+    """
+    seen: dict[tuple[int, ...], str] = {}
+    for word, ids in zip(action_words, action_ids):
+        if not ids:
+            raise InputError(f"The action word {word!r} has no tokens; give a real word.")
+        other = seen.get(tuple(ids))
+        if other is not None:
+            raise InputError(f"The action words {other!r} and {word!r} tokenise to the same token sequence "
+                             f"{list(ids)}, so the model cannot tell them apart; pick words that differ.")
+        seen[tuple(ids)] = word
+    action_tokens = max(len(ids) for ids in action_ids)
+    need = prefix_tokens + state_tokens + STATE_TOKEN_MARGIN + action_tokens
+    if need > context_length:
+        raise InputError(f"The prompt needs about {need} tokens (instruction {prefix_tokens}, state about "
+                         f"{state_tokens + STATE_TOKEN_MARGIN}, action word up to {action_tokens}), more than the "
+                         f"model's context of {context_length}; shorten the instruction or the state template.")
+    return {"instruction": prefix_tokens, "state": state_tokens, "action": action_tokens, "total": need}
+
+
+def check_prompt_tokens(tokenizer: Any, instruction: str, action_words: Sequence[str], example_state: str,
+                        context_length: int) -> dict[str, int]:
+    """The tokenizer's checks of a template without a model (the page's preview, the CLI before a run)."""
+    encode = lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return check_token_ids(action_words, [encode(format_action_text(w)) for w in action_words], len(encode(instruction)),
+                           len(encode(example_state)), context_length)
+
+
+def load_prompt_tokenizer(spec: str) -> tuple[Any, int] | None:
+    """(tokenizer, context length) of a model spec without loading its weights; None when that needs the network."""
+    from llmrl_core.lm.models import convert_gguf, resolve_spec
+
+    resolved = resolve_spec(spec)
+    if resolved.kind in {"bundled", "gguf"}:
+        folder = str(convert_gguf(Path(resolved.location)))
+    elif resolved.kind == "folder":
+        folder = resolved.location
+    else:
+        return None
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder)
+    context = next((v for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+                    if isinstance(v := getattr(config, k, None), int) and v > 0), 2048)
+    return tokenizer, int(context)
