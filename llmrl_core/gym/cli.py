@@ -10,36 +10,22 @@ The run appears live on the dashboard's Classic RL page; `runs stop <id>` stops 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 from typing import Any
 
-from llmrl_core.gym.config import ALGOS, ENVS, make_gym_config
+from llmrl_core.core.config import parse_set_items
 from llmrl_core.core.errors import InputError
-
-
-def parse_setting(text: str) -> tuple[str, Any]:
-    """Parse one `key=value` override; the value is read as a Python literal when it is one (1e-3, [64,64], True)."""
-    if "=" not in text:
-        raise InputError(f"--set takes key=value, like --set learning_rate=3e-4 (got {text!r}).")
-    key, raw = text.split("=", 1)
-    if not key.strip():
-        raise InputError(f"--set needs a setting name before '=', like --set learning_rate=3e-4 (got {text!r}).")
-    try:
-        value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        value = raw  # plain text; the setting's own check says when text is wrong there
-    if raw.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity"):
-        value = float(raw)  # refused by the setting's check with its name, not taken as text
-    return key.strip(), value
+from llmrl_core.gym.algorithms import get_gym_algorithm
+from llmrl_core.gym.config import ALGOS, ENVS, GymConfig, make_gym_config
 
 
 def _cmd_gym(args: argparse.Namespace) -> int:
     """Validate the settings, run the job in the foreground, print where its results are."""
     from llmrl_core.runs import RunManager
 
-    overrides: dict[str, Any] = dict(parse_setting(s) for s in args.set or [])
+    # --set names a run setting or one of the algorithm's hyperparameters; values are read as YAML.
+    overrides: dict[str, Any] = parse_set_items(args.set, (GymConfig, get_gym_algorithm(args.algo).params_class))
     for key in ("seed", "n_envs", "eval_freq", "eval_episodes", "init_from"):
         value = getattr(args, key)
         if value is not None:

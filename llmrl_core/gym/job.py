@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from llmrl_core.gym.callbacks import StoreWriter, WorkbenchCallback, make_writer_logger
+from llmrl_core.gym.algorithms import get_gym_algorithm
 from llmrl_core.gym.config import GymConfig
 from llmrl_core.gym.episodes import EpisodeRunner, make_random_act_fn, save_episode, summarise_returns
 from llmrl_core.core.errors import InputError
@@ -41,23 +42,17 @@ class LinearDecay:
 
 
 def get_algo_class(algo: str) -> Any:
-    """The SB3 class for 'ppo', 'a2c' or 'dqn'."""
-    from stable_baselines3 import A2C, DQN, PPO
-
-    classes = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
-    if algo not in classes:
-        raise InputError(f"No Stable-Baselines3 agent for {algo!r}; pick ppo, a2c or dqn.")
-    return classes[algo]
+    """The SB3 class of a trainable algorithm ('ppo', 'a2c', 'dqn'; see algorithms.GYM_ALGORITHMS)."""
+    return get_gym_algorithm(algo).load_sb3_class()
 
 
 def build_model(config: GymConfig, env: Any) -> Any:
     """A fresh SB3 model for `config` on the vectorised `env` (CPU: these networks are tiny)."""
     p = dict(config.params)
     policy_kwargs = {"net_arch": p.pop("net_arch")}
-    if p.pop("lr_schedule", "constant") == "linear":
-        p["learning_rate"] = LinearDecay(p["learning_rate"])
-    if p.pop("clip_schedule", "constant") == "linear":
-        p["clip_range"] = LinearDecay(p["clip_range"])
+    for schedule, value in config.algorithm.schedules:  # e.g. lr_schedule='linear' decays learning_rate
+        if p.pop(schedule) == "linear":
+            p[value] = LinearDecay(p[value])
     cls = get_algo_class(config.algo)
     return cls("MlpPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **p)
 
@@ -72,7 +67,7 @@ def load_agent(path: str | Path, algo: str, env: Any = None) -> Any:
 
 def compute_log_interval(config: GymConfig) -> int:
     """SB3's log_interval: iterations between dumps for PPO/A2C, episodes for DQN."""
-    if config.algo == "dqn":
+    if not config.algorithm.on_policy:
         return 4
     rollout = int(config.params["n_steps"]) * config.n_envs
     return max(1, DUMP_EVERY_STEPS // rollout)
@@ -81,7 +76,7 @@ def compute_log_interval(config: GymConfig) -> int:
 def run_gym_job(ctx: JobContext) -> dict:
     """Train per ctx.config (a GymConfig dict); return the summary figures."""
     config = GymConfig.from_dict(ctx.config)
-    if config.algo == "random":
+    if not config.algorithm.trains:
         return run_random_job(ctx, config)
     import torch
     from stable_baselines3.common.env_util import make_vec_env

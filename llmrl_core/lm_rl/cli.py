@@ -20,9 +20,8 @@ from llmrl_core.core.errors import InputError
 
 def build_config(args: argparse.Namespace) -> Any:
     """The RLConfig from --preset, --config, --set and --steps, in that order of precedence (last wins)."""
-    import yaml
-
-    from llmrl_core.lm_rl.config import PRESETS, RLConfig, describe_yaml_error, suggest
+    from llmrl_core.core.config import parse_set_items, suggest
+    from llmrl_core.lm_rl.config import PRESETS, RLConfig
 
     data: dict[str, Any] = {}
     if args.preset:
@@ -32,15 +31,7 @@ def build_config(args: argparse.Namespace) -> Any:
         data.update(PRESETS[args.preset].overrides)
     if args.config:
         data.update(_read_yaml_fields(args.config))
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set takes key=value, e.g. --set learning_rate=2e-5 (got {item!r}).")
-        try:
-            data[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError as err:
-            raise InputError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({describe_yaml_error(err)}); "
-                             "quote text that holds : [ ] { } or #, e.g. --set 'system_prompt=\"a: b\"'.") from None
+    data.update(parse_set_items(args.set, RLConfig))  # values read as YAML, then as the field's type
     if args.steps is not None:
         data["steps"] = args.steps
     if args.name:

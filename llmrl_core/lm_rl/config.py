@@ -3,30 +3,23 @@
 `RLConfig` is what the trainer, the CLI (`python -m llmrl_core train --config run.yaml`) and the
 dashboard's RL page all share. Every field has a one-line doc; `__post_init__` checks values
 and raises `InputError` with a message that says what to change, so a form can show it as is.
+Field docs, type checks, text coercion, dict/YAML and `--set` come from the shared config base
+(llmrl_core/core/config.py); this file holds the fields, their value checks and the presets.
 Field names follow TRL's GRPOConfig where one exists (beta, epsilon, loss_type,
 num_generations, scale_rewards, max_grad_norm, ...), so TRL users recognise them.
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import difflib
-import functools
-import inspect
 import math
-import numbers
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from llmrl_core.core.config import ConfigBase, show_value
+from llmrl_core.core.config import suggest  # noqa: F401  (re-exported: rewards/registry.py imports it from here)
+from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms import ALGORITHMS
 from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
-from llmrl_core.core.errors import InputError
 
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 CHAT_MODES = ("auto", "chat", "raw")
@@ -35,8 +28,12 @@ MAX_NAME_CHARS = 200  # a run name is a label, never a path
 
 
 @dataclass
-class RLConfig:
+class RLConfig(ConfigBase):
     """Everything one RL fine-tuning run needs; see the field comments for what each value does."""
+
+    LOAD_HINT = "write one with --dump-config (or RLConfig().save(path)) or pick a preset"
+    FIELD_CHOICES = {"algorithm": ALGORITHMS, "loss_type": LOSS_TYPES, "kl_estimator": KL_ESTIMATORS,
+                     "lr_scheduler": LR_SCHEDULERS, "chat": CHAT_MODES, "mixed_precision": MIXED_PRECISION}
 
     # ------------------------------------------------------------------ run
     name: str = "rl run"
@@ -154,15 +151,10 @@ class RLConfig:
     # ------------------------------------------------------------------ validation
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora_target_modules, str):  # 'q_proj, v_proj' from a form or --set
-            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
-        self._check_types()  # first: every check below may then compare numbers and strip strings
-        self._check_choice("algorithm", ALGORITHMS)
-        self._check_choice("loss_type", LOSS_TYPES)
-        self._check_choice("kl_estimator", KL_ESTIMATORS)
-        self._check_choice("lr_scheduler", LR_SCHEDULERS)
-        self._check_choice("chat", CHAT_MODES)
-        self._check_choice("mixed_precision", MIXED_PRECISION)
+        if isinstance(self.lora_target_modules, list) and not all(isinstance(m, str) for m in self.lora_target_modules):
+            raise InputError(f"lora_target_modules must be a list of module names (got {show_value(self.lora_target_modules)}); "
+                             "e.g. q_proj, v_proj or all-linear.")
+        self.check_types()  # first: every check below may then compare numbers and strip strings; choices too
         # Upper bounds catch typos (an extra zero or three) before a run starts, not after hours of it.
         self._check_int("steps", 1, 1_000_000)
         self._check_int("seed", 0, 2**63 - 1)
@@ -239,18 +231,6 @@ class RLConfig:
         if self.use_lora and not self.lora_target_modules:
             raise InputError("lora_target_modules is empty: name the layers to adapt, e.g. q_proj, v_proj, or all-linear.")
 
-    def _check_types(self) -> None:
-        """Each field holds its declared type; lora_target_modules holds names."""
-        check_field_types(self)
-        if not all(isinstance(m, str) for m in self.lora_target_modules):
-            raise InputError(f"lora_target_modules must be a list of module names (got {_shown(self.lora_target_modules)}); "
-                             "e.g. q_proj, v_proj or all-linear.")
-
-    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        value = getattr(self, name)
-        if value not in choices:
-            raise InputError(f"{name} must be one of {', '.join(choices)} (got {value!r}){suggest(value, choices)}.")
-
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         value = getattr(self, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
@@ -273,202 +253,6 @@ class RLConfig:
     def needs_reference(self) -> bool:
         """True when a KL term needs the reference model's log-probs."""
         return self.beta > 0
-
-    # ------------------------------------------------------------------ dict and YAML
-
-    def to_dict(self) -> dict:
-        """Plain dict of every field (what the run store keeps as the run's config)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "RLConfig":
-        """Build from a dict, naming unknown keys (with the closest field) and coercing '3' -> 3 where typed."""
-        if data is not None and not isinstance(data, dict):
-            raise InputError(f"A config must be a mapping of field: value, e.g. {{'algorithm': 'grpo'}} (got {type(data).__name__}).")
-        data = dict(data or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            hints = []
-            for key in unknown:
-                hints.append(f"{key!r}{suggest(key, names)}")
-            raise InputError(f"Unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(names)}.")
-        hints_by_name = _field_types()
-        return cls(**{k: _coerce(k, v, hints_by_name[k]) for k, v in data.items()})
-
-    def replace(self, **changes: Any) -> "RLConfig":
-        """A copy with some fields changed (validated again)."""
-        return RLConfig.from_dict({**self.to_dict(), **changes})
-
-    def to_yaml(self) -> str:
-        """YAML text of every field, in field order."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
-    @classmethod
-    def from_yaml(cls, text: str) -> "RLConfig":
-        """Parse YAML text (a mapping of field: value); missing fields keep their defaults."""
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise InputError(f"The config is not valid YAML: {describe_yaml_error(err)}.") from None
-        except RecursionError:
-            raise InputError("The config YAML is nested too deeply; a config is a flat mapping of field: value.") from None
-        if not isinstance(data, dict):
-            raise InputError("The config YAML must be a mapping of field: value, e.g. 'algorithm: grpo'.")
-        return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the YAML to `path` and return it."""
-        path = Path(path)
-        path.write_text(self.to_yaml(), encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RLConfig":
-        """Read a YAML config file."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"No config file at {str(path)!r}; write one with --dump-config (or RLConfig().save(path)) or pick a preset.")
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise InputError(f"Cannot read the config file {str(path)!r}: {err.strerror or err}.") from None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise InputError(
-                f"The config file {str(path)!r} is not UTF-8 text (byte 0x{data[err.start:err.start + 1].hex()} at "
-                f"position {err.start}); save it as UTF-8 YAML, e.g. with --dump-config."
-            ) from None
-        if "\x00" in text:
-            raise InputError(f"The config file {str(path)!r} looks binary (it holds NUL bytes); give a YAML text file.")
-        try:
-            return cls.from_yaml(text)
-        except InputError as err:
-            raise InputError(f"{str(path)!r}: {err}") from None
-
-
-@functools.lru_cache(maxsize=1)
-def _field_types() -> dict[str, Any]:
-    """RLConfig's field types, resolved once (the module uses postponed annotations)."""
-    return typing.get_type_hints(RLConfig)
-
-
-@functools.lru_cache(maxsize=None)
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def check_field_types(obj: Any) -> None:
-    """Check that each field of a config dataclass holds its declared type, and normalise numbers in place.
-
-    bool fields take True/False only; int fields whole numbers (2.0 becomes 2); float fields finite
-    numbers (NaN and inf are refused); str and list fields text and lists; `X | None` also takes None.
-    The InputError names the field and its default, so a form or the CLI can show it as is.
-    """
-    hints = _type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        name, value = f.name, getattr(obj, f.name)
-        hint = hints[name]
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # int | None
-        if value is None and union and type(None) in typing.get_args(hint):
-            continue
-        target = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
-        target = typing.get_origin(target) or target  # list[str] -> list
-        example = _example(f)
-        if target is bool:
-            if not isinstance(value, bool):
-                raise InputError(f"{name} must be true or false (got {_shown(value)}).")
-        elif target is int:
-            if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
-                    and math.isfinite(float(value)) and float(value).is_integer():
-                value = int(value)  # 1e5 typed as a float
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise InputError(f"{name} must be a whole number (got {_shown(value)}){example}.")
-            setattr(obj, name, int(value))
-        elif target is float:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise InputError(f"{name} must be a number (got {_shown(value)}){example}.")
-            if not math.isfinite(float(value)):
-                raise InputError(f"{name} must be a finite number, not {value!r}{example}.")
-            setattr(obj, name, float(value))
-        elif target in (str, list, dict):
-            if not isinstance(value, target):
-                kind = {str: "text", list: "a list", dict: "a mapping of name: value"}[target]
-                raise InputError(f"{name} must be {kind} (got {_shown(value)}){example}.")
-
-
-def suggest(word: Any, choices: Any) -> str:
-    """' (did you mean 'x'?)' for the closest of `choices` (difflib), or ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _example(f: dataclasses.Field) -> str:
-    """'; the default is X' for a message, or '' when the field has no plain default."""
-    if f.default is None:
-        return "; leave it empty for the default"
-    if f.default is not dataclasses.MISSING:
-        return f"; the default is {f.default!r}"
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f"; the default is {f.default_factory()!r}"  # type: ignore[misc]
-    return ""
-
-
-def _shown(value: Any) -> str:
-    """A value and its type for a message, cut short: \"'abc' (str)\"."""
-    text = repr(value)
-    return f"{text[:80] + '…' if len(text) > 80 else text} ({type(value).__name__})"
-
-
-@functools.lru_cache(maxsize=1)
-def get_field_help() -> dict[str, str]:
-    """Each RLConfig field's one-line doc (the string under it in the source), for form tooltips."""
-    tree = ast.parse(inspect.getsource(RLConfig))
-    body = tree.body[0].body
-    docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr) \
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
-            docs[node.target.id] = following.value.value.strip()
-    return docs
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Turn strings from forms or the command line into the field's type; leave anything else to validation."""
-    if value is None or not isinstance(value, str):
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    target = args[0]
-    text = value.strip()
-    if type(None) in typing.get_args(hint) and text.lower() in ("", "none", "null"):
-        return None
-    try:
-        if target is bool:
-            if text.lower() in ("true", "yes", "1", "on"):
-                return True
-            if text.lower() in ("false", "no", "0", "off"):
-                return False
-            raise ValueError(text)
-        if target is int:
-            return int(text)
-        if target is float:
-            return float(text)
-    except ValueError as err:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(target, f"a {target.__name__}")
-        raise InputError(f"{name} must be {kind} (got {value!r}).") from err
-    return value
-
-
-def describe_yaml_error(err: Exception) -> str:
-    """One line for a YAML syntax error: what is wrong and where (PyYAML's own text spans several lines)."""
-    problem = getattr(err, "problem", None) or str(err).split("\n")[0]
-    mark = getattr(err, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
-
 
 
 # ---------------------------------------------------------------------- presets

@@ -253,4 +253,5 @@ def main() -> None:
         live_run_ui(run_id, gym_run_ui, key="gym")
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs pages as __main__; SB3's `import gym` finds this file when its folder is
+    main()                  # on sys.path (AppTest), and importing it must not draw the page a second time

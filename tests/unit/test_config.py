@@ -6,7 +6,7 @@ import pytest
 
 import dataclasses
 
-from llmrl_core.lm_rl.config import PRESETS, RLConfig, get_field_help, make_preset_config
+from llmrl_core.lm_rl.config import PRESETS, RLConfig, make_preset_config
 from llmrl_core.core.errors import InputError
 
 
@@ -78,6 +78,6 @@ def test_presets_build_and_round_trip():
 
 
 def test_every_field_has_help_for_the_form():
-    help_text = get_field_help()
+    help_text = RLConfig.field_docs()
     assert set(help_text) == {f.name for f in dataclasses.fields(RLConfig)}
     assert "KL coefficient" in help_text["beta"]
