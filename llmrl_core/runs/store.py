@@ -1,8 +1,9 @@
 """The run store: one SQLite file (WAL mode) that every job writes and every page reads.
 
-Tables: runs, metrics (long format: run, step, name, value, wall time), samples (one
-generation with its rewards and extras as JSON), artifacts (checkpoints, saved agents),
-logs (human-readable events). The UI never runs SQL itself; it calls these methods, in the
+Tables: runs (with a free-text note), metrics (long format: run, step, name, value, wall time),
+samples (one generation with its rewards and extras as JSON), artifacts (checkpoints, saved
+agents), logs (human-readable events). A store written by an older version is brought up to
+date when opened (`RunStore._migrate`: columns and indexes are added, nothing is rewritten). The UI never runs SQL itself; it calls these methods, in the
 spirit of TensorBoard's DataProvider.
 
 WAL lets the dashboard read while a job (in this process or a CLI process) writes. Each
