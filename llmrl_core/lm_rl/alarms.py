@@ -33,6 +33,7 @@ kl_runaway above KL_MAX); 'warning' otherwise.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -140,12 +141,15 @@ def compute_sample_diversity(samples: pd.DataFrame) -> pd.DataFrame:
 
     A group is the completions of one prompt (extras['prompt_index'], else the same prompt text).
     """
+    by_step: dict[int, dict[str, list[str]]] = {}
+    for step, prompt, completion, extras in zip(samples["step"], samples["prompt"], samples["completion"], samples["extras"]):
+        key = str(extras.get("prompt_index", prompt)) if isinstance(extras, Mapping) else str(prompt)
+        by_step.setdefault(int(step), {}).setdefault(key, []).append(completion)
     rows = []
-    for step, part in samples.groupby("step", sort=True):
-        keys = [e.get("prompt_index", p) if isinstance(e, Mapping) else p for e, p in zip(part["extras"], part["prompt"])]
-        groups = [list(g["completion"]) for _, g in part.assign(_group=[str(k) for k in keys]).groupby("_group")]
+    for step in sorted(by_step):
+        groups = list(by_step[step].values())
         dup = [compute_duplicate_fraction(g) for g in groups if len(g) > 1]
-        rows.append({"step": int(step), "distinct": compute_batch_distinct_n(part["completion"]),
+        rows.append({"step": step, "distinct": compute_batch_distinct_n(t for g in groups for t in g),
                      "duplicates": float(np.mean(dup)) if dup else math.nan})
     return pd.DataFrame(rows, columns=["step", "distinct", "duplicates"])
 
@@ -405,19 +409,35 @@ def check_alarms(metrics: pd.DataFrame | None, samples: pd.DataFrame | Sequence[
     return sorted(alarms, key=lambda a: SEVERITIES.index(a.severity), reverse=True)
 
 
-def read_run_alarms(store: Any, run_id: int, max_sample_steps: int = MAX_SAMPLE_STEPS) -> list[Alarm]:
-    """check_alarms on what the store holds for run `run_id`: metrics, config, error and log lines, and the
-    samples of up to `max_sample_steps` logged steps spread evenly from the first to the last (the trend
-    alarms compare early with late steps, and a long run stores far more samples than they need)."""
+def read_alarm_samples(store: Any, run_id: int, steps: Sequence[int]) -> pd.DataFrame:
+    """The samples of `steps` with only what the alarms read: step, prompt, completion, rewards (dict) and
+    extras (prompt_index and finish_reason only). One indexed query that leaves the per-token extras
+    (most of a sample's bytes) in the store."""
+    steps = [int(s) for s in dict.fromkeys(steps)]
+    if not steps:
+        return to_samples_frame(None)
+    rows = store.fetch_rows(
+        "SELECT step, prompt, completion, rewards, json_extract(extras, '$.prompt_index'),"
+        " json_extract(extras, '$.finish_reason') FROM samples"
+        f" WHERE run_id=? AND step IN ({','.join('?' * len(steps))}) ORDER BY id", [int(run_id), *steps])
+    records = [{"step": step, "prompt": prompt, "completion": completion, "rewards": json.loads(rewards or "{}"),
+                "extras": {k: v for k, v in (("prompt_index", index), ("finish_reason", finish)) if v is not None}}
+               for step, prompt, completion, rewards, index, finish in rows]
+    return to_samples_frame(records)
+
+
+def read_run_alarms(store: Any, run_id: int, metrics: pd.DataFrame | None = None,
+                    max_sample_steps: int = MAX_SAMPLE_STEPS) -> list[Alarm]:
+    """check_alarms on what the store holds for run `run_id`: metrics (pass the wide frame when already read),
+    config, error and log lines, and the samples of up to `max_sample_steps` logged steps spread evenly from
+    the first to the last (the trend alarms compare early with late steps; a long run stores far more)."""
     run = store.get_run(run_id)
     if run is None:
         return []
-    metrics = store.read_metrics_wide(run_id)
+    metrics = store.read_metrics_wide(run_id) if metrics is None else metrics
     steps = sorted(int(s) for s in metrics["step"]) if len(metrics) else []
     if len(steps) > max_sample_steps:
         steps = [steps[i] for i in np.linspace(0, len(steps) - 1, max_sample_steps).round().astype(int)]
-    parts = [store.read_samples(run_id, step=step) for step in dict.fromkeys(steps)]
-    samples = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     logs = store.read_logs(run_id)
     messages = [run.get("error") or "", *list(logs["message"])]
-    return check_alarms(metrics, samples, run.get("config") or {}, messages)
+    return check_alarms(metrics, read_alarm_samples(store, run_id, steps), run.get("config") or {}, messages)
