@@ -25,9 +25,14 @@ PAGES = {
         st.Page("pages/language_models/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("pages/language_models/lm_rl.py", title="LM RL", icon=":material/model_training:"),
     ],
-    "Gymnasium": [st.Page("pages/gymnasium/gym.py", title="Gym", icon=":material/smart_toy:")],
+    "Gymnasium": [
+        st.Page("pages/gymnasium/gym.py", title="Gym", icon=":material/smart_toy:"),
+        st.Page("pages/gymnasium/agent.py", title="Agent", icon=":material/psychology:"),
+    ],
     "Runs": [
         st.Page("pages/runs/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("pages/runs/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("pages/runs/before_after.py", title="Before/after", icon=":material/difference:"),
     ],
 }
 

@@ -1,4 +1,5 @@
-"""Runs: every run in the store (from the dashboard or the CLI), live, with controls, disk use and comparison."""
+"""Runs: every run in the store (from the dashboard or the CLI) in one table that filters, sorts and searches;
+the picked run live with controls, health alarms, export and its report; rename, note, clone, delete."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.runs import ACTIVE_STATUSES
-from llmrl_core.runs.reader import downsample
 from llmrl_core.present.common import make_metric_figure
 from llmrl_core.present.lm_rl import escape_markdown
 from ui.live_run import (
@@ -25,10 +25,10 @@ from ui.live_run import (
 from ui.run_views import run_error_ui
 from ui.state import get_store
 
-try:
-    from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files
-except ImportError:  # the module lands with issue 8 part 5; until then the page only says nothing about disk
-    compute_run_disk_bytes = delete_run_files = None
+from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files
+from llmrl_core.runs.table import summarize_runs
+from ui.clone import request_clone
+from ui.review import alarms_ui, export_ui, report_ui
 
 PICK_KEY, SELECTED_KEY = "runs_pick", "runs_selected"
 DEFAULT_METRICS = ("reward", "rollout/ep_rew_mean", "eval/mean_reward")
@@ -46,44 +46,82 @@ def format_bytes(n: int | None) -> str:
     return f"{size:.1f} TB"
 
 
-def runs_table_ui(runs: pd.DataFrame) -> None:
-    """All runs, newest first (st.dataframe escapes everything)."""
-    table = runs.copy()
-    table["status"] = [format_status(s) for s in table["status"]]
-    table["created"] = pd.to_datetime(table["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
-    table["progress"] = [
-        f"{int(s or 0)}/{int(t)}" if t == t and t else f"{int(s or 0)}" for s, t in zip(table["step"], table["total_steps"])
-    ]
-    st.dataframe(table[["id", "kind", "name", "status", "progress", "created"]], hide_index=True, width="stretch")
+def runs_table_ui() -> None:
+    """Every run, one row each with its headline figures; filter by status and kind, search name and note, sort.
+
+    st.dataframe shows every cell as text (escaped). Reads one SQL query (llmrl_core/runs/table.py).
+    """
+    store = get_store()
+    c_search, c_status, c_kind, c_sort = st.columns([2, 2, 2, 1])
+    search = c_search.text_input("Search name or note", key="runs_search", placeholder="e.g. positive")
+    statuses = c_status.multiselect("Status", ["queued", "running", "paused", "completed", "stopped", "failed",
+                                               "interrupted"], key="runs_status")
+    kinds = c_kind.multiselect("Kind", ["lm_rl", "gym", "agent", "demo"], key="runs_kind")
+    sort_by = c_sort.selectbox("Sort by", ["id", "best_reward", "last_reward", "duration_s", "disk_bytes", "step"],
+                               key="runs_sort")
+    table = summarize_runs(store, statuses=statuses or None, kinds=kinds or None, search=search or None,
+                           sort_by=sort_by)
+    if table.empty:
+        st.info("No run matches these filters.")
+        return
+    shown = pd.DataFrame({
+        "id": table["id"], "name": table["name"], "status": [format_status(s) for s in table["status"]],
+        "kind": table["kind"], "model / env": table["model"], "algorithm": table["algorithm"],
+        "progress": [f"{int(s or 0)}/{int(t)}" if t == t and t else f"{int(s or 0)}"
+                     for s, t in zip(table["step"], table["total_steps"])],
+        "best reward": table["best_reward"], "last reward": table["last_reward"],
+        "duration": [format_duration(d) for d in table["duration_s"]],
+        "disk": [format_bytes(b) for b in table["disk_bytes"]], "note": table["note"],
+    })
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"best reward": st.column_config.NumberColumn(format="%.3f"),
+                                "last reward": st.column_config.NumberColumn(format="%.3f")})
+
+
+def format_duration(seconds: float | None) -> str:
+    """'-', '42 s', '3 min 05 s', '2 h 04 min'."""
+    if seconds is None or seconds != seconds:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def manage_ui(view: LiveRun, disk: int | None) -> None:
-    """Rename, and delete (with or without the run's files) once the run has ended."""
+    """Rename, note, clone into a new run (the training page opens with the form filled), delete once ended."""
     store = get_store()
     run = view.run
     run_id = run["id"]
-    c_rename, c_delete, _ = st.columns([1, 1, 2])
+    c_rename, c_note, c_clone, c_delete, _ = st.columns([1, 1, 1, 1, 2])
     with c_rename.popover("Rename"):
         new_name = st.text_input("New name", run["name"], key=f"rename_{run_id}")
         if st.button("Save name", key=f"rename_btn_{run_id}") and new_name.strip():
             store.rename_run(run_id, new_name.strip())
             st.rerun()
-    if run["status"] in ACTIVE_STATUSES:
-        return
+    with c_note.popover("Note"):
+        note = st.text_area("Note (searchable)", run.get("note") or "", key=f"note_{run_id}")
+        if st.button("Save note", key=f"note_btn_{run_id}"):
+            store.set_note(run_id, note.strip() or None)
+            st.rerun()
+    if run["kind"] in ("lm_rl", "gym", "agent") and c_clone.button("Clone", key=f"clone_{run_id}",
+                                                                 help="A new run with the same config: opens its page with the form filled."):
+        request_clone(*store.clone_config(run_id))
     with c_delete.popover("Delete"):
-        with_files = False
-        if delete_run_files is not None:
-            with_files = st.checkbox(f"Also delete its files ({format_bytes(disk)} on disk: checkpoints, agents, episodes)",
-                                     value=True, key=f"delete_files_{run_id}")
-        else:
-            st.caption("Deletes the run's records; its files stay on disk.")
+        if run["status"] in ACTIVE_STATUSES:
+            st.warning(f"Run {run_id} is {run['status']}: stop it first, then delete it.")
+            return
+        with_files = st.checkbox(f"Also delete its files ({format_bytes(disk)} on disk: checkpoints, agents, episodes)",
+                                 value=True, key=f"delete_files_{run_id}")
         if st.button("Delete for good", key=f"delete_{run_id}", type="primary"):
             try:
                 freed = delete_run_files(run_id) if with_files else 0
+                store.delete_run(run_id)
             except WorkbenchError as err:  # e.g. the folder is a link: its records stay, so nothing is lost
                 st.error(escape_markdown(err))
                 return
-            store.delete_run(run_id)
             st.session_state.pop(SELECTED_KEY, None)
             st.session_state.pop(PICK_KEY, None)
             st.toast(f"Deleted run {run_id}" + (f" and {format_bytes(freed)} of files." if with_files else "."))
@@ -94,15 +132,18 @@ def run_detail_ui(view: LiveRun) -> None:
     """One run's status, controls, curves, samples, logs, artifacts and config (the live view's body)."""
     store = get_store()
     run, run_id = view.run, view.run_id
-    disk = view.memo("disk", lambda: compute_run_disk_bytes(run_id, store)) if compute_run_disk_bytes else None
+    disk = view.memo("disk", lambda: compute_run_disk_bytes(run_id, store))
     run_heading_ui(run, f"kind {escape_markdown(run['kind'])}" + ("" if disk is None else f" · {format_bytes(disk)} on disk"))
     run_progress_ui(run)
     run_error_ui(run)
+    if run.get("note"):
+        st.caption(f"Note: {escape_markdown(run['note'])}")
     run_controls_ui(run, "runs")
     manage_ui(view, disk)
 
     metrics = view.metrics
-    tab_curves, tab_samples, tab_logs, tab_files, tab_config = st.tabs(["Curves", "Samples", "Log", "Artifacts", "Config"])
+    tab_curves, tab_samples, tab_health, tab_logs, tab_files, tab_config, tab_share = st.tabs(
+        ["Curves", "Samples", "Health", "Log", "Artifacts", "Config", "Export & report"])
     with tab_curves:
         names = [c for c in metrics.columns if c != "step"]
         if not names:
@@ -128,44 +169,25 @@ def run_detail_ui(view: LiveRun) -> None:
     with tab_files:
         files = view.memo("artifacts", lambda: store.list_artifacts(run_id))
         st.dataframe(files[["step", "kind", "path"]], hide_index=True, width="stretch") if not files.empty else st.info("No artifacts.")
+    with tab_health:
+        alarms_ui(run)
     with tab_config:
         st.code(json.dumps(run["config"], indent=2), language="json")
         if run.get("summary"):
             st.json(run["summary"])
-
-
-def compare_ui(runs: pd.DataFrame) -> None:
-    """Overlay one metric across several runs (the past-run curves other tools lose); reads only that metric."""
-    store = get_store()
-    names_by_id = runs.set_index("id")["name"].to_dict()
-    chosen = st.multiselect("Runs to compare", runs["id"].tolist(), default=runs["id"].head(2).tolist(),
-                            format_func=lambda i: f"#{i} {names_by_id[i]}", key="cmp_runs")
-    if not chosen:
-        return
-    names = sorted({n for rid in chosen for n in store.metric_names(rid)})
-    if not names:
-        st.info("These runs have no metrics yet.")
-        return
-    metric = st.selectbox("Metric", names, index=names.index("reward") if "reward" in names else 0, key="cmp_metric")
-    series = []
-    for rid in chosen:
-        long = store.read_metrics(rid, names=[metric])
-        if not long.empty:
-            one = long.drop_duplicates("step", keep="last")[["step", "value"]].rename(columns={"value": f"#{rid}"})
-            series.append(downsample(one.reset_index(drop=True)).dropna().set_index("step"))
-    if not series:
-        st.info(f"None of these runs logged {metric}.")
-        return
-    combined = pd.concat(series, axis=1).sort_index().reset_index()
-    st.plotly_chart(make_metric_figure(combined, [c for c in combined.columns if c != "step"], title=metric),
-                    width="stretch")
+    with tab_share:
+        st.markdown("**Report for stakeholders**")
+        report_ui([run_id], key=f"run{run_id}")
+        st.markdown("**Export**")
+        export_ui(run)
 
 
 def start_links_ui() -> None:
     """Where real runs come from."""
-    c1, c2, _ = st.columns([1, 1, 2])
+    c1, c2, c3, _ = st.columns([1, 1, 1, 1])
     c1.page_link("pages/language_models/lm_rl.py", label="Fine-tune a language model", icon=":material/model_training:")
     c2.page_link("pages/gymnasium/gym.py", label="Train a Gymnasium agent", icon=":material/smart_toy:")
+    c3.page_link("pages/runs/compare.py", label="Compare runs", icon=":material/compare_arrows:")
 
 
 def main() -> None:
@@ -176,13 +198,9 @@ def main() -> None:
     if runs.empty:
         st.info("No runs yet. Start one from a training page (links above) or the CLI.")
         return
-    tab_list, tab_compare = st.tabs(["Runs", "Compare"])
-    with tab_list:
-        runs_table_ui(runs)
-        run_id = run_picker_ui(runs, PICK_KEY, SELECTED_KEY)
-        live_run_ui(run_id, run_detail_ui, key="runs")
-    with tab_compare:
-        compare_ui(runs)
+    runs_table_ui()
+    run_id = run_picker_ui(runs, PICK_KEY, SELECTED_KEY)
+    live_run_ui(run_id, run_detail_ui, key="runs")
 
 
 main()

@@ -1,0 +1,91 @@
+"""Compare: two or more runs side by side: curves on shared axes with smoothing, by step, samples seen or
+wall time; a table of final and best values; the config fields that differ; a report of the comparison."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from llmrl_core.core.errors import WorkbenchError
+from llmrl_core.present.compare import make_compare_figure
+from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.runs.compare import X_AXES, diff_configs, list_common_metrics, read_compare_frame, summarize_finals
+from ui.review import report_ui
+from ui.state import get_store
+
+X_LABELS = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
+PREFERRED = ("reward", "charts/episodic_return", "eval/mean_reward", "kl", "entropy")
+
+
+def pick_runs_ui() -> list[int]:
+    """The runs to compare (newest two by default)."""
+    runs = get_store().list_runs()
+    names = runs.set_index("id")["name"].to_dict()
+    return st.multiselect("Runs", runs["id"].tolist(), default=runs["id"].head(2).tolist(),
+                          format_func=lambda i: f"#{i} {names.get(i, '')}", key="cmp_runs")
+
+
+def curves_ui(run_ids: list[int]) -> list[str]:
+    """Pick metrics, x axis and smoothing; draw the overlaid curves. Returns the metrics drawn."""
+    store = get_store()
+    common, every = list_common_metrics(store, run_ids)
+    if not every:
+        st.info("These runs have no metrics yet.")
+        return []
+    default = [m for m in PREFERRED if m in common][:2] or common[:1] or every[:1]
+    c_metrics, c_x, c_smooth = st.columns([3, 1, 1])
+    metrics = c_metrics.multiselect("Metrics", every, default=default, key="cmp_metrics",
+                                    help="Metrics every chosen run logged come first in the list's order.")
+    x = c_x.radio("x axis", list(X_AXES), format_func=X_LABELS.get, key="cmp_x")
+    smoothing = c_smooth.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="cmp_smooth",
+                                help="Exponential moving average, debiased as in TensorBoard; raw values stay faint.")
+    if not metrics:
+        return []
+    frame = read_compare_frame(store, run_ids, metrics, x=x, smoothing=smoothing)
+    if frame.empty:
+        st.info("None of these runs logged the chosen metrics.")
+        return metrics
+    fig = make_compare_figure(frame, metrics, x=x)
+    fig.update_layout(height=max(320, 260 * len(metrics)))
+    st.plotly_chart(fig, width="stretch", key="cmp_chart")
+    return metrics
+
+
+def finals_ui(run_ids: list[int], metrics: list[str]) -> None:
+    """Final and best value of each metric per run (best = max, min for losses)."""
+    finals = summarize_finals(get_store(), run_ids, metrics)
+    if not finals.empty:
+        st.dataframe(finals, hide_index=True, width="stretch")
+
+
+def config_diff_ui(run_ids: list[int]) -> None:
+    """Only the config fields that differ between the runs."""
+    store = get_store()
+    configs = {f"#{r} {store.get_run(r)['name']}": store.get_run(r)["config"] for r in run_ids if store.get_run(r)}
+    diff = diff_configs(configs)
+    if diff.empty:
+        st.caption("The configs are identical.")
+    else:
+        st.dataframe(diff, width="stretch")
+
+
+def main() -> None:
+    st.title("Compare")
+    st.caption("Curves of several runs on shared axes, what ended best, and what differed in their configs.")
+    run_ids = pick_runs_ui()
+    if len(run_ids) < 1:
+        st.info("Pick runs to compare (two or more).")
+        return
+    try:
+        metrics = curves_ui(run_ids)
+        tab_finals, tab_diff, tab_report = st.tabs(["Final and best", "Config diff", "Report"])
+        with tab_finals:
+            finals_ui(run_ids, metrics)
+        with tab_diff:
+            config_diff_ui(run_ids)
+        with tab_report:
+            report_ui(run_ids, key="compare")
+    except WorkbenchError as err:
+        st.error(escape_markdown(err))
+
+
+main()

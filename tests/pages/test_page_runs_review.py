@@ -1,0 +1,104 @@
+"""AppTest for the Runs page (table, health, export, report, clone, delete refused), Compare and Before/after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def app_env(monkeypatch, tiny_model_dir, tmp_path):
+    """The whole app over a fresh home with two finished synthetic LM runs."""
+    monkeypatch.setenv("LLMRL_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("LLMRL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(ROOT)
+    from ui import state
+
+    state.get_model_holder.clear()
+    state.get_run_manager.clear()
+    store = state.get_store()
+    ids = []
+    for i, (lr, slope) in enumerate(((1e-5, 0.01), (3e-5, 0.05))):
+        run_id = store.create_run("lm_rl", f"<i>run {i}</i>", {"model": str(tiny_model_dir), "learning_rate": lr,
+                                                               "algorithm": "grpo", "max_new_tokens": 8}, total_steps=20)
+        store.mark_started(run_id, "test")
+        for step in range(1, 21):
+            store.log_metrics(run_id, step, {"reward": slope * step, "kl": 0.001 * step, "entropy": 1.0})
+        store.add_samples(run_id, 20, [{"prompt": "p", "completion": "<script>alert(1)</script>",
+                                        "rewards": {"total": 1.0}}])
+        store.set_progress(run_id, 20, 20)
+        store.set_status(run_id, "completed")
+        ids.append(run_id)
+    yield store, ids
+    state.get_model_holder.clear()
+    state.get_run_manager.clear()
+
+
+def _open(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_runs_table_filters_and_searches(app_env):
+    store, ids = app_env
+    store.set_note(ids[0], "the slow one")
+    at = _open("pages/runs/runs.py")
+    table = at.dataframe[0].value
+    assert set(table["id"]) == set(ids) and "best reward" in table.columns
+    assert abs(table.set_index("id").loc[ids[1], "best reward"] - 1.0) < 1e-9  # 0.05 x 20
+    at.text_input(key="runs_search").input("slow").run()
+    assert list(at.dataframe[0].value["id"]) == [ids[0]]
+    at.text_input(key="runs_search").input("").run()
+    at.multiselect(key="runs_kind").set_value(["gym"]).run()
+    assert any("No run matches" in i.value for i in at.info)
+
+
+def test_run_detail_offers_health_export_and_report(app_env, tmp_path):
+    store, ids = app_env
+    at = _open("pages/runs/runs.py")
+    labels = [t.label for t in at.tabs]
+    assert {"Health", "Export & report"} <= set(labels)
+    at.button(key=f"report_go_run{ids[1]}").click().run()
+    assert not at.exception, at.exception
+    html = (Path(store.path).parent / "reports" / f"run-{ids[1]:05d}.html")
+    assert html.is_file() and "&lt;script&gt;alert(1)&lt;/script&gt;" in html.read_text(encoding="utf-8")
+    assert [b for b in at.get("download_button")]
+    at.selectbox(key=f"export_what_{ids[1]}").set_value("metrics").run()
+    out = tmp_path / "m.csv"
+    at.text_input(key=f"export_out_{ids[1]}_metrics").input(str(out)).run()
+    at.button(key=f"export_go_{ids[1]}").click().run()
+    assert out.is_file() and "reward" in out.read_text().splitlines()[0]
+    at.run()  # the file now exists: Export waits for "replace it"
+    assert at.button(key=f"export_go_{ids[1]}").disabled
+
+
+def test_delete_of_a_running_run_is_refused(app_env):
+    store, ids = app_env
+    store.set_status(ids[1], "running")
+    at = _open("pages/runs/runs.py")
+    assert any("stop it first" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == f"delete_{ids[1]}"]
+
+
+def test_compare_overlays_runs_and_diffs_configs(app_env):
+    store, ids = app_env
+    at = _open("pages/runs/compare.py")
+    assert at.multiselect(key="cmp_runs").value == [ids[1], ids[0]]
+    assert at.get("plotly_chart")
+    frames = [d.value for d in at.dataframe]
+    diff = [f for f in frames if "learning_rate" in " ".join(map(str, f.index))]
+    assert diff, frames  # only the differing field (learning_rate) is listed
+    assert all("algorithm" not in " ".join(map(str, f.index)) for f in diff)
+    at.radio(key="cmp_x").set_value("time").run()
+    assert not at.exception
+
+
+def test_before_after_page_without_checkpoints_says_so(app_env):
+    at = _open("pages/runs/before_after.py")
+    assert any("saved no checkpoint" in i.value for i in at.info)
