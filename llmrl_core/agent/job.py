@@ -150,3 +150,26 @@ def _run(ctx: JobContext, config: AgentConfig, trainer: AgentTrainer) -> dict:
     ctx.add_artifact(trainer.steps, "checkpoint", folder, {"lora": config.use_lora, "model": config.model,
                                                            "value_head": "value_head.pt"})
     return summary
+
+
+GYM_BASELINE_METRIC = "rollout/ep_rew_mean"
+"""What a Gym run's last training return is logged as (SB3's name; pages/gymnasium/gym.py plots it)."""
+
+
+def find_gym_baseline(store: Any, env_id: str) -> tuple[int, str, float] | None:
+    """(run id, algorithm, last mean episode return) of the newest completed Gym run on `env_id`, or None.
+
+    Prefers a PPO run (the Stable-Baselines3 agent the page compares with), else any algorithm but random.
+    """
+    runs = store.list_runs(kind="gym", statuses=["completed"])
+    candidates = []
+    for row in runs.itertuples():
+        run = store.get_run(int(row.id)) or {}
+        config = run.get("config") or {}
+        if config.get("env_id") == env_id and config.get("algo") not in (None, "random"):
+            candidates.append((config.get("algo") != "ppo", -int(row.id), int(row.id), str(config.get("algo"))))
+    for _, _, run_id, algo in sorted(candidates):
+        values = store.read_metrics(run_id, names=[GYM_BASELINE_METRIC])
+        if not values.empty:
+            return run_id, algo, float(values["value"].iloc[-1])
+    return None
