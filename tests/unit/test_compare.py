@@ -9,8 +9,8 @@ import pytest
 
 from llmrl_core.core.errors import InputError
 from llmrl_core.present.compare import make_compare_figure
-from llmrl_core.runs.compare import (diff_configs, flatten_config, read_compare_frame, smooth_ema,
-                                     summarize_finals)
+from llmrl_core.runs.compare import (diff_configs, flatten_config, make_compare_frame, read_compare_frame,
+                                     read_series, smooth_ema, summarize_finals)
 
 
 def tensorboard_ema(values, weight):
@@ -132,6 +132,9 @@ def test_frame_downsamples_each_series_after_smoothing_the_whole(store):
     full = smooth_ema(values, 0.6)
     assert np.allclose(loss["value"], full[loss["step"].to_numpy() - 1])  # smoothed over every point, then cut
     assert len(frame[frame.metric == "eval"]) == 50  # NaN rows left out, a short series kept whole
+    series = read_series(store, [run_id], ["loss", "eval"])  # what a page caches while a slider moves
+    assert [len(s.raw) for s in series] == [5000, 50]
+    assert make_compare_frame(series, max_points=200, smoothing=0.6).equals(frame)
 
 
 def test_frame_rejects_unknown_runs_and_axes(store):
