@@ -179,3 +179,60 @@ def test_a_long_run_is_downsampled(store, tmp_path):
     steps = np.frombuffer(base64.b64decode(data), dtype=np.dtype(found.group(1)))
     assert 100 < len(steps) <= 1000 and steps[0] == 1 and steps[-1] == 1500
     assert (np.diff(steps) > 0).all()
+
+
+# ---------------------------------------------------------------------- end to end on a real tiny run
+
+
+def test_report_of_a_real_tiny_run_with_its_before_after(tiny_model_dir, store, tmp_path, monkeypatch):
+    """Train the tiny model 2 steps, compare its checkpoint with the base on held-out prompts, write the report."""
+    from llmrl_core.lm_rl.config import RLConfig
+    from llmrl_core.lm_rl.evaluate import compare_before_after, held_out_prompts, save_before_after
+    from llmrl_core.runs import RunManager
+
+    monkeypatch.setenv("LLMRL_HOME", str(tmp_path / "home"))
+    rewards = [{"type": "length", "target": 20, "unit": "chars", "falloff": 40}]
+    cfg = RLConfig(model=str(tiny_model_dir), device="cpu", steps=2, prompts_per_step=2, num_generations=2,
+                   max_new_tokens=6, chat="raw", learning_rate=1e-2, rewards=rewards, prompt_set="sentence-starters",
+                   name=f"tiny {SCRIPT}")
+    run_id, status = RunManager(store).run_foreground("lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps)
+    assert status == "completed"
+    checkpoint = store.list_artifacts(run_id, kind="checkpoint")["path"].iloc[-1]
+    prompts = held_out_prompts(store.get_run(run_id)["config"], n=3)
+    result = compare_before_after(str(tiny_model_dir), checkpoint, prompts, rewards, greedy=True, max_new_tokens=6,
+                                  device="cpu", chat=False)
+    save_before_after(store, run_id, result)
+    page = write_report(store, [run_id], tmp_path / "tiny.html").read_text(encoding="utf-8")
+    assert_offline(page)
+    text = strip_plotly_bundle(page)
+    assert "Length target × 1" in text and "2 of 2 steps" in text
+    assert result.summary().replace("'", "&#x27;") in text
+    assert all(html_escape(p) in text for p in prompts["prompt"])
+    assert "<h4>Best 3</h4>" in text and SCRIPT not in text
+
+
+def test_a_reward_returning_too_few_values_shows_as_an_alarm(tiny_model_dir, store, monkeypatch):
+    """The real trainer's failure message is what the wrong-count alarm reads."""
+    from llmrl_core.lm_rl.alarms import read_run_alarms
+    from llmrl_core.lm_rl.config import RLConfig
+    from llmrl_core.lm_rl.rewards import RewardSet
+    from llmrl_core.runs import RunManager
+
+    def first_only(prompts, completions, **_):
+        return [1.0]
+
+    monkeypatch.setattr("llmrl_core.lm_rl.trainer._build_reward_set", lambda cfg: RewardSet.from_callables([first_only]))
+    cfg = RLConfig(model=str(tiny_model_dir), device="cpu", steps=2, prompts_per_step=2, num_generations=2,
+                   max_new_tokens=4, chat="raw", save_final=False)
+    run_id, status = RunManager(store).run_foreground("lm_rl", cfg.to_dict())
+    assert status == "failed"
+    (alarm,) = read_run_alarms(store, run_id)
+    assert alarm.kind == "reward_wrong_count" and "'first_only' returned 1 values for 4 completions" in alarm.what_it_saw
+    page = render_report_html(store, [run_id])
+    assert html_escape(alarm.title) in page and html_escape(alarm.suggestion) in page
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
