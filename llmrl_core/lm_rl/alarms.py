@@ -161,6 +161,15 @@ def _windows(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values.iloc[:k], values.iloc[-k:]
 
 
+def _early_and_late(metrics: pd.DataFrame, name: str) -> tuple[pd.Series, float, float] | None:
+    """A metric by step with the means of its early and late windows; None with fewer than MIN_STEPS values."""
+    series = _series(metrics, name)
+    if series.dropna().size < MIN_STEPS:
+        return None
+    early, late = _windows(series)
+    return series, float(early.mean()), float(late.mean())
+
+
 def _series(metrics: pd.DataFrame, name: str) -> pd.Series:
     """One metric indexed by step, as floats (NaN for missing); empty when not logged."""
     if name not in metrics.columns:
@@ -271,11 +280,10 @@ def check_length_cap(metrics: pd.DataFrame, samples: pd.DataFrame, config: Mappi
 
 def check_entropy_collapse(metrics: pd.DataFrame, samples: pd.DataFrame) -> Alarm | None:
     """The policy's per-token entropy fell towards 0: it stops exploring and samples within a group look alike."""
-    entropy = _series(metrics, "entropy")
-    if entropy.dropna().size < MIN_STEPS:
+    trend = _early_and_late(metrics, "entropy")
+    if trend is None:
         return None
-    early, late = _windows(entropy)
-    before, after = float(early.mean()), float(late.mean())
+    entropy, before, after = trend
     if not (after <= ENTROPY_FLOOR or (before > 0 and after <= ENTROPY_DROP_RATIO * before)):
         return None
     limit = max(ENTROPY_FLOOR, ENTROPY_DROP_RATIO * before)
@@ -291,11 +299,10 @@ def check_entropy_collapse(metrics: pd.DataFrame, samples: pd.DataFrame) -> Alar
 
 def check_kl_runaway(metrics: pd.DataFrame, samples: pd.DataFrame) -> Alarm | None:
     """KL to the reference keeps climbing: the model drifts away from the base (often with garbled text)."""
-    kl = _series(metrics, "kl")
-    if kl.dropna().size < MIN_STEPS:
+    trend = _early_and_late(metrics, "kl")
+    if trend is None:
         return None
-    early, late = _windows(kl)
-    before, after = float(early.mean()), float(late.mean())
+    kl, before, after = trend
     too_high = after >= KL_MAX
     grew = after >= KL_GROWTH_MIN and after >= KL_GROWTH_RATIO * max(before, 1e-12)
     if not (too_high or grew):

@@ -156,6 +156,17 @@ def test_png_of_the_main_chart(store, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
+def test_other_kinds_get_their_first_metrics_and_mixed_kinds_compare(store, tmp_path):
+    demo = store.create_run("demo", f"demo {IMG}", {"size": 3})
+    for step in range(1, 6):
+        store.log_metrics(demo, step, {"value": step * 2.0, "other": 1.0})
+    page = render_report_html(store, [demo])
+    assert "A demo run." in page and strip_plotly_bundle(page).count("Plotly.newPlot") == 1
+    assert "<h3>Before / after</h3>" not in page  # only RL fine-tuning runs have one
+    both = strip_plotly_bundle(render_report_html(store, [make_lm_run(store, steps=6), demo]))
+    assert "Config fields that differ" in both and both.count("Plotly.newPlot") == 1 + 5 + 1
+
+
 def test_report_errors_say_what_to_change(store, tmp_path):
     with pytest.raises(InputError, match="No run with id 42"):
         write_report(store, [42], tmp_path / "r.html")
