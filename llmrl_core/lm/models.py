@@ -478,10 +478,3 @@ class ModelHolder:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
             return loaded
-
-    def ensure_loaded(self, spec: str | None = BUNDLED_SPEC, progress: ProgressFn = _no_progress) -> LoadedModel:
-        """Return the current model, loading `spec` first if nothing is loaded yet."""
-        with self._lock:
-            if self._current is None:
-                return self.load(spec, progress=progress)
-            return self._current

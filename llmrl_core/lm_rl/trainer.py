@@ -8,9 +8,14 @@ One step:
   1. take `prompts_per_step` prompts and sample `num_generations` completions each with
      `model.generate` (KV cache, inference mode);
   2. score them with the reward set (TRL's reward signature: prompts, completions, columns);
-  3. advantages: GRPO group-normalised, RLOO leave-one-out, REINFORCE minus a moving baseline,
-     or PPO's GAE over per-token rewards with a value head (llmrl_core/lm_rl/algorithms/);
-  4. `num_epochs` AdamW updates over the batch in `grad_accum_steps` micro-batches.
+  3. advantages from the algorithm (`get_algorithm(cfg.algorithm)`, llmrl_core/lm_rl/algorithms/):
+     GRPO group-normalised, RLOO leave-one-out, REINFORCE minus a moving baseline, or PPO's GAE
+     over per-token rewards with a value head;
+  4. `num_epochs` AdamW updates over the batch in `grad_accum_steps` micro-batches, each with
+     the algorithm's loss.
+
+The models (policy with or without LoRA, reference, value head) come from
+llmrl_core.lm_rl.policy.load_policy; the stored samples from llmrl_core.lm_rl.samples.
 
 Where the time goes on a CPU, and what is skipped:
   * logits only for completion tokens (`logits_to_keep`), never for the prompt (vocab is ~49k);
@@ -27,45 +32,38 @@ settings to lower (OutOfMemoryTrainingError), a full disk stops at the checkpoin
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from llmrl_core.lm_rl.algorithms import (
-    ValueHead,
+    AdvantageInputs,
+    LossInputs,
     compute_clip_stats,
-    compute_clipped_surrogate,
     compute_entropy,
-    compute_gae,
     compute_group_reward_stats,
-    compute_grpo_advantages,
     compute_kl,
-    compute_ppo_rewards,
-    compute_reinforce_advantages,
-    compute_reinforce_loss,
-    compute_rloo_advantages,
     compute_token_logprobs,
     compute_token_weights,
-    compute_value_loss,
+    get_algorithm,
     masked_mean,
-    masked_whiten,
-    update_baseline,
 )
 from llmrl_core.lm_rl.checkpoints import (
     check_checkpoint,
-    is_adapter_checkpoint,
     load_trainer_state,
     make_checkpoint_dir,
     prune_checkpoints,
     save_checkpoint,
 )
 from llmrl_core.lm_rl.config import RLConfig
+from llmrl_core.lm_rl.policy import load_policy
+from llmrl_core.lm_rl.samples import TokenStats, make_samples
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.lm.generation import _eos_ids, _template_adds_bos, render_prompt
 
@@ -115,11 +113,7 @@ def expected_metric_keys(cfg: RLConfig, reward_names: list[str]) -> set[str]:
         keys |= {f"rewards/{name}/mean", f"rewards/{name}/std"}
     if cfg.needs_reference:
         keys.add("kl")
-    if cfg.algorithm == "ppo":
-        keys |= {"loss/value", "value/mean", "value/clipfrac"}
-    if cfg.algorithm == "reinforce":
-        keys.add("baseline")
-    return keys
+    return keys | get_algorithm(cfg.algorithm).metric_keys
 
 
 @dataclass
@@ -164,22 +158,6 @@ def _load_prompts(cfg: RLConfig) -> Any:
     return load_prompt_set(cfg.prompt_set, limit=cfg.prompt_limit, seed=cfg.seed)
 
 
-def _prompt_display(prompt: Any) -> str:
-    """A prompt as text for the samples table (the last user message of a chat)."""
-    if isinstance(prompt, str):
-        return prompt
-    try:
-        users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
-        return str(users[-1] if users else prompt)
-    except (TypeError, AttributeError):
-        return str(prompt)
-
-
-def _rounded(values: torch.Tensor, digits: int = 4) -> list[float]:
-    """A 1-D tensor as a short JSON-friendly list."""
-    return [round(float(v), digits) for v in values.tolist()]
-
-
 # ---------------------------------------------------------------------- the trainer
 
 
@@ -188,38 +166,23 @@ class RLTrainer:
 
     def __init__(self, cfg: RLConfig, loaded: Any = None, reward_set: Any = None, prompts: Any = None,
                  log: LogFn | None = None) -> None:
-        from llmrl_core.lm.models import load_causal_lm
-
         self.cfg = cfg
+        self.algorithm = get_algorithm(cfg.algorithm)
+        self.algorithm_state = self.algorithm.init_state()  # e.g. REINFORCE's baseline; kept in checkpoints
         self.log = log or (lambda message: None)
         self.step_count = 0
         self.num_tokens = 0
-        self.baseline: float | None = None  # REINFORCE moving average
         self._seed_everything(cfg.seed)
 
         resume = check_checkpoint(cfg.resume_from) if cfg.resume_from else None
-        if loaded is None:
-            spec = str(resume) if resume is not None and not is_adapter_checkpoint(resume) else cfg.model
-            self.log(f"Loading the model {spec!r}…")
-            loaded = load_causal_lm(spec, device=cfg.device, dtype="float32")
-        self.loaded = loaded
-        self.tokenizer = loaded.tokenizer
-        self.device = loaded.device
+        models = load_policy(cfg, resume, loaded, self.log)
+        self.loaded = models.loaded
+        self.tokenizer = models.loaded.tokenizer
+        self.device = models.loaded.device
         self.use_bf16 = cfg.mixed_precision == "bf16" or (
             cfg.mixed_precision == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         )
-        self.policy = self._make_policy(loaded.model, resume)
-        self.ref_model = None
-        if cfg.needs_reference and not cfg.use_lora:
-            if resume is None:
-                self.log("Copying the model as the frozen reference (beta > 0)…")
-                self.ref_model = copy.deepcopy(loaded.model).eval()
-            else:  # the checkpoint's weights moved on: the reference is the original model
-                self.ref_model = load_causal_lm(cfg.model, device=cfg.device, dtype="float32").model.eval()
-            self.ref_model.requires_grad_(False)
-        self.value_head = None
-        if cfg.algorithm == "ppo":
-            self.value_head = ValueHead(self.policy.config.hidden_size).to(self.device)
+        self.policy, self.ref_model, self.value_head = models.model, models.ref_model, models.value_head
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         if self.value_head is not None:
             self.params += list(self.value_head.parameters())
@@ -227,7 +190,7 @@ class RLTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: compute_lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.lr_scheduler)
         )
-        self.eos_ids = sorted(_eos_ids(loaded))
+        self.eos_ids = sorted(_eos_ids(self.loaded))
         self.reward_set = reward_set if reward_set is not None else _build_reward_set(cfg)
         frame = prompts if prompts is not None else _load_prompts(cfg)
         if frame is None or len(frame) == 0 or "prompt" not in frame.columns:
@@ -248,27 +211,6 @@ class RLTrainer:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
-    def _make_policy(self, model: Any, resume: Any) -> Any:
-        """The trainable model: the loaded one (full fine-tuning) or it wrapped with LoRA adapters."""
-        if not self.cfg.use_lora:
-            if resume is not None and is_adapter_checkpoint(resume):
-                raise InputError("resume_from points at a LoRA adapter checkpoint: set use_lora to true to resume it.")
-            model.requires_grad_(True)
-            return model
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        if resume is not None and is_adapter_checkpoint(resume):
-            return PeftModel.from_pretrained(model, str(resume), is_trainable=True)
-        targets = self.cfg.lora_target_modules
-        lora = LoraConfig(
-            r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=self.cfg.lora_dropout,
-            target_modules="all-linear" if targets == ["all-linear"] else list(targets), task_type="CAUSAL_LM",
-        )
-        try:
-            return get_peft_model(model, lora)
-        except ValueError as err:
-            raise InputError(f"LoRA could not be applied: {err}. Check lora_target_modules against the model's layer names.") from err
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bfloat16 autocast when mixed precision is on, else nothing."""
         if not self.use_bf16:
@@ -282,7 +224,7 @@ class RLTrainer:
         return {
             "step": self.step_count,
             "num_tokens": self.num_tokens,
-            "baseline": self.baseline,
+            **self.algorithm_state,  # REINFORCE: "baseline"
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "value_head": self.value_head.state_dict() if self.value_head is not None else None,
@@ -296,7 +238,8 @@ class RLTrainer:
     def _restore_state(self, state: dict) -> None:
         self.step_count = int(state["step"])
         self.num_tokens = int(state.get("num_tokens", 0))
-        self.baseline = state.get("baseline")
+        for key in self.algorithm_state:
+            self.algorithm_state[key] = state.get(key, self.algorithm_state[key])
         try:
             if state.get("optimizer") is not None:
                 self.optimizer.load_state_dict(state["optimizer"])
@@ -457,17 +400,6 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ 3.-4. advantages and update
 
-    def _sequence_advantages(self, rewards: torch.Tensor) -> torch.Tensor:
-        """Per-completion advantages (B,) for GRPO, RLOO and REINFORCE."""
-        cfg = self.cfg
-        if cfg.algorithm == "grpo":
-            return compute_grpo_advantages(rewards, cfg.num_generations, cfg.scale_rewards)
-        if cfg.algorithm == "rloo":
-            return compute_rloo_advantages(rewards, cfg.num_generations)
-        advantages = compute_reinforce_advantages(rewards, self.baseline)
-        self.baseline = update_baseline(self.baseline, rewards, cfg.baseline_decay)
-        return advantages
-
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         """Stop the run with advice when the loss or gradient is NaN or infinite."""
         if torch.isfinite(value).all():
@@ -479,26 +411,24 @@ class RLTrainer:
             + (", or set mixed_precision to 'no'." if self.use_bf16 else ".")
         )
 
-    def update_policy(self, ro: Rollout, rewards: torch.Tensor) -> dict[str, Any]:
-        """Compute advantages and run num_epochs optimizer steps on one rollout; return stats for metrics."""
-        cfg = self.cfg
+    def update_policy(self, ro: Rollout, rewards: torch.Tensor) -> tuple[dict[str, float], TokenStats]:
+        """Compute the algorithm's advantages and run num_epochs optimizer steps on one rollout.
+
+        Returns the update's metrics and its per-token results (for the stored samples).
+        """
+        cfg, algo = self.cfg, self.algorithm
         mask = ro.completion_mask  # (B, T)
         n_seq = mask.shape[0]
         chunks = list(torch.arange(n_seq, device=self.device).chunk(cfg.grad_accum_steps))
-        is_ppo = cfg.algorithm == "ppo"
+        has_values = self.value_head is not None
         self.policy.train()
         ref_logp = self._reference_logprobs(ro, chunks) if cfg.needs_reference else None  # (B, T)
-        old_logp = old_values = returns = None
-        if cfg.num_epochs > 1 or is_ppo:
-            old_logp, old_values = self._old_logprobs_and_values(ro, chunks)
-        if is_ppo:
-            kl_old = compute_kl(old_logp, ref_logp, cfg.kl_estimator) if ref_logp is not None else torch.zeros_like(mask)
-            token_rewards = compute_ppo_rewards(rewards, kl_old, mask, cfg.beta)  # (B, T)
-            advantages, returns = compute_gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)  # (B, T) each
-            if cfg.whiten_advantages:
-                advantages = masked_whiten(advantages, mask)
-        else:
-            advantages = self._sequence_advantages(rewards)  # (B,)
+        old_logp = old_values = None
+        if cfg.num_epochs > 1 or has_values:  # several epochs need a fixed pi_old; a value head its old values
+            old_logp, old_values = self._old_logprobs_and_values(ro, chunks)  # (B, T) each
+        adv = algo.compute_advantages(cfg, AdvantageInputs(rewards, mask, old_logp, ref_logp, old_values),
+                                      self.algorithm_state)
+        advantages = adv.advantages  # (B,) or (B, T)
         weights = compute_token_weights(mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
         value_weights = mask / mask.sum().clamp(min=1.0)  # (B, T) token mean for the value loss
 
@@ -509,31 +439,23 @@ class RLTrainer:
             logps, ratios, entropies, kls = [], [], [], []
             policy_loss_sum = value_loss_sum = value_clipfrac = 0.0
             for idx in chunks:
-                logp, logits, values = self._forward(self.policy, ro, idx, want_values=is_ppo)  # (b, T), (b, T, V)
+                logp, logits, values = self._forward(self.policy, ro, idx, want_values=has_values)  # (b, T), (b, T, V)
                 old = old_logp[idx] if old_logp is not None else logp.detach()  # ratio 1 on a single epoch
-                adv = advantages[idx]
-                if cfg.algorithm == "reinforce":
-                    per_token = compute_reinforce_loss(logp, adv)  # (b, T)
-                    ratio = torch.exp(logp.detach() - old)
-                else:
-                    per_token, ratio = compute_clipped_surrogate(logp, old, adv, cfg.epsilon, cfg.clip_high)
                 kl = compute_kl(logp, ref_logp[idx], cfg.kl_estimator) if ref_logp is not None else None  # (b, T)
-                if kl is not None and not is_ppo:
-                    per_token = per_token + cfg.beta * kl  # PPO folds the KL into the reward instead
-                policy_loss = (per_token * weights[idx]).sum()
-                loss = policy_loss
-                if is_ppo:
-                    value_tok, clipfrac = compute_value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.cliprange_value)
-                    value_loss = (value_tok * value_weights[idx]).sum()
-                    loss = loss + cfg.vf_coef * value_loss
-                    value_loss_sum += float(value_loss.detach())
-                    value_clipfrac += clipfrac * len(idx) / n_seq
-                self._check_finite(loss.detach(), "loss")
-                loss.backward()
-                policy_loss_sum += float(policy_loss.detach())
+                part = algo.compute_loss(cfg, LossInputs(
+                    logp=logp, old_logp=old, advantages=advantages[idx], weights=weights[idx], kl=kl, mask=mask[idx],
+                    values=values, old_values=_rows(old_values, idx), returns=_rows(adv.returns, idx),
+                    value_weights=value_weights[idx],
+                ))
+                self._check_finite(part.loss.detach(), "loss")
+                part.loss.backward()
+                policy_loss_sum += float(part.policy_loss.detach())
+                if part.value_loss is not None:
+                    value_loss_sum += float(part.value_loss.detach())
+                    value_clipfrac += part.value_clipfrac * len(idx) / n_seq
                 if last_epoch:
                     logps.append(logp.detach())
-                    ratios.append(ratio.detach())
+                    ratios.append(part.ratio)
                     entropies.append(compute_entropy(logits.detach()))
                     if kl is not None:
                         kls.append(kl.detach())
@@ -547,23 +469,24 @@ class RLTrainer:
         self.policy.eval()
 
         ratio_all = torch.cat(ratios)  # (B, T)
+        if advantages.dim() == 2:  # one per token: the spread over real tokens
+            advantage_std = float(advantages[mask.bool()].std())
+        else:
+            advantage_std = float(advantages.std()) if n_seq > 1 else 0.0
         stats.update(compute_clip_stats(ratio_all, advantages, mask, cfg.epsilon, cfg.clip_high))
         stats.update({
             "loss/policy": policy_loss_sum, "grad_norm": float(grad_norm), "lr": lr,
-            "entropy": float(masked_mean(torch.cat(entropies), mask)),
-            "advantage/std": float(advantages[mask.bool()].std()) if is_ppo else float(advantages.std()) if n_seq > 1 else 0.0,
+            "entropy": float(masked_mean(torch.cat(entropies), mask)), "advantage/std": advantage_std,
         })
-        token_kl = torch.cat(kls) if kls else None
+        token_kl = torch.cat(kls) if kls else None  # (B, T)
         if token_kl is not None:
             stats["kl"] = float(masked_mean(token_kl, mask))
-        if is_ppo:
+        if has_values:
             stats.update({"loss/value": value_loss_sum, "value/mean": float(masked_mean(old_values, mask)),
                           "value/clipfrac": value_clipfrac})
-        if cfg.algorithm == "reinforce":
-            stats["baseline"] = float(self.baseline)
-        stats["_token"] = {"logp": torch.cat(logps), "ratio": ratio_all, "kl": token_kl, "advantages": advantages,
-                           "values": old_values}
-        return stats
+        stats.update(adv.metrics)
+        token = TokenStats(logp=torch.cat(logps), ratio=ratio_all, advantages=advantages, kl=token_kl, values=old_values)
+        return stats, token
 
     # ------------------------------------------------------------------ one step
 
@@ -590,11 +513,12 @@ class RLTrainer:
         if not np.isfinite(total).all():
             total = np.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
             self.log("Some completions got no reward (None/NaN); they count as 0 in the total.")
+        scores = dataclasses.replace(scores, total=total)
         rewards = torch.tensor(total, dtype=torch.float32, device=self.device)  # (B,)
 
         update_start = time.perf_counter()
         try:
-            stats = self.update_policy(ro, rewards)
+            stats, token = self.update_policy(ro, rewards)
         except Exception as err:
             if not _is_out_of_memory(err):
                 raise
@@ -609,18 +533,11 @@ class RLTrainer:
         lengths = ro.completion_mask.sum(1)  # (B,)
         n_tokens = int(lengths.sum())
         self.num_tokens += n_tokens
-        metrics: dict[str, float] = {"reward": float(total.mean())}
-        if cfg.num_generations > 1:
+        metrics = scores.summarize()  # reward, reward_std, rewards/<name>/mean and /std
+        if cfg.num_generations > 1:  # TRL's reward_std: the mean of each prompt's std
             metrics.update(compute_group_reward_stats(rewards.cpu(), cfg.num_generations))
         else:
-            batch_std = float(rewards.std()) if len(rewards) > 1 else 0.0
-            metrics.update({"reward_std": batch_std, "frac_reward_zero_std": float(batch_std < 1e-8)})
-        for name, values in scores.per_reward.items():
-            values = np.asarray(values, dtype=np.float64)
-            finite = values[np.isfinite(values)]
-            metrics[f"rewards/{name}/mean"] = float(finite.mean()) if finite.size else float("nan")
-            metrics[f"rewards/{name}/std"] = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
-        token = stats.pop("_token")
+            metrics["frac_reward_zero_std"] = float(metrics["reward_std"] < 1e-8)
         metrics.update(stats)
         metrics.update({
             "completions/mean_length": float(lengths.mean()), "completions/min_length": float(lengths.min()),
@@ -629,42 +546,14 @@ class RLTrainer:
             "num_tokens": float(self.num_tokens), "time/generation": ro.seconds, "time/reward": reward_seconds,
             "time/update": update_seconds,
         })
-        return StepResult(self.step_count, metrics, self._make_samples(ro, scores, total, token))
+        samples = make_samples(self.tokenizer, ro, scores.per_reward, total, token, cfg.samples_per_step,
+                               cfg.num_generations)
+        return StepResult(self.step_count, metrics, samples)
 
-    def _make_samples(self, ro: Rollout, scores: Any, total: np.ndarray, token: dict) -> list[dict]:
-        """Up to samples_per_step completions with rewards and per-token extras for the token view."""
-        n = min(self.cfg.samples_per_step, len(ro.texts))
-        if n == 0:
-            return []
-        lengths = ro.completion_mask.sum(1).long().tolist()
-        pieces = self.tokenizer.batch_decode([[i] for row in range(n) for i in ro.completion_ids[row, :lengths[row]].tolist()])
-        samples, offset = [], 0
-        advantages = token["advantages"]
-        for row in range(n):
-            length = lengths[row]
-            rewards = {name: (None if not np.isfinite(v[row]) else float(v[row])) for name, v in
-                       ((k, np.asarray(x, dtype=np.float64)) for k, x in scores.per_reward.items())}
-            rewards["total"] = float(total[row])
-            extras: dict[str, Any] = {
-                "tokens": pieces[offset:offset + length],
-                "logprobs": _rounded(token["logp"][row, :length]),
-                "ratio": _rounded(token["ratio"][row, :length]),
-                "prompt_index": row // self.cfg.num_generations,
-                "sample_index": row % self.cfg.num_generations,
-                "finish_reason": "length" if bool(ro.clipped[row]) else "eos",
-            }
-            if advantages.dim() == 2:  # PPO: one advantage per token
-                extras["token_advantages"] = _rounded(advantages[row, :length])
-                extras["advantage"] = round(float(advantages[row, :length].mean()), 4) if length else 0.0
-                extras["values"] = _rounded(token["values"][row, :length])
-            else:
-                extras["advantage"] = round(float(advantages[row]), 4)
-            if token["kl"] is not None:
-                extras["kl"] = _rounded(token["kl"][row, :length])
-            offset += length
-            samples.append({"prompt": _prompt_display(ro.prompts[row]), "completion": ro.texts[row],
-                            "rewards": rewards, "extras": extras})
-        return samples
+
+def _rows(values: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    """values[idx], or None when there are no values."""
+    return None if values is None else values[idx]
 
 
 # ---------------------------------------------------------------------- the job
@@ -748,13 +637,3 @@ def apply_retention(ctx: Any, root: Any, keep: int) -> None:
         ctx.log(f"Dropped the optimizer state from {', '.join(p.name for p in stripped)} (only the newest checkpoint "
                 "keeps it; the others still load as models and resume with a fresh optimizer).")
 
-
-def start_rl_run(manager: Any, cfg: RLConfig) -> int:
-    """Start `cfg` as a background run (job kind 'lm_rl') on a RunManager; return the run id."""
-    return manager.start("lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps)
-
-
-def iter_training(trainer: RLTrainer) -> Iterator[StepResult]:
-    """Run the remaining steps of `trainer` as a generator (notebooks and benches)."""
-    while trainer.step_count < trainer.cfg.steps:
-        yield trainer.train_step()

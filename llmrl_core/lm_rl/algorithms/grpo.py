@@ -12,7 +12,16 @@ hopeless prompts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+from llmrl_core.core.errors import InputError
+from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs, make_no_state
+
+if TYPE_CHECKING:
+    from llmrl_core.lm_rl.config import RLConfig
 
 
 def compute_grpo_advantages(rewards: torch.Tensor, group_size: int, scale_rewards: bool = True,
@@ -38,3 +47,48 @@ def compute_group_reward_stats(rewards: torch.Tensor, group_size: int) -> dict[s
         "reward_std": float(std.mean()),
         "frac_reward_zero_std": float((std < 1e-8).float().mean()),
     }
+
+
+# ---------------------------------------------------------------------- the algorithm, for the trainer
+
+
+def check_groups(cfg: "RLConfig") -> None:
+    """Algorithms that compare the samples of one prompt (GRPO, RLOO) need at least two of them."""
+    if cfg.num_generations < 2:
+        raise InputError(
+            f"{cfg.algorithm.upper()} compares samples of the same prompt: set num_generations to 2 or more "
+            f"(got {cfg.num_generations}), or choose reinforce or ppo for one sample per prompt."
+        )
+
+
+def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+    """GRPO's group-normalised advantages, one per completion (B,)."""
+    return Advantages(compute_grpo_advantages(batch.rewards, cfg.num_generations, cfg.scale_rewards))
+
+
+def compute_clipped_loss(cfg: "RLConfig", mb: LossInputs) -> Loss:
+    """PPO's clipped ratio with one advantage per completion, plus beta * KL per token (GRPO and RLOO).
+
+    The loss is sum(weights * per-token loss), so the micro-batches of a batch add up to its loss.
+    """
+    per_token, ratio = compute_clipped_surrogate(mb.logp, mb.old_logp, mb.advantages, cfg.epsilon, cfg.clip_high)  # (b, T)
+    if mb.kl is not None:
+        per_token = per_token + cfg.beta * mb.kl  # (b, T)
+    policy_loss = (per_token * mb.weights).sum()
+    return Loss(loss=policy_loss, policy_loss=policy_loss, ratio=ratio.detach())
+
+
+GRPO = Algorithm(
+    name="grpo",
+    label="GRPO",
+    description="Group Relative Policy Optimization: each sample's reward against its prompt's other samples "
+                "(needs num_generations >= 2); no value model.",
+    paper="arXiv 2402.03300",
+    needs_groups=True,
+    needs_value_head=False,
+    metric_keys=frozenset(),
+    validate=check_groups,
+    init_state=make_no_state,
+    compute_advantages=compute_advantages,
+    compute_loss=compute_clipped_loss,
+)

@@ -10,10 +10,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from llmrl_core.lm_rl.algorithms.common import masked_mean
+from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate, compute_kl, masked_mean, masked_whiten
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs, make_no_state
+
+if TYPE_CHECKING:
+    from llmrl_core.lm_rl.config import RLConfig
 
 
 class ValueHead(nn.Module):
@@ -73,3 +79,50 @@ def compute_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     loss_clipped = (clipped - returns) ** 2
     frac = float(masked_mean((loss_clipped > loss_unclipped).float(), mask))
     return 0.5 * torch.max(loss_unclipped, loss_clipped), frac
+
+
+# ---------------------------------------------------------------------- the algorithm, for the trainer
+
+
+def validate(cfg: "RLConfig") -> None:
+    """Nothing PPO-specific to refuse: beta = 0 (no KL penalty) is pure score maximisation, and allowed."""
+
+
+def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+    """GAE over per-token rewards (score at the last token, -beta * KL on every token), optionally whitened."""
+    mask = batch.mask  # (B, T)
+    if batch.ref_logp is not None:
+        kl_old = compute_kl(batch.old_logp, batch.ref_logp, cfg.kl_estimator)  # (B, T)
+    else:
+        kl_old = torch.zeros_like(mask)
+    token_rewards = compute_ppo_rewards(batch.rewards, kl_old, mask, cfg.beta)  # (B, T)
+    advantages, returns = compute_gae(token_rewards, batch.old_values, mask, cfg.gamma, cfg.lam)  # (B, T) each
+    if cfg.whiten_advantages:
+        advantages = masked_whiten(advantages, mask)
+    return Advantages(advantages, returns=returns)
+
+
+def compute_loss(cfg: "RLConfig", mb: LossInputs) -> Loss:
+    """Clipped ratio per token (the KL is already in the rewards) plus vf_coef x the clipped value loss."""
+    per_token, ratio = compute_clipped_surrogate(mb.logp, mb.old_logp, mb.advantages, cfg.epsilon, cfg.clip_high)  # (b, T)
+    policy_loss = (per_token * mb.weights).sum()
+    value_tok, clipfrac = compute_value_loss(mb.values, mb.old_values, mb.returns, mb.mask, cfg.cliprange_value)  # (b, T)
+    value_loss = (value_tok * mb.value_weights).sum()
+    return Loss(loss=policy_loss + cfg.vf_coef * value_loss, policy_loss=policy_loss, ratio=ratio.detach(),
+                value_loss=value_loss, value_clipfrac=clipfrac)
+
+
+PPO = Algorithm(
+    name="ppo",
+    label="PPO",
+    description="Proximal Policy Optimization as in classic RLHF: a value head, GAE over per-token rewards, "
+                "the KL penalty folded into the reward.",
+    paper="arXiv 1707.06347, GAE arXiv 1506.02438",
+    needs_groups=False,
+    needs_value_head=True,
+    metric_keys=frozenset({"loss/value", "value/mean", "value/clipfrac"}),
+    validate=validate,
+    init_state=make_no_state,
+    compute_advantages=compute_advantages,
+    compute_loss=compute_loss,
+)

@@ -7,7 +7,15 @@ because b does not depend on the current sample. No ratio, no clipping: one upda
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+from llmrl_core.core.errors import InputError
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs
+
+if TYPE_CHECKING:
+    from llmrl_core.lm_rl.config import RLConfig
 
 
 def compute_reinforce_advantages(rewards: torch.Tensor, baseline: float | None) -> torch.Tensor:
@@ -27,3 +35,50 @@ def update_baseline(baseline: float | None, rewards: torch.Tensor, decay: float)
 def compute_reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """Per-token REINFORCE loss -(R - b) * log pi(token): logp (B, T), advantages (B,) -> (B, T)."""
     return -advantages.unsqueeze(1) * logp
+
+
+# ---------------------------------------------------------------------- the algorithm, for the trainer
+
+
+def validate(cfg: "RLConfig") -> None:
+    """REINFORCE has no ratio to clip, so it cannot reuse a batch: one epoch only."""
+    if cfg.num_epochs != 1:
+        raise InputError("REINFORCE is on-policy (no ratio, no clipping): set num_epochs to 1, or choose grpo, rloo or ppo for several update epochs.")
+
+
+def init_state() -> dict[str, Any]:
+    """The moving-average baseline; None until the first batch."""
+    return {"baseline": None}
+
+
+def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+    """R - b per completion (B,), then the baseline moves toward this batch's mean (in `state`)."""
+    advantages = compute_reinforce_advantages(batch.rewards, state["baseline"])  # (B,)
+    state["baseline"] = update_baseline(state["baseline"], batch.rewards, cfg.baseline_decay)
+    return Advantages(advantages, metrics={"baseline": float(state["baseline"])})
+
+
+def compute_loss(cfg: "RLConfig", mb: LossInputs) -> Loss:
+    """-(R - b) * log pi per token, plus beta * KL per token; the ratio is only reported."""
+    per_token = compute_reinforce_loss(mb.logp, mb.advantages)  # (b, T)
+    ratio = torch.exp(mb.logp.detach() - mb.old_logp)  # (b, T)
+    if mb.kl is not None:
+        per_token = per_token + cfg.beta * mb.kl  # (b, T)
+    policy_loss = (per_token * mb.weights).sum()
+    return Loss(loss=policy_loss, policy_loss=policy_loss, ratio=ratio)
+
+
+REINFORCE = Algorithm(
+    name="reinforce",
+    label="REINFORCE",
+    description="The plain policy gradient with a moving-average reward baseline; one sample per prompt is "
+                "enough, one epoch per batch.",
+    paper="Williams 1992",
+    needs_groups=False,
+    needs_value_head=False,
+    metric_keys=frozenset({"baseline"}),
+    validate=validate,
+    init_state=init_state,
+    compute_advantages=compute_advantages,
+    compute_loss=compute_loss,
+)

@@ -9,7 +9,15 @@ these advantages to the same clipped-ratio loss as GRPO (with one update epoch t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+from llmrl_core.lm_rl.algorithms.grpo import check_groups, compute_clipped_loss
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, make_no_state
+
+if TYPE_CHECKING:
+    from llmrl_core.lm_rl.config import RLConfig
 
 
 def compute_rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -22,3 +30,27 @@ def compute_rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Ten
     grouped = rewards.view(-1, group_size)  # (n_prompts, k)
     others_mean = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)  # (n_prompts, k)
     return (grouped - others_mean).reshape(-1)  # (B,)
+
+
+# ---------------------------------------------------------------------- the algorithm, for the trainer
+
+
+def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+    """RLOO's leave-one-out advantages, one per completion (B,)."""
+    return Advantages(compute_rloo_advantages(batch.rewards, cfg.num_generations))
+
+
+RLOO = Algorithm(
+    name="rloo",
+    label="RLOO",
+    description="REINFORCE Leave-One-Out: each sample's reward minus the mean of its prompt's other samples "
+                "(needs num_generations >= 2); no value model.",
+    paper="arXiv 2402.14740",
+    needs_groups=True,
+    needs_value_head=False,
+    metric_keys=frozenset(),
+    validate=check_groups,
+    init_state=make_no_state,
+    compute_advantages=compute_advantages,
+    compute_loss=compute_clipped_loss,  # GRPO's clipped ratio plus beta * KL
+)

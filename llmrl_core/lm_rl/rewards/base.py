@@ -197,16 +197,31 @@ class RewardScores:
         return pd.DataFrame({**self.per_reward, "total": self.total})
 
     def summarize(self) -> dict[str, float]:
-        """TRL-named batch metrics: reward, reward_std, rewards/<name>/mean and /std (NaN-aware)."""
-        out: dict[str, float] = {}
-        with np.errstate(all="ignore"):
-            out["reward"] = float(np.nanmean(self.total)) if np.isfinite(self.total).any() else math.nan
-            out["reward_std"] = float(np.nanstd(self.total)) if np.isfinite(self.total).any() else math.nan
-            for name, values in self.per_reward.items():
-                has = np.isfinite(values).any()
-                out[f"rewards/{name}/mean"] = float(np.nanmean(values)) if has else math.nan
-                out[f"rewards/{name}/std"] = float(np.nanstd(values)) if has else math.nan
+        """TRL-named batch metrics: reward and reward_std of the total, rewards/<name>/mean and /std.
+
+        A NaN (a reward that returned None) is left out; a mean over no values is NaN, and a std is
+        the sample std (ddof=1, as torch.std and TRL use), 0 with fewer than two values. The trainer
+        logs these (it counts a NaN total as 0 first and replaces reward_std by the per-group std).
+        """
+        out = {"reward": _finite_mean(self.total), "reward_std": _finite_std(self.total)}
+        for name, values in self.per_reward.items():
+            out[f"rewards/{name}/mean"] = _finite_mean(values)
+            out[f"rewards/{name}/std"] = _finite_std(values)
         return out
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite entries of `values`; NaN when there are none."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _finite_std(values: np.ndarray) -> float:
+    """Sample std (ddof=1) of the finite entries of `values`; 0 with fewer than two."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if finite.size > 1 else 0.0
 
 
 def unique_names(names: Sequence[str]) -> list[str]:

@@ -1,0 +1,95 @@
+"""What every LM RL algorithm declares: one `Algorithm` per module, read by the trainer and the UI.
+
+The trainer (llmrl_core/lm_rl/trainer.py) runs the same loop for every algorithm: sample,
+score, advantages, update. It asks the algorithm only for what differs between them:
+
+  * its needs: samples grouped per prompt (`needs_groups`), a value head (`needs_value_head`);
+    the reference model is needed by every algorithm alike whenever beta > 0 (cfg.needs_reference);
+  * `validate(cfg)`: the config problems specific to it, raised as InputError;
+  * `init_state()`: what it carries from step to step (kept in checkpoints), e.g. REINFORCE's baseline;
+  * `compute_advantages(cfg, batch, state)`: advantages (and value targets) for the scored batch;
+  * `compute_loss(cfg, mb)`: the loss of one micro-batch, from log-probs the trainer computed;
+  * `metric_keys`: the metrics it logs on top of the common ones; `label`/`description` for the UI.
+
+The dataclasses below are the plain tensors passed across that line; shapes use B for
+sequences (prompts x samples) and T for completion positions, b for a micro-batch's rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+if TYPE_CHECKING:
+    from llmrl_core.lm_rl.config import RLConfig
+
+
+@dataclass
+class AdvantageInputs:
+    """A scored batch, as the trainer hands it to `compute_advantages`."""
+
+    rewards: torch.Tensor  # (B,) total reward per completion, prompt-major (prompt 0's samples first)
+    mask: torch.Tensor  # (B, T) 1.0 on completion tokens up to and including EOS
+    old_logp: torch.Tensor | None = None  # (B, T) log-probs before the update (several epochs or a value head)
+    ref_logp: torch.Tensor | None = None  # (B, T) reference log-probs, only when beta > 0
+    old_values: torch.Tensor | None = None  # (B, T) the value head before the update, only with a value head
+
+
+@dataclass
+class Advantages:
+    """What `compute_advantages` returns."""
+
+    advantages: torch.Tensor  # (B,) one per completion, or (B, T) one per token
+    returns: torch.Tensor | None = None  # (B, T) value-head targets, only with a value head
+    metrics: dict[str, float] = field(default_factory=dict)  # this step's extra metrics (its `metric_keys`)
+
+
+@dataclass
+class LossInputs:
+    """One micro-batch of b rows, as the trainer hands it to `compute_loss`."""
+
+    logp: torch.Tensor  # (b, T) log-probs of the sampled tokens, with gradient
+    old_logp: torch.Tensor  # (b, T) the same before the update, detached (equal to logp on a single epoch)
+    advantages: torch.Tensor  # (b,) or (b, T)
+    weights: torch.Tensor  # (b, T) this micro-batch's share of the batch loss (compute_token_weights)
+    kl: torch.Tensor | None = None  # (b, T) KL(policy || reference) per token, only when beta > 0
+    mask: torch.Tensor | None = None  # (b, T) completion mask
+    values: torch.Tensor | None = None  # (b, T) the value head now, with gradient, only with a value head
+    old_values: torch.Tensor | None = None  # (b, T) the value head before the update
+    returns: torch.Tensor | None = None  # (b, T) value targets
+    value_weights: torch.Tensor | None = None  # (b, T) this micro-batch's share of the value loss (token mean)
+
+
+@dataclass
+class Loss:
+    """What `compute_loss` returns for one micro-batch."""
+
+    loss: torch.Tensor  # () what the trainer backpropagates
+    policy_loss: torch.Tensor  # () the policy part of it (logged as loss/policy)
+    ratio: torch.Tensor  # (b, T) pi / pi_old per token, detached (1 on a single epoch)
+    value_loss: torch.Tensor | None = None  # () the value part before vf_coef, only with a value head
+    value_clipfrac: float = 0.0  # fraction of tokens whose value update was clipped
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One RL algorithm for language models: its needs, its config checks, its advantages and loss."""
+
+    name: str  # the config value (cfg.algorithm)
+    label: str  # short name for the UI, e.g. 'GRPO'
+    description: str  # one line for the UI: what it does and what it needs
+    paper: str  # reference for the math
+    needs_groups: bool  # compares the samples of one prompt: num_generations must be 2 or more
+    needs_value_head: bool  # trains a value head next to the policy (and needs old values)
+    metric_keys: frozenset[str]  # metrics logged on top of the common ones
+    validate: Callable[["RLConfig"], None]  # raise InputError for a config this algorithm cannot run
+    init_state: Callable[[], dict[str, Any]]  # state carried between steps; saved in checkpoints
+    compute_advantages: Callable[["RLConfig", AdvantageInputs, dict[str, Any]], Advantages]
+    compute_loss: Callable[["RLConfig", LossInputs], Loss]
+
+
+def make_no_state() -> dict[str, Any]:
+    """The state of an algorithm that carries nothing between steps."""
+    return {}

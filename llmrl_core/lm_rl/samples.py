@@ -1,0 +1,82 @@
+"""A step's stored samples: completions with their rewards and the per-token data of the token view.
+
+The trainer keeps up to samples_per_step completions per step (the run store's samples table);
+their `extras` are what llmrl_core.present.lm_rl.token_values colours tokens by: the decoded
+tokens, log-probs, ratios, the advantage (one per completion, or one per token with a value head,
+then with the values too) and the KL to the reference when beta > 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from llmrl_core.lm_rl.trainer import Rollout
+
+
+@dataclass
+class TokenStats:
+    """Per-token results of one update, for the samples (B completions, T positions)."""
+
+    logp: torch.Tensor  # (B, T) log-probs of the sampled tokens (last epoch)
+    ratio: torch.Tensor  # (B, T) pi / pi_old (last epoch)
+    advantages: torch.Tensor  # (B,) per completion or (B, T) per token
+    kl: torch.Tensor | None = None  # (B, T) KL to the reference, only when beta > 0
+    values: torch.Tensor | None = None  # (B, T) the value head before the update, only with one
+
+
+def describe_prompt(prompt: Any) -> str:
+    """A prompt as text for the samples table (the last user message of a chat)."""
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
+        return str(users[-1] if users else prompt)
+    except (TypeError, AttributeError):
+        return str(prompt)
+
+
+def round_values(values: torch.Tensor, digits: int = 4) -> list[float]:
+    """A 1-D tensor as a short JSON-friendly list."""
+    return [round(float(v), digits) for v in values.tolist()]
+
+
+def make_samples(tokenizer: Any, ro: "Rollout", per_reward: dict[str, Any], total: np.ndarray, token: TokenStats,
+                 limit: int, num_generations: int) -> list[dict]:
+    """Up to `limit` completions of rollout `ro` with each reward, the total, and per-token extras."""
+    n = min(limit, len(ro.texts))
+    if n == 0:
+        return []
+    lengths = ro.completion_mask.sum(1).long().tolist()
+    pieces = tokenizer.batch_decode([[i] for row in range(n) for i in ro.completion_ids[row, :lengths[row]].tolist()])
+    per_reward = {name: np.asarray(values, dtype=np.float64) for name, values in per_reward.items()}
+    samples, offset = [], 0
+    advantages = token.advantages
+    for row in range(n):
+        length = lengths[row]
+        rewards = {name: (None if not np.isfinite(v[row]) else float(v[row])) for name, v in per_reward.items()}
+        rewards["total"] = float(total[row])
+        extras: dict[str, Any] = {
+            "tokens": pieces[offset:offset + length],
+            "logprobs": round_values(token.logp[row, :length]),
+            "ratio": round_values(token.ratio[row, :length]),
+            "prompt_index": row // num_generations,
+            "sample_index": row % num_generations,
+            "finish_reason": "length" if bool(ro.clipped[row]) else "eos",
+        }
+        if advantages.dim() == 2:  # one advantage per token (a value head's GAE)
+            extras["token_advantages"] = round_values(advantages[row, :length])
+            extras["advantage"] = round(float(advantages[row, :length].mean()), 4) if length else 0.0
+            extras["values"] = round_values(token.values[row, :length])
+        else:
+            extras["advantage"] = round(float(advantages[row]), 4)
+        if token.kl is not None:
+            extras["kl"] = round_values(token.kl[row, :length])
+        offset += length
+        samples.append({"prompt": describe_prompt(ro.prompts[row]), "completion": ro.texts[row],
+                        "rewards": rewards, "extras": extras})
+    return samples
