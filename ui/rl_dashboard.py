@@ -30,6 +30,7 @@ from llmrl_core.present.lm_rl import (
     render_sample_tokens_html,
 )
 from ui.live_run import LiveRun, run_controls_ui, run_heading_ui, run_progress_ui, select_run
+from ui.review import alarms_ui
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
 
@@ -95,6 +96,9 @@ def headline_metrics_ui(metrics: pd.DataFrame) -> None:
         col.metric(label, fmt.format(values.iloc[-1]), delta=delta)
 
 
+DEFAULT_CURVES = ("kl", "entropy", "policy_loss", "value_loss", "length", "zero_std")  # the rest on request
+
+
 def curves_ui(view: LiveRun) -> None:
     """The reward chart, the flat-reward note, and a grid of the other curves (drawn from downsampled series)."""
     run, metrics = view.run, view.metrics
@@ -107,6 +111,12 @@ def curves_ui(view: LiveRun) -> None:
     if note:
         st.info(note)
     specs = make_chart_specs(list(metrics.columns))
+    titles = {spec.key: spec.title for spec in specs}
+    # Every chart on screen is redrawn by the browser at each step (bench/bench_watch.py measured Chromium at about
+    # 19 CPU s/min with all ten): draw the ones RL users watch first, the rest one click away.
+    chosen = st.pills("Curves", list(titles), selection_mode="multi", format_func=titles.get,
+                      default=[k for k in titles if k in DEFAULT_CURVES], key=f"rl_curves_{run['id']}")
+    specs = [spec for spec in specs if spec.key in (chosen or [])]
     for start in range(0, len(specs), CHART_COLUMNS):
         cols = st.columns(CHART_COLUMNS)
         for col, spec in zip(cols, specs[start:start + CHART_COLUMNS]):
@@ -252,6 +262,7 @@ def rl_dashboard_ui(view: LiveRun, on_clone: Any = None) -> None:
         if c_clone.button("Edit a copy", key=f"rl_clone_{run_id}", help="Copy this run's config into the New run tab."):
             on_clone(config)
     headline_metrics_ui(metrics)
+    alarms_ui(run, compact=True)  # reward hacking and health, from what is stored so far
     curves_ui(view)
     st.markdown("#### Samples")
     samples_inspector_ui(run, samples, view.memo("samples_table", lambda: make_samples_frame(samples)))
