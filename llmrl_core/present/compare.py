@@ -5,7 +5,8 @@ across subplots and one legend entry (clicking it hides the run everywhere). Whe
 smoothed, the raw curve is drawn faint behind the smoothed one, as TensorBoard does.
 
 Run and metric names come from users: Plotly renders a subset of HTML in legend, title and hover
-text (<b>, <a href>, ...), so every such string is HTML-escaped here and shows as typed.
+text (<b>, <a href>, ...) and fills %{...} templates in names (when a trace has meta) and hover
+text, so every such string goes through `escape_plotly_text` and shows as typed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ PALETTE = qualitative.Plotly + qualitative.D3  # 20 distinct colours, then they 
 SUBPLOT_HEIGHT = 260  # px per metric
 
 
+def escape_plotly_text(text: object) -> str:
+    """Text Plotly shows literally: HTML-escaped, and % as &#37; so '%{y}' is not a template."""
+    return html.escape(str(text), quote=True).replace("%", "&#37;")
+
+
 def make_run_label(run_id: int, run_name: str) -> str:
     """A run's legend label, escaped: '#12 name'."""
-    return html.escape(f"#{int(run_id)} {run_name}")
+    return escape_plotly_text(f"#{int(run_id)} {run_name}")
 
 
 def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = None, x: str = "step",
@@ -38,7 +44,7 @@ def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = Non
     metrics = list(dict.fromkeys(metrics if metrics is not None else frame["metric"].tolist()))
     rows = max(1, len(metrics))
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / rows),
-                        subplot_titles=[html.escape(m) for m in metrics] or [""])
+                        subplot_titles=[escape_plotly_text(m) for m in metrics] or [""])
     smoothed = not frame.empty and not frame["value"].equals(frame["raw"])
     runs = list(dict.fromkeys(frame["run_id"].tolist())) if not frame.empty else []
     for index, run_id in enumerate(runs):
@@ -50,7 +56,8 @@ def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = Non
             series = of_run[of_run["metric"] == metric]
             if series.empty:
                 continue
-            hover = f"{label}<br>{html.escape(metric)}<br>{html.escape(X_AXES.get(x, x))} %{{x}}<br>%{{y:.4g}}<extra></extra>"
+            # user text stays out of the template (a name holding %{y} would be filled in): it comes from name and meta
+            hover = f"%{{fullData.name}}<br>%{{meta}}<br>{escape_plotly_text(X_AXES.get(x, x))} %{{x}}<br>%{{y:.4g}}<extra></extra>"
             if smoothed:
                 fig.add_trace(go.Scatter(
                     x=series["x"], y=series["raw"], mode="lines", line=dict(color=colour, width=1), opacity=0.25,
@@ -58,13 +65,15 @@ def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = Non
                 ), row=row, col=1)
             fig.add_trace(go.Scatter(
                 x=series["x"], y=series["value"], mode="lines", line=dict(color=colour, width=2),
-                legendgroup=str(run_id), showlegend=not shown_legend, name=label, hovertemplate=hover,
+                legendgroup=str(run_id), showlegend=not shown_legend, name=label, meta=escape_plotly_text(metric),
+                hovertemplate=hover,
             ), row=row, col=1)
             shown_legend = True
-    fig.update_xaxes(title_text=html.escape(X_AXES.get(x, x)), row=rows, col=1)
+    fig.update_xaxes(title_text=escape_plotly_text(X_AXES.get(x, x)), row=rows, col=1)
+    top, bottom = (70 if title else 30), 90  # px; the legend sits under the x axis title
+    height = SUBPLOT_HEIGHT * rows + top + bottom
     fig.update_layout(
-        title=html.escape(title) if title else None, height=SUBPLOT_HEIGHT * rows + 80,
-        margin=dict(l=50, r=10, t=60 if title else 30, b=40), legend=dict(orientation="h", y=-0.08 / rows ** 0.5),
-        hovermode="closest",
+        title=escape_plotly_text(title) if title else None, height=height, margin=dict(l=50, r=10, t=top, b=bottom),
+        legend=dict(orientation="h", yanchor="top", y=-55 / (height - top - bottom), x=0), hovermode="closest",
     )
     return fig

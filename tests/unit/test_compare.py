@@ -164,7 +164,7 @@ def test_finals_give_final_and_best_per_run_and_metric(store):
 
 
 def test_figure_one_subplot_per_metric_one_legend_entry_per_run_names_escaped(store):
-    evil = make_run(store, "demo", {}, 3, {"reward": [1, 2, 3], "kl": [0, 1, 0]}, name="<b>bold</b> & <a href=x>")
+    evil = make_run(store, "demo", {}, 3, {"reward": [1, 2, 3], "kl": [0, 1, 0]}, name="<b>bold</b> & <a href=x> %{y}")
     plain = make_run(store, "demo", {}, 3, {"reward": [3, 2, 1], "kl": [1, 1, 1]}, name="plain")
     frame = read_compare_frame(store, [evil, plain], ["reward", "kl"], smoothing=0.5)
     fig = make_compare_figure(frame, ["reward", "kl"])
@@ -172,7 +172,8 @@ def test_figure_one_subplot_per_metric_one_legend_entry_per_run_names_escaped(st
     assert len(lines) == 4 and len(fig.data) == 8  # 2 runs x 2 metrics, each with its faint raw curve
     assert {t.yaxis for t in lines} == {"y", "y2"}
     legend = [t.name for t in fig.data if t.showlegend]
-    assert legend == [f"#{evil} &lt;b&gt;bold&lt;/b&gt; &amp; &lt;a href=x&gt;", f"#{plain} plain"]
+    assert legend == [f"#{evil} &lt;b&gt;bold&lt;/b&gt; &amp; &lt;a href=x&gt; &#37;{{y}}", f"#{plain} plain"]
     assert all("<b>" not in (t.name or "") for t in fig.data)
+    assert all("bold" not in t.hovertemplate for t in lines)  # user text reaches hover only through name/meta
     unsmoothed = make_compare_figure(read_compare_frame(store, [plain], ["reward"]), ["reward"], x="time")
     assert len(unsmoothed.data) == 1 and unsmoothed.layout.xaxis.title.text == "wall time (s)"
