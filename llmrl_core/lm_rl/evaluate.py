@@ -6,6 +6,8 @@
   and the difference (after - before) with a bootstrap confidence interval over prompts.
 - `bootstrap_mean_diff(a, b)`: mean(b) - mean(a) and its percentile bootstrap interval (Efron & Tibshirani
   1993, ch. 13); paired (resample prompts, keep each prompt's two scores together) when a and b line up.
+- `compare_run_before_after(config, checkpoint_path, prompts, ...)`: the same with the run's model, rewards, chat
+  mode and sampling settings taken from its config.
 - `held_out_prompts(config, n)`: prompts of the run's own set that training never drew, else a built-in set.
 - `save_before_after(store, run_id, result)` / `load_before_after(path)`: keep a result with the run (an
   artifact of kind 'before_after', a JSON file), so the report and the pages can show it later.
@@ -245,6 +247,21 @@ def compare_before_after(base_spec: str, checkpoint_path: str | Path, prompts: S
                        before_mean=float(rows["before_reward"].mean()), after_mean=float(rows["after_reward"].mean()),
                        diff=diff, low=low, high=high, confidence=confidence, greedy=bool(greedy), samples=samples,
                        reward_names=list(sides["before"][1].per_reward))
+
+
+def compare_run_before_after(config: Mapping[str, Any], checkpoint_path: str | Path,
+                             prompts: Sequence[str] | pd.DataFrame, *, greedy: bool, samples: int = 1, seed: int = 0,
+                             max_new_tokens: int | None = None, device: str | None = None) -> BeforeAfter:
+    """compare_before_after with what a run's config says: its base model, rewards, chat mode, system prompt,
+    temperature, completion budget (unless `max_new_tokens` is given) and custom-code permission."""
+    chat = {"auto": None, "chat": True, "raw": False}.get(str(config.get("chat", "auto")))
+    return compare_before_after(
+        str(config.get("model") or "bundled"), checkpoint_path, prompts, list(config.get("rewards") or []),
+        greedy=greedy, samples=samples, seed=seed,
+        max_new_tokens=int(max_new_tokens or config.get("max_new_tokens") or 64),
+        temperature=float(config.get("temperature") or 1.0), device=device or str(config.get("device") or "auto"),
+        chat=chat, system=config.get("system_prompt"), allow_custom_code=bool(config.get("allow_custom_code")),
+    )
 
 
 # ---------------------------------------------------------------------- keeping a result with its run

@@ -12,6 +12,7 @@ from llmrl_core.lm_rl.evaluate import (
     BeforeAfter,
     bootstrap_mean_diff,
     compare_before_after,
+    compare_run_before_after,
     held_out_prompts,
     load_before_after,
     read_latest_before_after,
@@ -163,6 +164,15 @@ def test_a_lora_checkpoint_loads_onto_its_base(tiny_model_dir, tmp_path):
                                   greedy=True, samples=1, max_new_tokens=8, seed=0, device="cpu", chat=False)
     assert len(result.rows) == 2
     assert list(result.rows["before"]) != list(result.rows["after"])  # the adapter changed the answers
+
+
+def test_compare_with_a_runs_config(tiny_model_dir, tmp_path):
+    checkpoint = save_copy(tiny_model_dir, tmp_path / "checkpoint-000003")
+    config = {"model": str(tiny_model_dir), "rewards": SHORT_IS_GOOD, "chat": "raw", "max_new_tokens": 5,
+              "temperature": 0.8, "device": "cpu", "prompt_set": "sentence-starters", "steps": 1, "prompts_per_step": 2}
+    result = compare_run_before_after(config, checkpoint, held_out_prompts(config, n=2), greedy=False, samples=2, seed=1)
+    assert result.base_spec == str(tiny_model_dir) and len(result.rows) == 4 and not result.greedy
+    assert list(result.rows["before"]) == list(result.rows["after"]) and result.diff == 0.0
 
 
 def test_compare_rejects_a_missing_checkpoint_and_empty_prompts(tiny_model_dir, tmp_path):
