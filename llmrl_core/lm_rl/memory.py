@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from llmrl_core.core.errors import InputError
+from llmrl_core.runs.launch import STRATEGIES
 
-STRATEGIES = ("single", "ddp", "fsdp", "zero2", "zero3")
 STRATEGY_LABELS = {"single": "one process", "ddp": "DDP", "fsdp": "FSDP", "zero2": "ZeRO-2", "zero3": "ZeRO-3"}
 OPTIMIZERS = ("adamw", "sgd")
 ACTIVATION_BYTES_PER_LAYER = 17  # x bytes per activation: 34 at 16 bits (Korthikanti et al. 2022, section 4.1)
