@@ -29,11 +29,16 @@ from typing import Any, Callable
 
 import yaml
 
-from llmrl_core.core.errors import InputError
+from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.reader import pivot_wide
 from llmrl_core.runs.store import RunStore
 
 EXPORT_WHAT = ("model", "metrics", "samples", "config")
+
+
+class ExportError(WorkbenchError):
+    """Writing the export failed (disk full, no permission, a file vanished); nothing was left at the target."""
+
 SKIPPED_CHECKPOINT_FILES = {"trainer_state.pt"}  # optimizer moments and RNG: for resuming, not for using
 _MODEL_MARKERS = ("config.json", "adapter_config.json")  # what an exported model folder holds
 
@@ -84,12 +89,13 @@ def check_target(out: Path, overwrite: bool) -> None:
 def write_atomically(out: Path, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Call write(tmp) on a hidden sibling path, then rename it to `out` (replacing `out` when overwrite).
 
-    On any error (or Ctrl-C) the partial file or folder is removed and `out` is left as it was.
+    On any error (or Ctrl-C) the partial file or folder is removed and `out` is left as it was; an
+    OSError (disk full, no permission) becomes an ExportError that says so.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    _remove(tmp)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)
         write(tmp)
         if not (tmp.exists()):
             raise RuntimeError(f"the export wrote nothing at {tmp}")
@@ -107,6 +113,11 @@ def write_atomically(out: Path, write: Callable[[Path], None], *, overwrite: boo
             raise InputError(f"{out} appeared while exporting; pass overwrite=True / --overwrite to replace it.")
         else:
             os.replace(tmp, out)
+    except OSError as err:
+        _remove(tmp)
+        raise ExportError(f"Could not export to {out}: {err.strerror or err}"
+                          f"{f' ({err.filename})' if err.filename else ''}. Nothing was left there; free space "
+                          "or pick a folder you can write to, then retry.") from err
     except BaseException:
         _remove(tmp)
         raise

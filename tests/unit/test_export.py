@@ -16,7 +16,7 @@ import yaml
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs import RunManager, RunStore
 from llmrl_core.runs import export as export_module
-from llmrl_core.runs.export import export_run
+from llmrl_core.runs.export import ExportError, export_run
 
 LENGTH_REWARD = [{"type": "length", "target": 20, "unit": "chars", "falloff": 40}]
 
@@ -156,8 +156,10 @@ def test_existing_target_is_refused_unless_overwrite(finished, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "precious", "tuned"]  # no partial left over
 
 
-@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()], ids=["disk-full", "ctrl-c"])
-def test_an_export_interrupted_half_way_leaves_nothing_that_looks_complete(finished, tmp_path, monkeypatch, error):
+@pytest.mark.parametrize("error, raised", [(OSError(28, "No space left on device"), ExportError),
+                                           (KeyboardInterrupt(), KeyboardInterrupt)], ids=["disk-full", "ctrl-c"])
+def test_an_export_interrupted_half_way_leaves_nothing_that_looks_complete(finished, tmp_path, monkeypatch, error,
+                                                                           raised):
     store, ids = finished
     real_copy = export_module.shutil.copy2
     copied = []
@@ -169,7 +171,7 @@ def test_an_export_interrupted_half_way_leaves_nothing_that_looks_complete(finis
         return real_copy(src, dst, *a, **kw)
 
     monkeypatch.setattr(export_module.shutil, "copy2", copy_then_fail)
-    with pytest.raises(type(error)):
+    with pytest.raises(raised):
         export_run(store, ids["full"], "model", tmp_path / "tuned")
     assert copied and list(tmp_path.iterdir()) == []  # neither tuned/ nor its .partial sibling
 
@@ -179,7 +181,7 @@ def test_an_export_interrupted_half_way_leaves_nothing_that_looks_complete(finis
     before = sorted(p.name for p in previous.iterdir())
     copied.clear()
     monkeypatch.setattr(export_module.shutil, "copy2", copy_then_fail)
-    with pytest.raises(type(error)):
+    with pytest.raises(raised, match="No space left on device. Nothing was left there" if raised is ExportError else None):
         export_run(store, ids["full"], "model", previous, overwrite=True)
     assert sorted(p.name for p in previous.iterdir()) == before  # the earlier export is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]
@@ -198,3 +200,6 @@ def test_bad_requests_say_what_to_change(finished, tmp_path):
     with pytest.raises(InputError, match="has no checkpoint on disk"):
         export_run(store, no_checkpoint, "model", tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ExportError, match="Could not export to .*a-file/m.csv"):
+        export_run(store, ids["full"], "metrics", tmp_path / "a-file" / "m.csv")  # its folder is a file
