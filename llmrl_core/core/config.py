@@ -185,8 +185,8 @@ def coerce_text(spec: FieldSpec, text: str) -> Any:
     bool: true/yes/on/1 or false/no/off/0; int: '7', also '1e5' (a whole number written as a float);
     float: anything float() reads ('2e-5', 'nan' and 'inf' too: the type check refuses those with the
     field named); `X | None`: '', 'none' or 'null' give None; a list of scalars: '[64, 64]' or
-    '64, 64'. Text for str fields, and for lists and mappings of anything else, is returned as is
-    (the type check then says what it needs).
+    '64, 64'; a list or mapping of anything else: read as YAML when it starts with [ or {. Other
+    text is returned as is (str fields keep it; for the rest the type check says what it needs).
     """
     stripped = text.strip()
     if spec.optional and stripped.lower() in NONE_WORDS:
@@ -297,7 +297,8 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise InputError(f"{name} must be a mapping of name: value (got {show_value(value)}){describe_default(spec)}.")
     if spec.choices and value not in spec.choices:
-        raise InputError(f"{name} must be one of {', '.join(map(str, spec.choices))} (got {value!r}){suggest(value, spec.choices)}.")
+        choices = ", ".join(map(str, spec.choices))
+        raise InputError(f"{name} must be one of {choices} (got {value!r}){suggest(value, spec.choices)}.")
     return value
 
 
@@ -428,8 +429,9 @@ def parse_set_items(items: Iterable[str] | None, cls: type | tuple[type, ...], f
     """
     classes = cls if isinstance(cls, tuple) else (cls,)
     specs: dict[str, FieldSpec] = {}
-    for klass in reversed(classes):
-        specs.update(get_field_specs(klass))
+    for klass in classes:
+        for name, spec in get_field_specs(klass).items():
+            specs.setdefault(name, spec)
     parsed: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = str(item).partition("=")

@@ -300,5 +300,6 @@ GYM_ALGORITHMS: dict[str, GymAlgorithm] = {
 def get_gym_algorithm(name: str) -> GymAlgorithm:
     """The registry entry for `name`; InputError with the closest name when there is none."""
     if not isinstance(name, str) or name not in GYM_ALGORITHMS:
-        raise InputError(f"Unknown algorithm {name!r}{suggest(name, GYM_ALGORITHMS)}. Pick one of: {', '.join(GYM_ALGORITHMS)}.")
+        raise InputError(f"Unknown algorithm {name!r}{suggest(name, GYM_ALGORITHMS)}. "
+                         f"Pick one of: {', '.join(GYM_ALGORITHMS)}.")
     return GYM_ALGORITHMS[name]

@@ -71,7 +71,9 @@ def add_cli(subparsers: Any) -> None:
     gym.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation")
     gym.add_argument("--stop-when-solved", action="store_true", help="end once the evaluation mean reaches the solved line")
     gym.add_argument("--init-from", dest="init_from", help="a saved agent .zip to keep training")
-    gym.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter, e.g. --set gamma=0.99 (repeatable)")
+    gym.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="a setting or hyperparameter, e.g. --set gamma=0.99 or --set net_arch=[64,64] "
+                          "(the value is read as YAML, then as the setting's type; repeatable)")
     gym.add_argument("--name", help="run name")
     gym.add_argument("--json", action="store_true", help="print the result as JSON")
     gym.set_defaults(func=_cmd_gym)

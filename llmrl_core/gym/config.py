@@ -21,6 +21,7 @@ from llmrl_core.gym.algorithms import (  # noqa: F401  (the params classes are i
     GYM_ALGORITHMS,
     A2CParams,
     DQNParams,
+    GymAlgorithm,
     PPOParams,
     RandomParams,
     get_gym_algorithm,
@@ -74,8 +75,6 @@ def compatible_algos(env_id: str) -> list[str]:
     """The algorithms that can train on `env_id`."""
     return [name for name, a in GYM_ALGORITHMS.items() if not (a.discrete_only and not ENVS[env_id].discrete)]
 
-
-PARAMS_CLASSES: dict[str, type] = {name: a.params_class for name, a in GYM_ALGORITHMS.items()}
 
 # RL Zoo's tuned settings (hyperparams/*.yml); "n_envs" and "total_steps" go to GymConfig.
 TUNED: dict[tuple[str, str], dict[str, Any]] = {
@@ -177,8 +176,8 @@ class GymConfig(ConfigBase):
             raise InputError(f"Bad {self.algo.upper()} settings: {err}.") from None
 
     @property
-    def algorithm(self) -> Any:
-        """The algorithm's registry entry (algorithms.GymAlgorithm)."""
+    def algorithm(self) -> GymAlgorithm:
+        """The algorithm's registry entry: params class, SB3 class, schedules, checks."""
         return GYM_ALGORITHMS[self.algo]
 
     @property

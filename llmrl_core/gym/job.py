@@ -41,11 +41,6 @@ class LinearDecay:
         return progress_remaining * self.initial
 
 
-def get_algo_class(algo: str) -> Any:
-    """The SB3 class of a trainable algorithm ('ppo', 'a2c', 'dqn'; see algorithms.GYM_ALGORITHMS)."""
-    return get_gym_algorithm(algo).load_sb3_class()
-
-
 def build_model(config: GymConfig, env: Any) -> Any:
     """A fresh SB3 model for `config` on the vectorised `env` (CPU: these networks are tiny)."""
     p = dict(config.params)
@@ -53,7 +48,7 @@ def build_model(config: GymConfig, env: Any) -> Any:
     for schedule, value in config.algorithm.schedules:  # e.g. lr_schedule='linear' decays learning_rate
         if p.pop(schedule) == "linear":
             p[value] = LinearDecay(p[value])
-    cls = get_algo_class(config.algo)
+    cls = config.algorithm.load_sb3_class()
     return cls("MlpPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **p)
 
 
@@ -62,7 +57,7 @@ def load_agent(path: str | Path, algo: str, env: Any = None) -> Any:
     path = Path(path)
     if not path.exists():
         raise InputError(f"No saved agent at {path}; pick an agent artifact from a finished run.")
-    return get_algo_class(algo).load(path, env=env, device="cpu")
+    return get_gym_algorithm(algo).load_sb3_class().load(path, env=env, device="cpu")
 
 
 def compute_log_interval(config: GymConfig) -> int:

@@ -152,8 +152,8 @@ class RLConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         if isinstance(self.lora_target_modules, list) and not all(isinstance(m, str) for m in self.lora_target_modules):
-            raise InputError(f"lora_target_modules must be a list of module names (got {show_value(self.lora_target_modules)}); "
-                             "e.g. q_proj, v_proj or all-linear.")
+            raise InputError(f"lora_target_modules must be a list of module names "
+                             f"(got {show_value(self.lora_target_modules)}); e.g. q_proj, v_proj or all-linear.")
         self.check_types()  # first: every check below may then compare numbers and strip strings; choices too
         # Upper bounds catch typos (an extra zero or three) before a run starts, not after hours of it.
         self._check_int("steps", 1, 1_000_000)

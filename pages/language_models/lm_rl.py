@@ -93,7 +93,7 @@ def clone_config(config: dict) -> None:
 
 
 def _field(name: str, label: str | None = None, container: Any = st, **kwargs: Any) -> Any:
-    """Draw one RLConfig field's widget (ui/config_widgets.py) under a stable key, seeded from rl_config; write its value back."""
+    """Draw one RLConfig field's widget (ui/config_widgets.py) under a stable key seeded from rl_config; write it back."""
     cfg = _config()
     cfg[name] = config_field_ui(RLConfig, name, key=FIELD_PREFIX + name, value=cfg.get(name), label=label,
                                 container=container, **kwargs)
