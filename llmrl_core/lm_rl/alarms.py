@@ -441,7 +441,12 @@ def read_run_alarms(store: Any, run_id: int, metrics: pd.DataFrame | None = None
     run = store.get_run(run_id)
     if run is None:
         return []
-    metrics = store.read_metrics_wide(run_id) if metrics is None else metrics
+    if metrics is None:
+        from llmrl_core.runs.reader import MetricsCache
+
+        cache = MetricsCache(store, run_id)  # plain tuples in one pass: far faster than read_metrics_wide on a long run
+        cache.update()
+        metrics = cache.wide
     steps = sorted(int(s) for s in metrics["step"]) if len(metrics) else []
     if len(steps) > max_sample_steps:
         steps = [steps[i] for i in np.linspace(0, len(steps) - 1, max_sample_steps).round().astype(int)]

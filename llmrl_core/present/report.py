@@ -113,10 +113,12 @@ def _table(frame: pd.DataFrame, text_columns: Sequence[str] = ()) -> str:
 
 
 def _escape_figure_text(fig: go.Figure) -> go.Figure:
-    """HTML-escape trace names (Plotly renders <b>, <a href> ... in legends); for figures built from raw names."""
+    """Escape trace names (Plotly renders <b>, <a href> ... in legends); for figures built from raw names."""
+    from llmrl_core.present.compare import escape_plotly_text
+
     for trace in fig.data:
         if trace.name:
-            trace.name = html.escape(str(trace.name))
+            trace.name = escape_plotly_text(trace.name)
     return fig
 
 
