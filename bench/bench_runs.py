@@ -122,7 +122,8 @@ def main() -> None:
     from llmrl_core.runs.store import RunStore
     from llmrl_core.runs.table import summarize_runs
 
-    print(f"CPU: {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores visible")
+    print(f"CPU: {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores visible, "
+          f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure below)")
     store = RunStore(home / "runs.sqlite")
     t0 = time.perf_counter()
     long_ids, written = fill_store(store)
