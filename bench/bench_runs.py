@@ -160,8 +160,16 @@ def main() -> None:
         print(f"report of a 5,000-step run: median {med:.2f} s, first {first:.2f} s, "
               f"{out.stat().st_size / 2**20:.1f} MiB (target < 3 s)")
 
-    size = sum(p.stat().st_size for p in home.glob("runs.sqlite*") if p.is_file())
-    print(f"store size on disk: {size / 2**20:.0f} MiB ({size / written:.0f} bytes per metric row, indexes included)")
+    wal = (home / "runs.sqlite-wal").stat().st_size if (home / "runs.sqlite-wal").exists() else 0
+    store.fetch_rows("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL into the database, as an idle store does
+    size = (home / "runs.sqlite").stat().st_size
+    print(f"store size on disk: {size / 2**20:.0f} MiB after a checkpoint ({size / written:.0f} bytes per metric row, "
+          f"indexes included; the WAL had grown to {wal / 2**20:.0f} MiB before it)")
+    try:
+        parts = store.fetch_rows("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 4")
+        print("  largest parts: " + ", ".join(f"{name} {size / 2**20:.0f} MiB" for name, size in parts))
+    except Exception:  # SQLite built without the dbstat table
+        pass
     if args.keep:
         print(f"kept: {home}")
     else:
