@@ -1,11 +1,11 @@
 """The runs table (issue 10): every run of every kind, one row each, with its headline figures.
 
 `summarize_runs(store)` answers "what have I run and how did it go?" for the Runs page and the
-front page. One SQL query reads the runs with their best and last reward: each figure is a
-correlated subquery that SQLite answers from the index metrics(run_id, name, step, value)
-(the best is a scan of that run's reward entries in the index, the last one index seek), and
-the model, environment and algorithm come out of the config JSON with json_extract, so
-1,000 runs over 2,000,000 metric rows take a few tens of milliseconds (bench/bench_runs.py).
+front page. One SQL query reads the runs with their first, best and last reward: each figure is
+a correlated subquery that SQLite answers from the index metrics(run_id, name, step, value)
+(first and last are one index seek each, the best a scan of that run's reward entries in the
+index), and the model, environment and algorithm come out of the config JSON with json_extract,
+so 1,000 runs over 2,000,000 metric rows take a few tens of milliseconds (bench/bench_runs.py).
 
 The reward of a run is the metric its kind logs as "how well is it doing" (REWARD_METRICS):
 'reward' (the mean reward of a step's completions) for language-model runs, SB3's episode return
@@ -29,8 +29,8 @@ from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore
 REWARD_METRICS = {"lm_rl": "reward", "gym": "charts/episodic_return"}  # by run kind
 DEFAULT_REWARD_METRIC = "reward"  # other kinds (demo, agent) log 'reward' too
 
-COLUMNS = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "best_reward",
-           "last_reward", "created", "started", "ended", "duration_s", "disk_bytes", "note"]
+COLUMNS = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "first_reward", "best_reward",
+           "last_reward", "solved_at_step", "created", "started", "ended", "duration_s", "disk_bytes", "note"]
 SORTABLE = tuple(c for c in COLUMNS if c != "note")
 
 
@@ -62,8 +62,11 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
     - sort_by names a column (SORTABLE), descending by default (newest first); runs with no value sort last;
     - with_disk=False skips the disk walk (disk_bytes is then None): the rest is one SQL query.
     A run without a note, a model or an algorithm (a demo run) has "" there.
-    `model` is the model spec of an LM run or the environment id of a gym run; duration_s runs from
-    start to end (to `now` for a run still active).
+    `model` is the model spec of an LM run or the environment id of a gym run; first/best/last_reward
+    are the run's reward metric at its first step, its maximum and at its last step (the "before -> after"
+    of a front page); solved_at_step is a gym run's step where it reached the environment's solved
+    line (NaN when it did not, or has none); duration_s runs from start to end (to `now` for a run
+    still active).
     """
     if sort_by not in SORTABLE:
         raise InputError(f"Cannot sort the runs table by {sort_by!r}; pick one of: {', '.join(SORTABLE)}.")
@@ -88,19 +91,22 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
         " COALESCE(json_extract(r.config, '$.model'), json_extract(r.config, '$.env_id')) AS model,"
         " COALESCE(json_extract(r.config, '$.algorithm'), json_extract(r.config, '$.algo')) AS algorithm,"
         " r.step, r.total_steps,"
+        f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name} AND m.value IS NOT NULL"
+        "   ORDER BY m.step ASC LIMIT 1) AS first_reward,"
         f" (SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name}) AS best_reward,"
         f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name} AND m.value IS NOT NULL"
         "   ORDER BY m.step DESC LIMIT 1) AS last_reward,"
+        " json_extract(r.summary, '$.solved_at_step') AS solved_at_step,"
         " r.created, r.started, r.ended, r.note"
         " FROM runs r"
     )
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    rows = store.fetch_rows(sql, [*params, *params, *params_where])
-    read = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "best_reward",
-            "last_reward", "created", "started", "ended", "note"]
+    rows = store.fetch_rows(sql, [*params, *params, *params, *params_where])
+    read = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "first_reward", "best_reward",
+            "last_reward", "solved_at_step", "created", "started", "ended", "note"]
     frame = pd.DataFrame.from_records(rows, columns=read)
-    for col in ("best_reward", "last_reward", "created", "started", "ended"):
+    for col in ("first_reward", "best_reward", "last_reward", "solved_at_step", "created", "started", "ended"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["step"] = frame["step"].fillna(0).astype(int)
     for col in ("model", "algorithm", "note"):  # text columns: "" when the run has none (never NaN)

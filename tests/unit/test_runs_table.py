@@ -26,6 +26,7 @@ def runs(store):
     store.log_metrics(gym, 1024, {"charts/episodic_return": 21.0, "reward": 999.0})  # 'reward' is not a gym run's reward
     store.log_metrics(gym, 2048, {"charts/episodic_return": 35.0})
     store.log_metrics(gym, 3072, {"charts/episodic_return": float("nan")})  # NaN is stored as NULL
+    store.set_summary(gym, {"solved_at_step": 2048})
     demo = store.create_run("demo", "100% demo_x", {})
     return {"lm": lm, "gym": gym, "demo": demo}
 
@@ -35,10 +36,11 @@ def test_one_row_per_run_with_its_headline_figures(store, runs):
     assert list(table.columns) == COLUMNS and table["id"].tolist() == [runs["demo"], runs["gym"], runs["lm"]]
     lm = table.set_index("id").loc[runs["lm"]]
     assert (lm["model"], lm["algorithm"], lm["step"], lm["total_steps"]) == ("bundled", "grpo", 3, 10)
-    assert (lm["best_reward"], lm["last_reward"], lm["duration_s"]) == (0.9, 0.5, 60.0)
+    assert (lm["first_reward"], lm["best_reward"], lm["last_reward"], lm["duration_s"]) == (0.2, 0.9, 0.5, 60.0)
     gym = table.set_index("id").loc[runs["gym"]]
     assert (gym["model"], gym["algorithm"], gym["step"]) == ("CartPole-v1", "ppo", 2048)
-    assert (gym["best_reward"], gym["last_reward"]) == (35.0, 35.0)  # the episode return; the NaN is not 'last'
+    assert (gym["first_reward"], gym["best_reward"], gym["last_reward"]) == (21.0, 35.0, 35.0)  # the episode return; the NaN is not 'last'
+    assert gym["solved_at_step"] == 2048 and lm["solved_at_step"] != lm["solved_at_step"]  # from the summary; NaN
     assert gym["duration_s"] == 100.0  # still running: up to now
     demo = table.set_index("id").loc[runs["demo"]]
     assert demo["model"] == "" and demo["best_reward"] != demo["best_reward"]  # nothing logged: NaN
