@@ -170,7 +170,7 @@ def expected_update(trainer: RLTrainer, ro, rewards: torch.Tensor) -> tuple[dict
         per_token, _ = compute_clipped_surrogate(logp, logp.detach(), advantages, cfg.epsilon, cfg.clip_high)
         value_token, _ = compute_value_loss(values, old_values, returns, mask, cfg.cliprange_value)
         value_loss = (value_token * mask / mask.sum()).sum()
-        out["loss/value"] = float(value_loss)
+        out["loss/value"] = float(value_loss.detach())
     else:
         if cfg.algorithm == "grpo":
             advantages = compute_grpo_advantages(rewards, cfg.num_generations, cfg.scale_rewards)
@@ -189,9 +189,9 @@ def expected_update(trainer: RLTrainer, ro, rewards: torch.Tensor) -> tuple[dict
     (policy_loss + cfg.vf_coef * value_loss).backward()
     grads = [p.grad.detach().clone() for p in trainer.params]
     trainer.optimizer.zero_grad(set_to_none=True)
-    out["loss/policy"] = float(policy_loss)
+    out["loss/policy"] = float(policy_loss.detach())
     if kl is not None:
-        out["kl"] = float((kl * mask).sum() / mask.sum())
+        out["kl"] = float((kl.detach() * mask).sum() / mask.sum())
     return out, grads
 
 

@@ -201,3 +201,27 @@ def test_bf16_mixed_precision_trains_float32_weights(tiny_model_dir):
     assert set(result.metrics) == expected_metric_keys(cfg, ["length"])
     assert all(p.dtype == torch.float32 for p in trainer.params)  # autocast only; master weights stay float32
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, trainer.params))
+
+
+def test_reward_metrics_are_the_reward_sets_summary_with_a_missing_total_as_zero(tiny_model_dir):
+    """One implementation of the reward statistics (RewardScores.summarize, sample std) is what a step logs;
+    a completion no reward scored counts as 0 in the total and is left out of its reward's statistics."""
+    import numpy as np
+
+    def every_other(prompts, completions, **_):
+        return [float(len(c)) if i % 2 == 0 else None for i, c in enumerate(completions)]
+
+    logged: list[str] = []
+    cfg = tiny_config(tiny_model_dir, steps=1, prompts_per_step=2, num_generations=2)
+    trainer = RLTrainer(cfg, prompts=PROMPTS, reward_set=RewardSet.from_callables([every_other]), log=logged.append)
+    result = trainer.train_step()
+    lengths = np.array([len(s["completion"]) for s in result.samples], dtype=float)  # (4,) every completion
+    assert len(lengths) == cfg.batch_size
+    scored = lengths[::2]
+    metrics = result.metrics
+    assert metrics["rewards/every_other/mean"] == pytest.approx(scored.mean())
+    assert metrics["rewards/every_other/std"] == pytest.approx(scored.std(ddof=1))
+    assert metrics["reward"] == pytest.approx(scored.sum() / 4)  # the two unscored totals count as 0
+    assert [s["rewards"]["every_other"] for s in result.samples][1::2] == [None, None]
+    assert [s["rewards"]["total"] for s in result.samples][1::2] == [0.0, 0.0]
+    assert any("count as 0" in line for line in logged)
