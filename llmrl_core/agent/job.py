@@ -96,7 +96,10 @@ def _run(ctx: JobContext, config: AgentConfig, trainer: AgentTrainer) -> dict:
         if config.max_minutes and time.perf_counter() - t_train >= 60 * config.max_minutes:
             stop_reason = "max_minutes"
             break
-        rollout = trainer.collect_rollout()
+        rollout = trainer.collect_rollout(should_stop=ctx.is_stop_requested)
+        if rollout is None:
+            stop_reason = "stopped"
+            break
         rollout_seconds += rollout.seconds
         metrics = trainer.update(rollout)
         updates += 1
@@ -153,7 +156,7 @@ def _run(ctx: JobContext, config: AgentConfig, trainer: AgentTrainer) -> dict:
 
 
 GYM_BASELINE_METRIC = "rollout/ep_rew_mean"
-"""What a Gym run's last training return is logged as (SB3's name; pages/gymnasium/gym.py plots it)."""
+"""What a Gym run's last training return is logged as (SB3's name; pages/gymnasium/gym_agents.py plots it)."""
 
 
 def find_gym_baseline(store: Any, env_id: str) -> tuple[int, str, float] | None:

@@ -208,8 +208,11 @@ class AgentTrainer:
         return RecordedEpisode(self.config.env_id, policy, self.steps, list(self.config.action_words),
                                PLAYER_FPS.get(self.config.env_id, 30))
 
-    def collect_rollout(self) -> Rollout:
-        """Step every environment n_steps times with the sampling policy; record env 0's episodes."""
+    def collect_rollout(self, should_stop: Callable[[], bool] | None = None) -> Rollout | None:
+        """Step every environment n_steps times with the sampling policy; record env 0's episodes.
+
+        Returns None when `should_stop` fires mid-rollout (a Stop takes effect within one step, not one rollout).
+        """
         cfg, n = self.config, self.config.n_envs
         t0 = time.perf_counter()
         actions = torch.zeros(cfg.n_steps, n, dtype=torch.long)
@@ -217,6 +220,8 @@ class AgentTrainer:
         rewards, dones = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
         b_state_ids: list[list[int]] = []
         for t in range(cfg.n_steps):
+            if should_stop is not None and should_stop():
+                return None
             act, logp, value, probs, state_ids = self.act(self.obs)
             b_state_ids.extend(state_ids)
             actions[t], logps[t], values[t] = torch.as_tensor(act), logp, value

@@ -83,3 +83,15 @@ def test_tokenizer_checks_fail_the_run_before_any_step(store, tiny_model_dir) ->
     run = store.get_run(run_id)
     assert status == "failed" and "more than the model's context of 256" in run["error"]
     assert store.metric_names(run_id) == [] or not store.metric_names(run_id)
+
+
+def test_stop_takes_effect_within_a_rollout(tiny_lm) -> None:
+    from llmrl_core.agent.train import AgentTrainer
+
+    trainer = AgentTrainer(AgentConfig(model="tiny", n_envs=2, n_steps=64, device="cpu", use_lora=False), tiny_lm)
+    calls = []
+    try:
+        assert trainer.collect_rollout(should_stop=lambda: calls.append(1) or len(calls) > 3) is None
+        assert len(calls) == 4 and trainer.steps == 6  # three batched steps of two environments, then the stop
+    finally:
+        trainer.close()

@@ -1,0 +1,141 @@
+"""The language model as a CartPole agent (issue 11): how fast it plays, and how far training gets.
+
+Printed, on the bundled model (SmolLM2-135M-Instruct) and this machine:
+  1. the CPU (torch.backends.cpu.get_cpu_capability()) and torch's threads;
+  2. environment steps per second of the language-model policy batched over --n-envs (8)
+     environments (one forward per step, sampling, stepping), with and without the cached
+     instruction prefix, and the ratio;
+  3. through the very 'agent' job the page and the CLI run (RunManager.run_foreground, in a
+     temporary store): the random policy's mean return and the untrained (zero-shot) return over
+     20 episodes, training for --minutes minutes, then the trained return, the difference with its
+     95% CI, the best mean-of-100 training return and when (if ever) it reached 195;
+  4. what limits it: the measured steps/s against the steps PPO needs on CartPole.
+Aim (issue 11): a trained mean return of at least 195 (CartPole-v0's solved line) within 15 minutes.
+
+Run: python bench/bench_lm_agent.py [--minutes 15] [--model bundled] [--n-envs 8] [--algo ppo] [--n-steps 16]
+The budget is checked between updates, so training overshoots --minutes by up to one rollout and update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SOLVED = 195.0
+SB3_PPO_STEPS = 12_000
+"""Steps SB3's PPO with RL Zoo's CartPole settings needs to first evaluate at 475 (bench/bench_gym.py's order of magnitude)."""
+
+
+def measure_steps_per_second(trainer, n_steps: int, use_cache: bool) -> float:
+    """Environment steps per second of the sampling policy, batched over the trainer's environments."""
+    import torch
+
+    obs = [env.reset(seed=100 + i)[0] for i, env in enumerate(trainer.envs)]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(n_steps):
+            ids = trainer.policy.encode_states(trainer.render_states(obs))
+            probs = trainer.policy.forward_states(ids, use_cache=use_cache).logp.exp()  # (N, A)
+            actions = torch.multinomial(probs, 1).squeeze(-1).tolist()
+            for i, env in enumerate(trainer.envs):
+                o, _, terminated, truncated, _ = env.step(actions[i])
+                obs[i] = env.reset()[0] if terminated or truncated else o
+    return n_steps * len(trainer.envs) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget (default 15)")
+    parser.add_argument("--model", default="bundled")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--algo", default="ppo", choices=["ppo", "reinforce"])
+    parser.add_argument("--n-steps", type=int, default=16, help="steps per environment per update (default 16)")
+    parser.add_argument("--n-epochs", type=int, default=2, help="PPO passes per rollout (default 2)")
+    parser.add_argument("--speed-steps", type=int, default=8, help="batched steps per speed measurement")
+    args = parser.parse_args()
+    home = Path(os.environ.get("LLMRL_BENCH_HOME") or tempfile.mkdtemp(prefix="bench_lm_agent_"))
+    os.environ["LLMRL_HOME"] = str(home)
+
+    import numpy as np
+    import torch
+
+    from llmrl_core.agent.config import AgentConfig
+    from llmrl_core.agent.train import AgentTrainer
+    from llmrl_core.lm.models import load_causal_lm
+    from llmrl_core.runs import RunManager, RunStore
+
+    print(f"CPU: {torch.backends.cpu.get_cpu_capability()} · torch threads {torch.get_num_threads()} · "
+          f"cores {os.cpu_count()} · CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    config = AgentConfig(model=args.model, algo=args.algo, n_envs=args.n_envs, total_steps=100_000_000,
+                         max_minutes=args.minutes, n_steps=args.n_steps, n_epochs=args.n_epochs)
+
+    # 2. Speed, with and without the cached prefix (the same policy, LoRA on, as in training).
+    loaded = load_causal_lm(args.model, device=config.device)
+    trainer = AgentTrainer(config, loaded)
+    prefix, state = len(trainer.policy.prefix_ids), len(trainer.policy.encode(trainer.render_states(trainer.obs[:1])[0]))
+    print(f"model {loaded.resolved.display_name} on {loaded.device} · prompt: instruction {prefix} tokens (cached), "
+          f"state about {state} tokens, action words {config.action_words}")
+    measure_steps_per_second(trainer, 1, True)  # warm-up: the first forwards pay one-off costs
+    measure_steps_per_second(trainer, 1, False)
+    cached = measure_steps_per_second(trainer, args.speed_steps, True)
+    uncached = measure_steps_per_second(trainer, args.speed_steps, False)
+    print(f"env steps/s over {args.n_envs} envs: cached prefix {cached:.2f} · uncached {uncached:.2f} · "
+          f"ratio {cached / uncached:.2f}x", flush=True)
+    trainer.close()
+    del trainer, loaded
+
+    # 3. The job: random and zero-shot returns, training for --minutes, the trained return.
+    print(f"training for {args.minutes:g} min ({args.algo.upper()}, n_steps {args.n_steps}, n_epochs {args.n_epochs})…", flush=True)
+    store = RunStore(home / "runs.sqlite")
+    t0 = time.perf_counter()
+    run_id, status = RunManager(store).run_foreground("agent", config.to_dict(), name="bench", total_steps=config.total_steps)
+    wall = time.perf_counter() - t0
+    run = store.get_run(run_id)
+    if status != "completed":
+        print(f"run {run_id} {status}: {run.get('error')}")
+        return
+    s = run["summary"]
+    print(f"random policy: mean return {s['random_return']:.1f} (20 episodes)")
+    print(f"untrained (zero-shot, greedy): mean return {s['zero_shot_return']:.1f} ± {s['zero_shot_std']:.1f} (20 episodes)")
+    low, high = s["difference_ci95"]
+    print(f"after {s['train_seconds'] / 60:.1f} min of {args.algo.upper()} ({s['steps']} steps, {s['episodes']} episodes, "
+          f"{s['updates']} updates, {s['steps_per_second']:.1f} steps/s with updates): trained mean return "
+          f"{s['trained_return']:.1f} ± {s['trained_std']:.1f}; difference {s['difference']:+.1f} "
+          f"(95% CI {low:+.1f} to {high:+.1f}); whole job {wall / 60:.1f} min")
+    curve = store.read_metrics(run_id, names=["rollout/ep_rew_mean"])
+    if not curve.empty:
+        best = curve.loc[curve["value"].idxmax()]
+        print(f"training return (mean of last 100 episodes): best {best['value']:.1f} at step {int(best['step'])}, "
+              f"last {curve['value'].iloc[-1]:.1f}")
+        reached = curve[curve["value"] >= SOLVED]
+        if not reached.empty:
+            first = reached.iloc[0]
+            start = store.read_metrics(run_id, names=["baseline/random_return"])["wall_time"].iloc[0]
+            print(f"reached {SOLVED:g} (training mean of 100) at step {int(first['step'])}, "
+                  f"{(first['wall_time'] - start) / 60:.1f} min after the job started")
+    target = max(s["trained_return"], float(np.nan_to_num(curve["value"].max() if not curve.empty else 0.0)))
+    if target >= SOLVED:
+        print(f"aim met: a mean return of at least {SOLVED:g} within {args.minutes:g} minutes")
+    else:
+        possible = s["steps_per_second"] * 60 * 15
+        print(f"aim not met: {target:.1f} of {SOLVED:g}. Limit: the policy is a {loaded_params(args.model)} model on "
+              f"this CPU; at {s['steps_per_second']:.1f} steps/s (rollout and updates) 15 minutes hold about "
+              f"{possible:,.0f} environment steps, while PPO with a 64-unit MLP needs about {SB3_PPO_STEPS:,} steps to "
+              "solve CartPole and a language-model policy with LoRA typically needs more, not fewer.")
+
+
+def loaded_params(spec: str) -> str:
+    """A short description of the model's size, for the limit line."""
+    return "135M-parameter" if spec == "bundled" else repr(spec)
+
+
+if __name__ == "__main__":
+    main()
