@@ -97,7 +97,9 @@ class TextPolicy(nn.Module):
         """The instruction's key/value cache (batch 1); with gradients when grad mode is on."""
         ids = torch.tensor([self.prefix_ids], device=self.device)  # (1, P)
         out = self.decoder(input_ids=ids, use_cache=True)
-        cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+        cache = getattr(out, "cache", None)  # transformers >= 5.2 names it 'cache'; reading the old name warns
+        if cache is None:
+            cache = out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def refresh_prefix(self) -> None:
