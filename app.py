@@ -26,7 +26,7 @@ PAGES = {
         st.Page("pages/language_models/lm_rl.py", title="LM RL", icon=":material/model_training:"),
     ],
     "Gymnasium": [
-        st.Page("pages/gymnasium/gym.py", title="Gym", icon=":material/smart_toy:"),
+        st.Page("pages/gymnasium/gym_agents.py", title="Gym", icon=":material/smart_toy:", url_path="gym"),
         st.Page("pages/gymnasium/agent.py", title="Agent", icon=":material/psychology:"),
     ],
     "Runs": [

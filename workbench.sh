@@ -62,7 +62,7 @@ case "${1:-start}" in
     log "Preparing the bundled model (converted once, then cached under \${LLMRL_HOME:-~/.llmrl})"
     HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "$VENV/bin/python" -m llmrl_core prepare
     log "Serving the dashboard on http://127.0.0.1:$PORT"
-    exec "$VENV/bin/python" -m streamlit run app.py --server.address 127.0.0.1 --server.port "$PORT" \
+    exec "$VENV/bin/python" -m ui.serve app.py --server.address 127.0.0.1 --server.port "$PORT" \
       --server.allowedHosts 127.0.0.1 --server.allowedHosts localhost --server.allowedHosts ::1 \
       --server.headless true --browser.gatherUsageStats false \
       --runner.postScriptGC false

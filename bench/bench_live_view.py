@@ -74,7 +74,7 @@ def measure(page: str, steps: int, repeats: int, root: Path) -> dict:
 
         run_id = _fill(store, "lm_rl" if page == "rl" else "demo", RLConfig().to_dict(), steps)
     at = AppTest.from_file(str(root / "app.py"), default_timeout=600)
-    at.switch_page({"runs": "pages/runs/runs.py", "gym": "pages/gymnasium/gym.py", "rl": "pages/language_models/lm_rl.py"}[page])
+    at.switch_page({"runs": "pages/runs/runs.py", "gym": "pages/gymnasium/gym_agents.py", "rl": "pages/language_models/lm_rl.py"}[page])
     if page == "rl":
         at.session_state["rl_view"] = "Dashboard"
     first = _time(at.run)
@@ -101,7 +101,7 @@ source = open(os.path.join(root, "pages", page + ".py")).read().replace("\\nmain
 g = {"__name__": "bench_page"}
 exec(compile(source, page, "exec"), g)
 t0 = time.perf_counter()
-if page == "gymnasium/gym":
+if page == "gymnasium/gym_agents":
     if "gym_run_ui" in g:
         g["live_run_ui"](run_id, g["gym_run_ui"], key="gym")
     else:
@@ -133,7 +133,7 @@ def measure_view(page: str, steps: int, repeats: int, root: Path) -> dict:
         from llmrl_core.lm_rl.config import RLConfig
 
         run_id = _fill(store, "demo", RLConfig().to_dict(), steps)
-    os.environ.update(BENCH_ROOT=str(root), BENCH_PAGE={"gym": "gymnasium/gym", "runs": "runs/runs"}[page], BENCH_RUN=str(run_id))
+    os.environ.update(BENCH_ROOT=str(root), BENCH_PAGE={"gym": "gymnasium/gym_agents", "runs": "runs/runs"}[page], BENCH_RUN=str(run_id))
     at = AppTest.from_string(_HARNESS, default_timeout=600)
     for _ in range(repeats + 1):
         at.run()

@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 CLONE_KEY = "clone_request"
-PAGES = {"lm_rl": "pages/language_models/lm_rl.py", "gym": "pages/gymnasium/gym.py", "agent": "pages/gymnasium/agent.py"}
+PAGES = {"lm_rl": "pages/language_models/lm_rl.py", "gym": "pages/gymnasium/gym_agents.py", "agent": "pages/gymnasium/agent.py"}
 
 
 def request_clone(kind: str, config: dict[str, Any]) -> None:

@@ -173,7 +173,7 @@ def find_model_config(spec: str) -> dict | None:
     """The config.json of a model spec without loading it: a folder's, the converted bundled/GGUF folder's
     (None until converted once), a LoRA adapter's base, or a hub id's from the local HF cache."""
     from llmrl_core.core.errors import WorkbenchError
-    from llmrl_core.lm.models import _gguf_cache_key, resolve_spec
+    from llmrl_core.lm.models import make_gguf_cache_key, resolve_spec
     from llmrl_core.core.paths import get_cache_dir
 
     try:
@@ -184,7 +184,7 @@ def find_model_config(spec: str) -> dict | None:
     if resolved.kind == "folder":
         folder = Path(resolved.location)
     elif resolved.kind in ("bundled", "gguf"):
-        folder = get_cache_dir("models") / _gguf_cache_key(Path(resolved.location))
+        folder = get_cache_dir("models") / make_gguf_cache_key(Path(resolved.location))
     elif resolved.kind == "adapter":
         try:
             base = json.loads((Path(resolved.location) / "adapter_config.json").read_text(encoding="utf-8"))

@@ -156,7 +156,7 @@ def generate(
         raise InputError("No prompt given: type a prompt to continue.")
     tok, model = loaded.tokenizer, loaded.model
     texts = [render_prompt(tok, p, chat=chat, system=system) for p in prompts]
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not _template_adds_bos(tok, texts))
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not template_adds_bos(tok, texts))
     prompt_len = enc["input_ids"].shape[1]
     limit = loaded.context_length
     if prompt_len + cfg.max_new_tokens > limit:
@@ -193,7 +193,7 @@ def generate(
     chosen = logp.gather(-1, sequences.unsqueeze(-1)).squeeze(-1)  # (B*n, T_new)
     if top_alternatives > 0:
         top_vals, top_ids = logp.topk(top_alternatives, dim=-1)  # (B*n, T_new, k)
-    eos_ids = _eos_ids(loaded)
+    eos_ids = get_eos_ids(loaded)
     completions: list[Completion] = []
     new_tokens = 0
     for row in range(sequences.shape[0]):
@@ -225,7 +225,7 @@ def generate(
     return GenerationResult(completions=completions, prompt_texts=texts, seconds=seconds, new_tokens=new_tokens)
 
 
-def _eos_ids(loaded: Any) -> set[int]:
+def get_eos_ids(loaded: Any) -> set[int]:
     """Token ids that end a completion (the tokenizer's eos plus the generation config's)."""
     ids: set[int] = set()
     if loaded.tokenizer.eos_token_id is not None:
@@ -238,7 +238,7 @@ def _eos_ids(loaded: Any) -> set[int]:
     return ids
 
 
-def _template_adds_bos(tokenizer: Any, texts: list[str]) -> bool:
+def template_adds_bos(tokenizer: Any, texts: list[str]) -> bool:
     """True when the rendered text already starts with the BOS token (avoid adding it twice)."""
     bos = getattr(tokenizer, "bos_token", None)
     return bool(bos) and all(t.startswith(bos) for t in texts)

@@ -246,7 +246,7 @@ def _check_gguf_header(path: Path) -> None:
         )
 
 
-def _gguf_cache_key(path: Path) -> str:
+def make_gguf_cache_key(path: Path) -> str:
     """A cache folder name that changes when the file changes (name, size, mtime)."""
     stat = path.stat()
     digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
@@ -262,7 +262,7 @@ def convert_gguf(path: Path, progress: ProgressFn = _no_progress) -> Path:
     AutoModelForCausalLM, AutoTokenizer = import_auto_classes()
 
     _check_gguf_header(path)
-    target = get_cache_dir("models") / _gguf_cache_key(path)
+    target = get_cache_dir("models") / make_gguf_cache_key(path)
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
         return target
     progress(0.05, f"Reading the GGUF file {path.name} (first use only)…")
@@ -324,7 +324,7 @@ def check_hub_reachable(timeout: float = _HUB_PROBE_SECONDS) -> bool:
     return bool(result and result[0])
 
 
-def _load_from_hub(repo_id: str, load: Callable[..., Any], what: str) -> Any:
+def load_from_hub(repo_id: str, load: Callable[..., Any], what: str) -> Any:
     """Load from the local HF cache first; go to the network only when the hub answers."""
     try:
         return load(repo_id, local_files_only=True)
@@ -388,8 +388,8 @@ def load_causal_lm(
     progress(0.92, "Loading weights…")
     try:
         if resolved.kind == "hub":
-            tokenizer = _load_from_hub(source, load_tokenizer, "tokenizer")
-            model = _load_from_hub(source, load_model, "model")
+            tokenizer = load_from_hub(source, load_tokenizer, "tokenizer")
+            model = load_from_hub(source, load_model, "model")
         else:
             tokenizer = load_tokenizer(source)
             model = load_model(source)

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmrl_core.core.config import ConfigBase, show_value
-from llmrl_core.core.config import suggest  # noqa: F401  (re-exported: rewards/registry.py imports it from here)
 from llmrl_core.core.errors import InputError
-from llmrl_core.lm_rl.algorithms import ALGORITHMS
+from llmrl_core.lm_rl.algorithms import ALGORITHMS, get_algorithm
 from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
 
 LR_SCHEDULERS = ("constant", "linear", "cosine")
@@ -191,8 +190,6 @@ class RLConfig(ConfigBase):
             raise InputError(f"top_p must be in (0, 1] (got {self.top_p!r}); 1.0 turns it off.")
         if self.beta < 0:
             raise InputError(f"beta must be 0 or more (got {self.beta!r}); 0 turns the KL penalty off.")
-        if self.algorithm == "ppo" and self.beta == 0:
-            pass  # PPO without a KL penalty is allowed (pure score maximisation)
         for name in ("epsilon", "cliprange_value"):
             value = getattr(self, name)
             if not 0 < value < 1:
@@ -208,13 +205,7 @@ class RLConfig(ConfigBase):
                 raise InputError(f"{name} must be 0 or more (got {getattr(self, name)!r}).")
         if not 0 <= self.lora_dropout < 1:
             raise InputError(f"lora_dropout must be in [0, 1) (got {self.lora_dropout!r}).")
-        if self.algorithm in ("grpo", "rloo") and self.num_generations < 2:
-            raise InputError(
-                f"{self.algorithm.upper()} compares samples of the same prompt: set num_generations to 2 or more "
-                f"(got {self.num_generations}), or choose reinforce or ppo for one sample per prompt."
-            )
-        if self.algorithm == "reinforce" and self.num_epochs != 1:
-            raise InputError("REINFORCE is on-policy (no ratio, no clipping): set num_epochs to 1, or choose grpo, rloo or ppo for several update epochs.")
+        get_algorithm(self.algorithm).validate(self)  # the algorithm's own checks (num_generations, num_epochs)
         batch = self.prompts_per_step * self.num_generations
         if self.grad_accum_steps > batch:
             raise InputError(

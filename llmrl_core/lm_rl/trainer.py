@@ -65,7 +65,7 @@ from llmrl_core.lm_rl.config import RLConfig
 from llmrl_core.lm_rl.policy import load_policy
 from llmrl_core.lm_rl.samples import TokenStats, make_samples
 from llmrl_core.core.errors import InputError, WorkbenchError
-from llmrl_core.lm.generation import _eos_ids, _template_adds_bos, render_prompt
+from llmrl_core.lm.generation import get_eos_ids, template_adds_bos, render_prompt
 
 LogFn = Callable[[str], None]
 
@@ -190,7 +190,7 @@ class RLTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: compute_lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.lr_scheduler)
         )
-        self.eos_ids = sorted(_eos_ids(self.loaded))
+        self.eos_ids = sorted(get_eos_ids(self.loaded))
         self.reward_set = reward_set if reward_set is not None else _build_reward_set(cfg)
         frame = prompts if prompts is not None else _load_prompts(cfg)
         if frame is None or len(frame) == 0 or "prompt" not in frame.columns:
@@ -308,7 +308,7 @@ class RLTrainer:
         raw_prompts = list(frame["prompt"])
         chat = {"auto": None, "chat": True, "raw": False}[cfg.chat]
         texts = [render_prompt(tok, p, chat=chat, system=cfg.system_prompt) for p in raw_prompts]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not _template_adds_bos(tok, texts))
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not template_adds_bos(tok, texts))
         prompt_ids = enc["input_ids"].repeat_interleave(cfg.num_generations, dim=0).to(self.device)  # (B, P)
         prompt_mask = enc["attention_mask"].repeat_interleave(cfg.num_generations, dim=0).to(self.device)  # (B, P)
         if prompt_ids.shape[1] + cfg.max_new_tokens > self.loaded.context_length:

@@ -19,7 +19,7 @@ DEMOS = [
      "GRPO, RLOO, REINFORCE or PPO against rewards you pick; every generation and its reward on screen as it trains."),
     ("pages/language_models/attention.py", ":material/visibility:", "Look inside its attention",
      "Every layer and head for any text, and how fine-tuning moved them."),
-    ("pages/gymnasium/gym.py", ":material/smart_toy:", "Balance a pole",
+    ("pages/gymnasium/gym_agents.py", ":material/smart_toy:", "Balance a pole",
      "Train PPO, A2C or DQN on CartPole and watch its episodes replay live."),
 ]
 

@@ -21,6 +21,7 @@ from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, load_prompt_set
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.present.lm_rl import escape_markdown
+from ui.clone import take_clone_request
 from ui.config_widgets import config_field_ui
 from ui.prompt_picker import MODES as PROMPT_MODES
 from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
@@ -85,7 +86,7 @@ def apply_preset(name: str) -> None:
 def clone_config(config: dict) -> None:
     """Copy a run's config into the form and open the New run tab (a full rerun)."""
     data = {**RLConfig().to_dict(), **{k: v for k, v in config.items() if k in RLConfig.__dataclass_fields__}}
-    data["resume_from"] = None
+    data["resume_from"] = None  # a clone starts fresh; resuming is the checkpoint panel's job
     data["name"] = f"{data.get('name', 'rl run')} (copy)"
     apply_config(data)
     st.session_state["rl_view_next"] = VIEWS[1]
@@ -401,6 +402,9 @@ def dashboard_view_ui() -> None:
 
 def main() -> None:
     st.title("LM RL")
+    cloned = take_clone_request("lm_rl")
+    if cloned is not None:
+        clone_config(cloned)  # fills the form, opens New run (a rerun)
     st.caption("Fine-tune the language model with GRPO, RLOO, REINFORCE or PPO against rewards you pick, and watch "
                "reward, KL and samples live. Runs go on when this tab closes; the CLI runs the same configs "
                "(`python -m llmrl_core train`).")

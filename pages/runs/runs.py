@@ -186,7 +186,7 @@ def start_links_ui() -> None:
     """Where real runs come from."""
     c1, c2, c3, _ = st.columns([1, 1, 1, 1])
     c1.page_link("pages/language_models/lm_rl.py", label="Fine-tune a language model", icon=":material/model_training:")
-    c2.page_link("pages/gymnasium/gym.py", label="Train a Gymnasium agent", icon=":material/smart_toy:")
+    c2.page_link("pages/gymnasium/gym_agents.py", label="Train a Gymnasium agent", icon=":material/smart_toy:")
     c3.page_link("pages/runs/compare.py", label="Compare runs", icon=":material/compare_arrows:")
 
 

@@ -32,6 +32,9 @@ def test_a_run_outlives_a_killed_server_and_is_stopped_from_the_restarted_one(tm
         with open_browser() as page:
             page.goto(f"{url}/gym", wait_until="domcontentloaded")
             page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)
+            page.get_by_test_id("stSidebar").get_by_text("Active runs").wait_for(timeout=30_000)  # the app's frame
+            page.wait_for_timeout(1000)
+            assert page.get_by_text("Page not found").count() == 0  # the first deep link after a start (ui/serve.py)
             page.get_by_role("combobox", name="Algorithm").click()  # a random policy: no solved line stops it early
             page.get_by_role("option", name="Random").first.click()
             page.get_by_text("Settings", exact=True).wait_for(timeout=30_000)  # the random policy's form

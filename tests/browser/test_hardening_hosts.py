@@ -79,5 +79,5 @@ def test_shipped_config_and_start_command_list_the_loopback_names():
     assert config["server"]["address"] == "127.0.0.1"
     assert set(config["server"]["allowedHosts"]) == LOOPBACK_HOSTS
     start = (ROOT / "workbench.sh").read_text(encoding="utf-8")
-    run_line = start[start.index("-m streamlit run"):].split("\n    ;;")[0]
+    run_line = start[start.index("-m ui.serve app.py"):].split("\n    ;;")[0]
     assert set(re.findall(r"--server\.allowedHosts (\S+)", run_line)) == LOOPBACK_HOSTS

@@ -39,7 +39,7 @@ def test_a_poll_without_change_reads_and_builds_nothing(monkeypatch, tmp_path):
 
     monkeypatch.setattr(viz_gym, "make_return_figure", counted_figure)
     monkeypatch.setattr(RunStore, "read_metrics_after", counted_read)
-    at = AppTest.from_file(str(ROOT / "pages" / "gymnasium" / "gym.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "pages" / "gymnasium" / "gym_agents.py"), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     assert (len(builds), reads) == (1, [0])  # the first draw reads every row and builds the figure

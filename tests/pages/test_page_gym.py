@@ -1,4 +1,4 @@
-"""AppTest for the Classic RL page: settings, validation messages, a tiny run shown live, the random contrast."""
+"""AppTest for the Gym page: settings, validation messages, a tiny run shown live, the random contrast."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "gymnasium" / "gym.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "gymnasium" / "gym_agents.py")
 
 
 def _page() -> AppTest:

@@ -102,3 +102,32 @@ def test_compare_overlays_runs_and_diffs_configs(app_env):
 def test_before_after_page_without_checkpoints_says_so(app_env):
     at = _open("pages/runs/before_after.py")
     assert any("saved no checkpoint" in i.value for i in at.info)
+
+
+def test_clone_opens_the_training_page_with_the_form_filled(app_env):
+    store, ids = app_env
+    at = _open("pages/runs/runs.py")
+    at.selectbox(key="runs_pick").set_value(ids[1]).run()
+    at.button(key=f"clone_{ids[1]}").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "LM RL"
+    form = at.session_state["rl_config"]
+    assert form["learning_rate"] == 3e-5 and form["name"].endswith("(copy)") and form["resume_from"] is None
+    assert at.session_state["rl_view"] == "New run"
+
+
+def test_clone_of_a_gym_run_selects_its_pair_and_values(app_env):
+    store, _ = app_env
+    from llmrl_core.gym.config import make_gym_config
+
+    config = make_gym_config("CartPole-v1", "a2c", total_steps=1234, seed=7).to_dict()
+    run_id = store.create_run("gym", "a2c run", config, total_steps=1234)
+    store.set_status(run_id, "completed")
+    at = _open("pages/runs/runs.py")
+    at.selectbox(key="runs_pick").set_value(run_id).run()
+    at.button(key=f"clone_{run_id}").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Gym"
+    assert at.selectbox(key="gym_algo").value == "a2c"
+    assert at.number_input(key="gym_CartPole-v1_a2c_total_steps").value == 1234
+    assert at.number_input(key="gym_CartPole-v1_a2c_seed").value == 7

@@ -1,4 +1,4 @@
-"""Helpers for real-browser tests: serve app.py with `streamlit run` on a free loopback port, drive Chromium.
+"""Helpers for real-browser tests: serve app.py with `python -m ui.serve` (streamlit run) on a free loopback port, drive Chromium.
 
 Chromium comes from Debian (apt package chromium); Playwright drives it through
 executable_path, since `playwright install` cannot download browsers offline.
@@ -49,7 +49,7 @@ def start_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
     env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     with open(home / f"streamlit-{port}.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+            [sys.executable, "-m", "ui.serve", str(script), "--server.address", "127.0.0.1",
              "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

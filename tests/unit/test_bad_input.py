@@ -710,7 +710,7 @@ GYM_PAGE_CASES = [
 
 @pytest.mark.parametrize(("kind", "field", "value", "needles"), GYM_PAGE_CASES)
 def test_gym_page_form_refuses_with_the_field_named(kind, field, value, needles, page_env):
-    at = AppTest.from_file(str(ROOT / "pages" / "gymnasium" / "gym.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "pages" / "gymnasium" / "gym_agents.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     before = _store_counts()

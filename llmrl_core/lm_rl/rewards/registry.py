@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Sequence
 
-from llmrl_core.lm_rl.config import suggest
+from llmrl_core.core.config import suggest
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.lm_rl.rewards import custom, hf_models, sentiment, text
 from llmrl_core.lm_rl.rewards.base import NamedReward, RewardSet, RewardType, coerce_number, coerce_params, unique_names

@@ -1,4 +1,4 @@
-"""Classic RL: train a Gymnasium agent (SB3 PPO, A2C, DQN, or the random baseline) and watch it learn.
+"""Gym: train a Gymnasium agent (SB3 PPO, A2C, DQN, or the random baseline) and watch it learn.
 
 Settings start from RL Zoo's tuned values and are validated before a run starts. The run is an
 ordinary 'gym' job in the run manager; this page watches it through the shared live-run view
@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 
 from llmrl_core.gym.algorithms import GYM_ALGORITHMS, get_gym_algorithm
-from llmrl_core.gym.config import ENVS, compatible_algos, make_gym_config
+from llmrl_core.gym.config import ENVS, GymConfig, compatible_algos, make_gym_config
 from llmrl_core.gym.episodes import load_episode, play_agent_episode, play_random_episode
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.present.gym import (
@@ -27,6 +27,7 @@ from llmrl_core.present.gym import (
     render_episode_player_html,
 )
 from llmrl_core.present.lm_rl import escape_markdown
+from ui.clone import take_clone_request
 from ui.config_widgets import config_field_ui, config_form_ui
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
@@ -53,8 +54,10 @@ def settings_ui() -> None:
         st.button("Train", disabled=True, key="gym_train_disabled", help="This algorithm cannot act in this environment.")
         return
     algorithm = get_gym_algorithm(algo)
-    defaults = make_gym_config(env_id, algo)
     prefix = f"gym_{env_id}_{algo}_"  # per pair, so switching pairs shows that pair's tuned values
+    cloned = st.session_state.get("gym_cloned")
+    defaults = (GymConfig.from_dict(cloned) if cloned and (cloned["env_id"], cloned["algo"]) == (env_id, algo)
+                else make_gym_config(env_id, algo))
     overrides: dict[str, Any] = {}
     c1, c2 = st.columns(2)
     overrides["total_steps"] = config_field_ui(defaults, "total_steps", key=prefix + "total_steps")
@@ -236,8 +239,27 @@ def gym_run_ui(view: LiveRun) -> None:
             st.json(run["summary"])
 
 
+def apply_clone(config: dict) -> None:
+    """Fill the form from a run's config (the Runs page's Clone): its pair selected, its values in the inputs."""
+    config = {**config, "init_from": None}  # a clone trains from scratch; "continue training" is its own action
+    try:
+        GymConfig.from_dict(config)
+    except WorkbenchError as err:
+        st.warning(f"That run's config no longer validates, so the form keeps its values: {escape_markdown(err)}")
+        return
+    st.session_state["gym_env"], st.session_state["gym_algo"] = config["env_id"], config["algo"]
+    prefix = f"gym_{config['env_id']}_{config['algo']}_"
+    for key in [k for k in st.session_state if str(k).startswith(prefix)]:
+        del st.session_state[key]  # re-seeded from the clone when the inputs draw
+    st.session_state["gym_cloned"] = config
+    st.toast("The form holds a copy of that run's settings: press Train to start it.")
+
+
 def main() -> None:
     st.title("Gym")
+    cloned = take_clone_request("gym")
+    if cloned is not None:
+        apply_clone(cloned)
     st.caption("Train Stable-Baselines3 agents on Gymnasium tasks and watch them learn: curves, and the latest "
                "evaluation episode replayed. The same job runs headless with `python -m llmrl_core gym`.")
     settings_col, view_col = st.columns([1, 3])
@@ -253,5 +275,4 @@ def main() -> None:
         live_run_ui(run_id, gym_run_ui, key="gym")
 
 
-if __name__ == "__main__":  # Streamlit runs pages as __main__; SB3's `import gym` finds this file when its folder is
-    main()                  # on sys.path (AppTest), and importing it must not draw the page a second time
+main()
