@@ -40,9 +40,8 @@ def test_compare_two_runs_and_open_the_downloaded_report(two_runs, workbench_hom
         chart.locator(".legendtext").first.wait_for(timeout=30_000)
         legend = chart.locator(".legendtext").all_text_contents()
         assert any(f"#{two_runs[0]} <b>lr" in t for t in legend) and any(f"#{two_runs[1]} " in t for t in legend), legend
-        page.screenshot(path="/tmp/cmp.png", full_page=True)
         page.get_by_role("tab", name="Config diff").click()
-        page.get_by_text("learning_rate").first.wait_for(timeout=30_000)
+        page.locator("td", has_text="learning_rate").first.wait_for(state="attached", timeout=30_000)  # the grid draws on a canvas
         page.get_by_role("tab", name="Report").click()
         page.get_by_role("button", name="Build the report").click()
         download_button = page.get_by_role("button", name="Download the report (HTML)")
@@ -53,7 +52,7 @@ def test_compare_two_runs_and_open_the_downloaded_report(two_runs, workbench_hom
         info.value.save_as(report)
 
         requests: list[str] = []
-        viewer = page.context.new_page()
+        viewer = page.context.browser.new_page()
         viewer.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         viewer.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
         viewer.goto(report.as_uri(), wait_until="load")
