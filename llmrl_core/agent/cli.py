@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from llmrl_core.agent.config import ALGOS, AgentConfig
-from llmrl_core.agent.text_env import ADAPTERS, _example_obs, get_adapter, render_state
+from llmrl_core.agent.text_env import ADAPTERS, get_adapter, make_example_observation, render_state
 from llmrl_core.core.config import parse_set_items
 from llmrl_core.core.errors import InputError
 
@@ -40,7 +40,7 @@ def check_prompt(config: AgentConfig) -> dict[str, int] | None:
         return None
     tokenizer, context = found
     adapter = get_adapter(config.env_id)
-    state = render_state(adapter, config.state_template, _example_obs(adapter))
+    state = render_state(adapter, config.state_template, make_example_observation(adapter))
     return check_prompt_tokens(tokenizer, config.instruction, config.action_words, state, context)
 
 

@@ -169,7 +169,7 @@ def check_template(adapter: TextAdapter, instruction: str, state_template: str, 
             raise InputError(f"The state template uses {{{name}}}, which {adapter.env_id} does not have; "
                              f"its fields are {', '.join(adapter.fields)}.")
     try:
-        state_template.format(**adapter.describe_state(_example_obs(adapter)))
+        state_template.format(**adapter.describe_state(make_example_observation(adapter)))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
         raise InputError(f"The state template cannot be filled in: {err}. Check the format after ':' "
                          "in each {field}, e.g. {pole_angle:.0f}.") from None
@@ -200,7 +200,7 @@ def _parse_format(template: str) -> list[tuple[str, str | None, str | None, str 
                          "literal brace as {{ or }}.") from None
 
 
-def _example_obs(adapter: TextAdapter) -> Any:
+def make_example_observation(adapter: TextAdapter) -> Any:
     """An observation to try a template on."""
     return np.array([0.01, -0.2, 0.03, 0.3]) if adapter.env_id == "CartPole-v1" else 0
 

@@ -28,7 +28,7 @@ import torch
 
 from llmrl_core.agent.config import AgentConfig
 from llmrl_core.agent.policy import TextPolicy, check_state_fits
-from llmrl_core.agent.text_env import _example_obs, get_adapter, make_env, render_state
+from llmrl_core.agent.text_env import get_adapter, make_env, make_example_observation, render_state
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate
 from llmrl_core.lm_rl.algorithms.reinforce import compute_reinforce_loss
@@ -163,7 +163,7 @@ class AgentTrainer:
         model.eval()  # no dropout in rollouts; LoRA dropout is 0 by default
         self.policy = TextPolicy(model, loaded.tokenizer, config.instruction, config.action_words,
                                  config.normalisation, loaded.device)
-        self.policy.check_tokenised(render_state(self.adapter, config.state_template, _example_obs(self.adapter)),
+        self.policy.check_tokenised(render_state(self.adapter, config.state_template, make_example_observation(self.adapter)),
                                     self.context_length)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW([
