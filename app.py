@@ -12,7 +12,7 @@ import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.core.paths import get_home
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.live_run import active_runs_sidebar_ui
 from ui.state import get_model_holder, get_store
 

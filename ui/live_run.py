@@ -23,7 +23,7 @@ import streamlit as st
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.runs.reader import DEFAULT_MAX_POINTS, downsample
 from llmrl_core.runs.store import RunHeartbeat
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.state import get_metrics_cache, get_run_manager, get_store
 
 POLL_SECONDS = 1.0

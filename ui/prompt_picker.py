@@ -12,7 +12,7 @@ import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, FILE_TYPES, MAX_UPLOAD_BYTES, load_prompt_set, read_prompt_upload
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 
 PREVIEW_ROWS = 8  # rows shown under the picker
 MODES = ("Built-in set", "Upload a file", "Hugging Face dataset")

@@ -14,7 +14,7 @@ import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.core.paths import get_home
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.state import get_store
 
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:"}

@@ -16,7 +16,7 @@ import streamlit as st
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.lm_rl.rewards import REWARD_TYPES, RewardType, build_reward, build_reward_set, parse_spec
 from llmrl_core.core.security import custom_code_allowed
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 
 DEFAULT_SPECS = [{"type": "vader", "name": "sentiment", "weight": 1.0}]
 SEPARATOR = "---"  # a line holding only this separates typed completions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 
 
 def run_error_ui(run: dict, interrupted_hint: str = "") -> None:

@@ -55,7 +55,7 @@ def load_model_ui(spec: str) -> bool:
     """Load `spec` into the shared holder with a progress bar; show a clear error and keep the old model on failure."""
     from llmrl_core.core.errors import WorkbenchError
 
-    from llmrl_core.present.lm_rl import escape_markdown
+    from llmrl_core.present.common import escape_markdown
 
     bar = st.progress(0.0, text=f"Loading {escape_markdown(spec or 'bundled')}…")
     try:

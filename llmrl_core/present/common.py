@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Sequence
 
 import pandas as pd
@@ -17,6 +18,20 @@ _TOKEN_CSS = (
     "font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.9rem; line-height: 1.9;"
     " white-space: pre-wrap; word-break: break-word;"
 )
+
+# ----------------------------------------------------------------------------- escaping (one place for all of it)
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def escape_markdown(text: object) -> str:
+    """Backslash-escape Markdown (and Streamlit's :colour[] / :emoji: / $math$) so text shows literally."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def escape_plotly_text(text: object) -> str:
+    """Text Plotly shows literally: HTML-escaped, and % as &#37; so '%{y}' is not a template."""
+    return html.escape(str(text), quote=True).replace("%", "&#37;")
 
 
 def format_token(token: str) -> str:

@@ -11,7 +11,6 @@ text, so every such string goes through `escape_plotly_text` and shows as typed.
 
 from __future__ import annotations
 
-import html
 from typing import Sequence
 
 import pandas as pd
@@ -19,15 +18,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from llmrl_core.present.common import escape_plotly_text
 from llmrl_core.runs.compare import X_AXES
 
 PALETTE = qualitative.Plotly + qualitative.D3  # 20 distinct colours, then they repeat
 SUBPLOT_HEIGHT = 260  # px per metric
-
-
-def escape_plotly_text(text: object) -> str:
-    """Text Plotly shows literally: HTML-escaped, and % as &#37; so '%{y}' is not a template."""
-    return html.escape(str(text), quote=True).replace("%", "&#37;")
 
 
 def make_run_label(run_id: int, run_name: str) -> str:

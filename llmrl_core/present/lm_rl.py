@@ -10,7 +10,6 @@ left to st.dataframe, which shows text as text.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -27,13 +26,6 @@ TOKEN_COLOURINGS = {
     "log-prob": "Log-probability the policy gave each sampled token (green likely, red unlikely).",
 }
 
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def escape_markdown(text: object) -> str:
-    """Backslash-escape Markdown (and Streamlit's :colour[] / :emoji: / $math$) so text shows literally."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 @dataclass(frozen=True)

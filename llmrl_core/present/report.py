@@ -114,7 +114,7 @@ def _table(frame: pd.DataFrame, text_columns: Sequence[str] = ()) -> str:
 
 def _escape_figure_text(fig: go.Figure) -> go.Figure:
     """Escape trace names (Plotly renders <b>, <a href> ... in legends); for figures built from raw names."""
-    from llmrl_core.present.compare import escape_plotly_text
+    from llmrl_core.present.common import escape_plotly_text
 
     for trace in fig.data:
         if trace.name:

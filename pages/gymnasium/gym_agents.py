@@ -26,7 +26,7 @@ from llmrl_core.present.gym import (
     make_return_figure,
     render_episode_player_html,
 )
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.clone import take_clone_request
 from ui.config_widgets import config_field_ui, config_form_ui
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run

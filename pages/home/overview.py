@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from llmrl_core.runs.headline import describe_run_headline
 from ui.live_run import format_status
 from ui.state import get_store

@@ -12,7 +12,7 @@ from llmrl_core.present import attention as viz
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.lm.generation import SamplingConfig
 from llmrl_core.lm.models import BUNDLED_SPEC
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.state import default_model_spec, get_model_holder, get_store
 
 DEFAULT_TEXT = "The cat sat on the mat because it was tired. Then the cat sat on the"

@@ -20,7 +20,7 @@ from llmrl_core.lm_rl.config import PRESETS, RLConfig
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, load_prompt_set
 from llmrl_core.runs import ACTIVE_STATUSES
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.clone import take_clone_request
 from ui.config_widgets import config_field_ui
 from ui.prompt_picker import MODES as PROMPT_MODES

@@ -10,7 +10,7 @@ from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.lm.generation import SamplingConfig, generate
 from llmrl_core.lm.models import BUNDLED_SPEC
 from llmrl_core.present.common import make_logprob_tooltips, render_token_html
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.state import ensure_model_ui, get_model_holder, load_model_ui
 
 STREAM_REFRESH_SECONDS = 0.12  # redraw streaming text at most ~8 times a second

@@ -9,7 +9,7 @@ import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
 from ui.reward_lab import custom_code_policy_ui
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.state import get_store
 
 PROMPT_SOURCES = ("Held out from the run's prompt set", "A built-in set", "Typed prompts")

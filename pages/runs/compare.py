@@ -7,7 +7,7 @@ import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.present.compare import make_compare_figure
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from llmrl_core.runs.compare import X_AXES, diff_configs, list_common_metrics, read_compare_frame, summarize_finals
 from ui.review import report_ui
 from ui.state import get_store

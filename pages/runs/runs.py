@@ -12,7 +12,7 @@ import streamlit as st
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.present.common import make_metric_figure
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.live_run import (
     LiveRun,
     format_status,

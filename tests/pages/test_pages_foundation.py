@@ -53,7 +53,7 @@ def test_app_opens_on_the_overview_with_headlines_and_demo_entries(app_env):
     store.set_summary(gym_id, {"solved_at_step": 13000, "solved_seconds": 11.9})
     at.run()
     assert not at.exception
-    from llmrl_core.present.lm_rl import escape_markdown
+    from llmrl_core.present.common import escape_markdown
 
     shown = " ".join(m.value for m in at.markdown)
     assert "3 of 3 steps" in shown
