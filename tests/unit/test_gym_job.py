@@ -107,6 +107,26 @@ def test_cli_runs_the_same_job(capsys) -> None:
     assert run["kind"] == "gym" and run["config"]["seed"] == 3 and run["config"]["algo"] == "a2c"
 
 
+def test_cli_reruns_an_exported_config(capsys, tmp_path) -> None:
+    """`export ID --what config` writes YAML that `gym --config` runs again; flags override the file."""
+    from llmrl_core.cli import main
+    from llmrl_core.runs import RunStore
+    from llmrl_core.runs.export import export_run
+
+    assert main(["gym", "--algo", "a2c", "--steps", "300", "--eval-freq", "150", "--seed", "5",
+                 "--set", "gamma=0.95", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.split("\n", 1)[1])["run_id"]
+    yaml_path = export_run(RunStore(), first, "config", tmp_path / "run.yaml")
+    assert main(["gym", "--config", str(yaml_path), "--steps", "200", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out.split("\n", 1)[1])["run_id"]
+    config = RunStore().get_run(second)["config"]
+    assert config["algo"] == "a2c" and config["seed"] == 5 and config["params"]["gamma"] == 0.95
+    assert config["total_steps"] == 200  # the flag wins over the file
+    (tmp_path / "bad.yaml").write_text("algo: ppo\nenv_id: CartPole-v1\ncolour: red\n", encoding="utf-8")
+    assert main(["gym", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "colour" in capsys.readouterr().err
+
+
 def test_cli_reports_invalid_settings(capsys) -> None:
     from llmrl_core.cli import main
 
