@@ -69,7 +69,7 @@ def _format_time(ts: float | None) -> str:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    """List, show or control runs in the store."""
+    """List, show, control, rename, annotate or delete runs in the store."""
     from llmrl_core.runs import RunStore
 
     store = RunStore()
@@ -97,6 +97,23 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         metrics = store.read_metrics_wide(args.run_id)
         run["last_metrics"] = metrics.iloc[-1].dropna().to_dict() if not metrics.empty else {}
         print(json.dumps(run, indent=2, default=str))
+        return 0
+    if args.action == "rename":
+        if args.text is None:
+            raise WorkbenchError("'runs rename' needs the new name, e.g. python -m llmrl_core runs rename 3 \"lr 2e-5\"")
+        store.rename_run(args.run_id, args.text)
+        print(f"Run {args.run_id} is now called {args.text.strip()!r}.")
+        return 0
+    if args.action == "note":
+        store.set_note(args.run_id, args.text or None)
+        print(f"Run {args.run_id}: note {'set' if args.text else 'cleared'}.")
+        return 0
+    if args.action == "delete":
+        from llmrl_core.runs.files import delete_run_files
+
+        store.delete_run(args.run_id)  # refuses a live run, before any file goes
+        freed = delete_run_files(args.run_id) if args.with_files else 0
+        print(f"Deleted run {args.run_id}" + (f" and {freed / 1e6:.1f} MB of files." if args.with_files else "."))
         return 0
     store.request_control(args.run_id, args.action)
     print(f"Asked run {args.run_id} to {args.action}.")
@@ -159,8 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     runs = sub.add_parser("runs", help="list, show or control runs in the store")
-    runs.add_argument("action", choices=["list", "show", "stop", "pause", "resume"])
+    runs.add_argument("action", choices=["list", "show", "stop", "pause", "resume", "rename", "note", "delete"])
     runs.add_argument("run_id", nargs="?", type=int)
+    runs.add_argument("text", nargs="?", help="the new name (rename) or the note (note; empty clears it)")
+    runs.add_argument("--with-files", action="store_true", help="delete: also remove the run's files on disk")
     runs.add_argument("--kind", help="only runs of this kind")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=_cmd_runs)

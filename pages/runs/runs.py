@@ -117,9 +117,9 @@ def manage_ui(view: LiveRun, disk: int | None) -> None:
                                  value=True, key=f"delete_files_{run_id}")
         if st.button("Delete for good", key=f"delete_{run_id}", type="primary"):
             try:
+                store.delete_run(run_id)  # refuses a run that went live meanwhile, before any file goes
                 freed = delete_run_files(run_id) if with_files else 0
-                store.delete_run(run_id)
-            except WorkbenchError as err:  # e.g. the folder is a link: its records stay, so nothing is lost
+            except WorkbenchError as err:  # e.g. the folder is a link: the files stay where they are
                 st.error(escape_markdown(err))
                 return
             st.session_state.pop(SELECTED_KEY, None)

@@ -53,3 +53,22 @@ def test_demo_then_runs_list_and_show(tmp_path):
     assert shown["last_metrics"]["step"] == 3
     missing = run_cli("runs", "show", "99", home=tmp_path)
     assert missing.returncode == 2 and "No run with id 99" in missing.stderr
+
+
+def test_runs_rename_note_and_delete(workbench_home, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    assert run_cli("demo", "--steps", "2", "--delay", "0", "--name", "first", home=home).returncode == 0
+    renamed = run_cli("runs", "rename", "1", "lr 2e-5", home=home)
+    assert renamed.returncode == 0 and "'lr 2e-5'" in renamed.stdout
+    assert run_cli("runs", "note", "1", "the good one", home=home).returncode == 0
+    shown = json.loads(run_cli("runs", "show", "1", home=home).stdout)
+    assert shown["name"] == "lr 2e-5" and shown["note"] == "the good one"
+    empty = run_cli("runs", "rename", "1", "   ", home=home)
+    assert empty.returncode == 2 and empty.stderr.startswith("error:") and "Traceback" not in empty.stderr
+    folder = home / "artifacts" / "run-00001"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "weights.bin").write_bytes(b"x" * 1000)
+    deleted = run_cli("runs", "delete", "1", "--with-files", home=home)
+    assert deleted.returncode == 0 and not folder.exists()
+    assert run_cli("runs", "show", "1", home=home).returncode == 2
