@@ -17,10 +17,11 @@ PREFERRED = ("reward", "charts/episodic_return", "eval/mean_reward", "kl", "entr
 
 
 def pick_runs_ui() -> list[int]:
-    """The runs to compare (newest two by default)."""
+    """The runs to compare (by default the newest run and the one before it of the same kind)."""
     runs = get_store().list_runs()
     names = runs.set_index("id")["name"].to_dict()
-    return st.multiselect("Runs", runs["id"].tolist(), default=runs["id"].head(2).tolist(),
+    same_kind = runs[runs["kind"] == runs["kind"].iloc[0]] if not runs.empty else runs
+    return st.multiselect("Runs", runs["id"].tolist(), default=same_kind["id"].head(2).tolist(),
                           format_func=lambda i: f"#{i} {names.get(i, '')}", key="cmp_runs")
 
 
