@@ -18,7 +18,7 @@ import torch
 
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs, make_no_state
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs
 
 if TYPE_CHECKING:
     from llmrl_core.lm_rl.config import RLConfig
@@ -85,10 +85,7 @@ GRPO = Algorithm(
                 "(needs num_generations >= 2); no value model.",
     paper="arXiv 2402.03300",
     needs_groups=True,
-    needs_value_head=False,
-    metric_keys=frozenset(),
     validate=check_groups,
-    init_state=make_no_state,
     compute_advantages=compute_advantages,
     compute_loss=compute_clipped_loss,
 )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate, compute_kl, masked_mean, masked_whiten
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs, make_no_state
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs
 
 if TYPE_CHECKING:
     from llmrl_core.lm_rl.config import RLConfig
@@ -118,11 +118,9 @@ PPO = Algorithm(
     description="Proximal Policy Optimization as in classic RLHF: a value head, GAE over per-token rewards, "
                 "the KL penalty folded into the reward.",
     paper="arXiv 1707.06347, GAE arXiv 1506.02438",
-    needs_groups=False,
     needs_value_head=True,
     metric_keys=frozenset({"loss/value", "value/mean", "value/clipfrac"}),
     validate=validate,
-    init_state=make_no_state,
     compute_advantages=compute_advantages,
     compute_loss=compute_loss,
 )

@@ -74,8 +74,6 @@ REINFORCE = Algorithm(
     description="The plain policy gradient with a moving-average reward baseline; one sample per prompt is "
                 "enough, one epoch per batch.",
     paper="Williams 1992",
-    needs_groups=False,
-    needs_value_head=False,
     metric_keys=frozenset({"baseline"}),
     validate=validate,
     init_state=init_state,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from llmrl_core.lm_rl.algorithms.grpo import check_groups, compute_clipped_loss
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, make_no_state
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm
 
 if TYPE_CHECKING:
     from llmrl_core.lm_rl.config import RLConfig
@@ -47,10 +47,7 @@ RLOO = Algorithm(
                 "(needs num_generations >= 2); no value model.",
     paper="arXiv 2402.14740",
     needs_groups=True,
-    needs_value_head=False,
-    metric_keys=frozenset(),
     validate=check_groups,
-    init_state=make_no_state,
     compute_advantages=compute_advantages,
     compute_loss=compute_clipped_loss,  # GRPO's clipped ratio plus beta * KL
 )

@@ -73,23 +73,30 @@ class Loss:
     value_clipfrac: float = 0.0  # fraction of tokens whose value update was clipped
 
 
+def make_no_state() -> dict[str, Any]:
+    """The state of an algorithm that carries nothing between steps."""
+    return {}
+
+
+def accept_any_config(cfg: "RLConfig") -> None:
+    """The check of an algorithm that runs with any valid RLConfig."""
+
+
 @dataclass(frozen=True)
 class Algorithm:
-    """One RL algorithm for language models: its needs, its config checks, its advantages and loss."""
+    """One RL algorithm for language models: its needs, its config checks, its advantages and loss.
+
+    The defaults describe the simplest case (no groups, no value head, no state, no extra metrics).
+    """
 
     name: str  # the config value (cfg.algorithm)
     label: str  # short name for the UI, e.g. 'GRPO'
     description: str  # one line for the UI: what it does and what it needs
     paper: str  # reference for the math
-    needs_groups: bool  # compares the samples of one prompt: num_generations must be 2 or more
-    needs_value_head: bool  # trains a value head next to the policy (and needs old values)
-    metric_keys: frozenset[str]  # metrics logged on top of the common ones
-    validate: Callable[["RLConfig"], None]  # raise InputError for a config this algorithm cannot run
-    init_state: Callable[[], dict[str, Any]]  # state carried between steps; saved in checkpoints
     compute_advantages: Callable[["RLConfig", AdvantageInputs, dict[str, Any]], Advantages]
     compute_loss: Callable[["RLConfig", LossInputs], Loss]
-
-
-def make_no_state() -> dict[str, Any]:
-    """The state of an algorithm that carries nothing between steps."""
-    return {}
+    validate: Callable[["RLConfig"], None] = accept_any_config  # raise InputError for a config it cannot run
+    needs_groups: bool = False  # compares the samples of one prompt: num_generations must be 2 or more
+    needs_value_head: bool = False  # trains a value head next to the policy (and needs old values)
+    metric_keys: frozenset[str] = frozenset()  # metrics logged on top of the common ones
+    init_state: Callable[[], dict[str, Any]] = make_no_state  # state carried between steps; saved in checkpoints
