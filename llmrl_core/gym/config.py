@@ -141,6 +141,8 @@ class GymConfig(ConfigBase):
     """a saved agent (SB3 .zip) to keep training instead of starting fresh"""
     params: dict[str, Any] = field(default_factory=dict)
     """the algorithm's hyperparameters (see PPOParams, A2CParams, DQNParams)"""
+    report_to: list[str] = field(default_factory=list)
+    """trackers that mirror the metrics: tensorboard, mlflow, wandb, trackio (TRL's report_to)"""
 
     def __post_init__(self) -> None:
         check_env_algo(self.env_id, self.algo)
@@ -156,6 +158,9 @@ class GymConfig(ConfigBase):
         _check(1 <= self.eval_episodes <= 100, f"eval_episodes must be between 1 and 100 (got {self.eval_episodes}).")
         _check(not (self.stop_when_solved and ENVS[self.env_id].solved_return is None),
                f"{self.env_id} has no solved line, so stop_when_solved cannot fire; untick it.")
+        from llmrl_core.runs.trackers import check_report_to
+
+        self.report_to = check_report_to(self.report_to)
         self.params = asdict(self.make_params())  # validates and fills the defaults
         if self.algorithm.validate is not None:
             self.algorithm.validate(self)

@@ -24,6 +24,7 @@ LR_SCHEDULERS = ("constant", "linear", "cosine")
 CHAT_MODES = ("auto", "chat", "raw")
 MIXED_PRECISION = ("no", "bf16", "auto")
 MAX_NAME_CHARS = 200  # a run name is a label, never a path
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")  # llmrl_core.runs.launch.STRATEGIES less 'single'
 
 
 @dataclass
@@ -32,7 +33,8 @@ class RLConfig(ConfigBase):
 
     LOAD_HINT = "write one with --dump-config (or RLConfig().save(path)) or pick a preset"
     FIELD_CHOICES = {"algorithm": ALGORITHMS, "loss_type": LOSS_TYPES, "kl_estimator": KL_ESTIMATORS,
-                     "lr_scheduler": LR_SCHEDULERS, "chat": CHAT_MODES, "mixed_precision": MIXED_PRECISION}
+                     "lr_scheduler": LR_SCHEDULERS, "chat": CHAT_MODES, "mixed_precision": MIXED_PRECISION,
+                     "distributed_strategy": DISTRIBUTED_STRATEGIES}
 
     # ------------------------------------------------------------------ run
     name: str = "rl run"
@@ -146,6 +148,20 @@ class RLConfig(ConfigBase):
     """checkpoint folder to continue from (weights, optimizer, step)"""
     samples_per_step: int = 64
     """completions stored per step for the samples view (0: none)"""
+    report_to: list[str] = field(default_factory=list)
+    """trackers that mirror the metrics: tensorboard, mlflow, wandb, trackio (TRL's report_to)"""
+
+    # ------------------------------------------------------------------ processes and machines (Accelerate)
+    num_processes: int = 1
+    """processes (one per GPU, or CPU processes with gloo) that share each step's batch; the total over all machines"""
+    num_machines: int = 1
+    """machines taking part; every machine runs num_processes / num_machines processes"""
+    main_process_ip: str | None = None
+    """address of the main machine that the other machines can reach (several machines only)"""
+    main_process_port: int = 29500
+    """port on the main machine where the processes meet (torch.distributed's customary one)"""
+    distributed_strategy: str = "ddp"
+    """ddp (a full copy per process, gradients averaged), fsdp (sharded), zero2 / zero3 (DeepSpeed ZeRO; GPUs only)"""
 
     # ------------------------------------------------------------------ validation
 
@@ -219,8 +235,37 @@ class RLConfig(ConfigBase):
         for i, spec in enumerate(self.rewards):
             if not isinstance(spec, dict) or not spec.get("type"):
                 raise InputError(f"reward #{i + 1} needs a 'type', e.g. {{'type': 'vader', 'weight': 1.0}} (got {spec!r}).")
+        self._check_processes()
         if self.use_lora and not self.lora_target_modules:
             raise InputError("lora_target_modules is empty: name the layers to adapt, e.g. q_proj, v_proj, or all-linear.")
+
+    def _check_processes(self) -> None:
+        """Process and machine counts that split the batch evenly; report_to names that exist."""
+        from llmrl_core.runs.trackers import check_report_to
+
+        self.report_to = check_report_to(self.report_to)
+        self._check_int("num_processes", 1, 4096)
+        self._check_int("num_machines", 1, 1024)
+        self._check_int("main_process_port", 1024, 65535)
+        if self.num_processes % self.num_machines:
+            raise InputError(f"num_processes ({self.num_processes}) is the total over all machines and must split evenly "
+                             f"over num_machines ({self.num_machines}); e.g. {self.num_machines * 2} for 2 per machine.")
+        if self.batch_size % self.num_processes:
+            raise InputError(f"The {self.batch_size} completions per step (prompts_per_step x num_generations) do not split "
+                             f"evenly over {self.num_processes} processes; make prompts_per_step x num_generations a "
+                             f"multiple of num_processes.")
+        if self.grad_accum_steps > self.batch_size // self.num_processes:
+            raise InputError(f"grad_accum_steps ({self.grad_accum_steps}) is more than the "
+                             f"{self.batch_size // self.num_processes} completions each of the {self.num_processes} "
+                             f"processes updates on; set it to at most {self.batch_size // self.num_processes}.")
+        if self.num_machines > 1 and not str(self.main_process_ip or "").strip():
+            raise InputError("Several machines need main_process_ip: the address of this (the main) machine that "
+                             "the other machines can reach, e.g. 192.168.1.5.")
+
+    @property
+    def is_distributed(self) -> bool:
+        """True when the run is launched on several processes through Accelerate."""
+        return self.num_processes > 1
 
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         value = getattr(self, name)

@@ -24,6 +24,12 @@ Where the time goes on a CPU, and what is skipped:
   * the reference model runs only when beta > 0; with LoRA it is the same model with the
     adapters switched off (peft's disable_adapter), otherwise a frozen copy.
 
+Several processes (num_processes > 1, started by `accelerate launch`, llmrl_core/runs/launch.py):
+each process samples and scores its contiguous slice of the prompt-major batch; advantages and
+loss weights are computed over the gathered global batch, and each process's loss is scaled so
+DDP's averaged gradient equals one process's gradient on the whole batch (llmrl_core/lm_rl/distributed.py).
+Only the main process writes to the store; a stop flag is broadcast every step.
+
 Faults end the run with a message that says what to change: out of GPU memory names the batch
 settings to lower (OutOfMemoryTrainingError), a full disk stops at the checkpoint being written
 (checkpoints.DiskFullError); every step recorded before stays, and so do earlier checkpoints.
@@ -62,6 +68,7 @@ from llmrl_core.lm_rl.checkpoints import (
     save_checkpoint,
 )
 from llmrl_core.lm_rl.config import RLConfig
+from llmrl_core.lm_rl import distributed
 from llmrl_core.lm_rl.policy import load_policy
 from llmrl_core.lm_rl.samples import TokenStats, make_samples
 from llmrl_core.core.errors import InputError, WorkbenchError
@@ -173,6 +180,15 @@ class RLTrainer:
         self.step_count = 0
         self.num_tokens = 0
         self._seed_everything(cfg.seed)
+        self.accelerator = self.comm = None  # set on a multi-process launch
+        if distributed.is_distributed_launch():
+            self.accelerator = distributed.make_accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+            self.comm = distributed.AcceleratorCollective(self.accelerator)
+            if cfg.batch_size % self.comm.num_processes:
+                raise InputError(f"The {cfg.batch_size} completions per step do not split over the "
+                                 f"{self.comm.num_processes} launched processes; set num_processes to a divisor of it.")
+            cfg = dataclasses.replace(cfg, device=str(self.accelerator.device))  # cuda:<local rank>, or cpu
+            self.cfg = cfg
 
         resume = check_checkpoint(cfg.resume_from) if cfg.resume_from else None
         models = load_policy(cfg, resume, loaded, self.log)
@@ -190,6 +206,9 @@ class RLTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: compute_lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.lr_scheduler)
         )
+        self.train_model = self.policy  # what the update's forward runs: the DDP/FSDP/ZeRO wrapper on several processes
+        if self.accelerator is not None:  # DDP copies rank 0's weights (e.g. a random LoRA init) to every process
+            self.train_model, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
         self.eos_ids = sorted(get_eos_ids(self.loaded))
         self.reward_set = reward_set if reward_set is not None else _build_reward_set(cfg)
         frame = prompts if prompts is not None else _load_prompts(cfg)
@@ -202,6 +221,19 @@ class RLTrainer:
         if resume is not None:
             self._restore_state(load_trainer_state(resume))
             self.log(f"Resumed from {resume} at step {self.step_count}.")
+        if self.comm is not None:  # a prompt's samples on two processes must not be sampled from the same stream
+            torch.manual_seed(cfg.seed + 7919 * self.comm.process_index + 104_729 * self.step_count)
+
+    @property
+    def is_main_process(self) -> bool:
+        """True on the one process that writes metrics, samples, checkpoints and logs (always on one process)."""
+        return self.comm is None or self.comm.process_index == 0
+
+    def _sample_slice(self) -> slice:
+        """This process's rows of the step's prompt-major batch (all of them on one process)."""
+        if self.comm is None:
+            return slice(None)
+        return distributed.get_sample_slice(self.cfg.batch_size, self.comm.num_processes, self.comm.process_index)
 
     # ------------------------------------------------------------------ set-up
 
@@ -309,8 +341,9 @@ class RLTrainer:
         chat = {"auto": None, "chat": True, "raw": False}[cfg.chat]
         texts = [render_prompt(tok, p, chat=chat, system=cfg.system_prompt) for p in raw_prompts]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not template_adds_bos(tok, texts))
-        prompt_ids = enc["input_ids"].repeat_interleave(cfg.num_generations, dim=0).to(self.device)  # (B, P)
-        prompt_mask = enc["attention_mask"].repeat_interleave(cfg.num_generations, dim=0).to(self.device)  # (B, P)
+        rows_here = self._sample_slice()  # several processes: this one's contiguous samples (b = B / N rows)
+        prompt_ids = enc["input_ids"].repeat_interleave(cfg.num_generations, dim=0)[rows_here].to(self.device)  # (b, P)
+        prompt_mask = enc["attention_mask"].repeat_interleave(cfg.num_generations, dim=0)[rows_here].to(self.device)  # (b, P)
         if prompt_ids.shape[1] + cfg.max_new_tokens > self.loaded.context_length:
             raise InputError(f"Prompts of {prompt_ids.shape[1]} tokens plus max_new_tokens ({cfg.max_new_tokens}) exceed the "
                              f"model's context of {self.loaded.context_length}; lower max_new_tokens or use shorter prompts.")
@@ -321,17 +354,13 @@ class RLTrainer:
         autocast = self._autocast() if self.device.type == "cuda" else contextlib.nullcontext()
         try:
             with torch.inference_mode(), autocast:
-                out = self.policy.generate(
-                    input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=cfg.temperature,
-                    top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-                    pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids,
-                )
+                completion_ids = self.sample_completions(prompt_ids, prompt_mask, rows_here.start or 0)  # (B, T)
         except RuntimeError as err:
             if "inf" in str(err) or "nan" in str(err):  # sampling from NaN probabilities: the weights blew up
                 self._check_finite(torch.tensor(float("nan")), "sampling distribution")
             raise
         seconds = time.perf_counter() - start
-        completion_ids = out[:, prompt_ids.shape[1]:].clone()  # (B, T); clone leaves inference mode
+        completion_ids = completion_ids.clone()  # (B, T); clone leaves inference mode
         n_pos = completion_ids.shape[1]
         is_eos = torch.isin(completion_ids, torch.tensor(self.eos_ids, device=self.device))  # (B, T)
         has_eos = is_eos.any(dim=1)  # (B,)
@@ -343,15 +372,32 @@ class RLTrainer:
         lengths = completion_mask.sum(1).long().tolist()
         decoded = tok.batch_decode([ids[:n] for ids, n in zip(completion_ids.tolist(), lengths)], skip_special_tokens=True)
         columns = {
-            c: [v for v in frame[c].tolist() for _ in range(cfg.num_generations)]
+            c: [v for v in frame[c].tolist() for _ in range(cfg.num_generations)][rows_here]
             for c in self.prompt_frame.columns if c != "prompt"
         }
         return Rollout(
-            prompts=[p for p in raw_prompts for _ in range(cfg.num_generations)], columns=columns,
+            prompts=[p for p in raw_prompts for _ in range(cfg.num_generations)][rows_here], columns=columns,
             input_ids=torch.cat([prompt_ids, completion_ids], dim=1), attention_mask=attention_mask,
             position_ids=position_ids, completion_ids=completion_ids, completion_mask=completion_mask,
             texts=decoded, clipped=~has_eos, seconds=seconds,
         )
+
+    def sample_completions(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, first_index: int) -> torch.Tensor:
+        """Completion token ids (b, T) for left-padded prompts (b, P), sampled with `model.generate`.
+
+        `first_index` is the global index of the first row in the step's batch (0 on one process);
+        generation does not use it, but a test can override this method to give every sample fixed
+        tokens by its global index, the same on one process and on several.
+        """
+        cfg = self.cfg
+        out = self.policy.generate(
+            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=cfg.temperature,
+            top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+            # sharded weights are gathered layer by layer in lockstep, so every process decodes to the end
+            **({"synced_gpus": True} if self.comm is not None and cfg.distributed_strategy in ("fsdp", "zero3") else {}),
+        )
+        return out[:, prompt_ids.shape[1]:]  # (b, T)
 
     # ------------------------------------------------------------------ forward passes
 
@@ -426,49 +472,104 @@ class RLTrainer:
         old_logp = old_values = None
         if cfg.num_epochs > 1 or has_values:  # several epochs need a fixed pi_old; a value head its old values
             old_logp, old_values = self._old_logprobs_and_values(ro, chunks)  # (B, T) each
-        adv = algo.compute_advantages(cfg, AdvantageInputs(rewards, mask, old_logp, ref_logp, old_values),
-                                      self.algorithm_state)
+        batch = AdvantageInputs(rewards, mask, old_logp, ref_logp, old_values)
+        comm, width = self.comm, mask.shape[1]
+        if comm is not None:  # advantages and loss weights over the whole batch (B rows of every process)
+            batch, _ = distributed.gather_advantage_inputs(comm, batch)
+        adv = algo.compute_advantages(cfg, batch, self.algorithm_state)
+        weights = compute_token_weights(batch.mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
+        value_weights = batch.mask / batch.mask.sum().clamp(min=1.0)  # (B, T) token mean for the value loss
+        global_mask, global_advantages, global_old_values = batch.mask, adv.advantages, batch.old_values
+        returns = adv.returns
         advantages = adv.advantages  # (B,) or (B, T)
-        weights = compute_token_weights(mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
-        value_weights = mask / mask.sum().clamp(min=1.0)  # (B, T) token mean for the value loss
+        if comm is not None:  # keep this process's rows: its loss is its share of the global batch loss
+            advantages, weights, value_weights, returns = (distributed.take_local(comm, t, width)
+                                                           for t in (advantages, weights, value_weights, returns))
+        # DDP averages gradients over the N processes; scaling each share by N makes that average the sum,
+        # which is the gradient of the whole batch's loss (1 on one process: the loss as is)
+        loss_scale = comm.num_processes if comm is not None else 1
 
-        stats: dict[str, Any] = {}
         lr = self.optimizer.param_groups[0]["lr"]
         for epoch in range(cfg.num_epochs):
             last_epoch = epoch == cfg.num_epochs - 1
-            logps, ratios, entropies, kls = [], [], [], []
-            policy_loss_sum = value_loss_sum = value_clipfrac = 0.0
-            for idx in chunks:
-                logp, logits, values = self._forward(self.policy, ro, idx, want_values=has_values)  # (b, T), (b, T, V)
-                old = old_logp[idx] if old_logp is not None else logp.detach()  # ratio 1 on a single epoch
-                kl = compute_kl(logp, ref_logp[idx], cfg.kl_estimator) if ref_logp is not None else None  # (b, T)
-                part = algo.compute_loss(cfg, LossInputs(
-                    logp=logp, old_logp=old, advantages=advantages[idx], weights=weights[idx], kl=kl, mask=mask[idx],
-                    values=values, old_values=_rows(old_values, idx), returns=_rows(adv.returns, idx),
-                    value_weights=value_weights[idx],
-                ))
-                self._check_finite(part.loss.detach(), "loss")
-                part.loss.backward()
-                policy_loss_sum += float(part.policy_loss.detach())
-                if part.value_loss is not None:
-                    value_loss_sum += float(part.value_loss.detach())
-                    value_clipfrac += part.value_clipfrac * len(idx) / n_seq
-                if last_epoch:
-                    logps.append(logp.detach())
-                    ratios.append(part.ratio)
-                    entropies.append(compute_entropy(logits.detach()))
-                    if kl is not None:
-                        kls.append(kl.detach())
+            acc: dict[str, Any] = {"policy": 0.0, "value": 0.0, "clipfrac": 0.0,
+                                   "logps": [], "ratios": [], "entropies": [], "kls": []}
+            for i, idx in enumerate(chunks):
+                # several processes: gradients are all-reduced on the last micro-batch only
+                sync = (self.accelerator.no_sync(self.train_model) if comm is not None and i < len(chunks) - 1
+                        else contextlib.nullcontext())
+                with sync:
+                    logits = self._accumulate_chunk(ro, idx, old_logp, ref_logp, advantages, weights, mask, old_values,
+                                                    returns, value_weights, loss_scale, last_epoch, n_seq, acc)
                 del logits
+            if comm is not None and self.value_head is not None:  # the value head is outside DDP's wrapper
+                distributed.average_gradients(comm, list(self.value_head.parameters()))
+            policy_loss_sum, value_loss_sum, value_clipfrac = acc["policy"], acc["value"], acc["clipfrac"]
+            logps, ratios, entropies, kls = acc["logps"], acc["ratios"], acc["entropies"], acc["kls"]
             max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+            if self.accelerator is not None:
+                grad_norm = self.accelerator.clip_grad_norm_(self.params, max_norm)
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
             self._check_finite(grad_norm, "gradient norm")
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.policy.eval()
+        return self._summarize_update(mask, global_mask, global_advantages, global_old_values, ratios, entropies,
+                                      kls, logps, policy_loss_sum, value_loss_sum, value_clipfrac, grad_norm, lr, adv)
 
-        ratio_all = torch.cat(ratios)  # (B, T)
+    def _accumulate_chunk(self, ro: Rollout, idx: torch.Tensor, old_logp: Any, ref_logp: Any, advantages: torch.Tensor,
+                          weights: torch.Tensor, mask: torch.Tensor, old_values: Any, returns: Any,
+                          value_weights: torch.Tensor, loss_scale: int, last_epoch: bool, n_seq: int,
+                          acc: dict) -> torch.Tensor:
+        """Forward and backward one micro-batch of rows `idx`; add its losses and per-token results to `acc`."""
+        cfg, algo = self.cfg, self.algorithm
+        logp, logits, values = self._forward(self.train_model, ro, idx, want_values=self.value_head is not None)  # (b, T), (b, T, V)
+        old = old_logp[idx] if old_logp is not None else logp.detach()  # ratio 1 on a single epoch
+        kl = compute_kl(logp, ref_logp[idx], cfg.kl_estimator) if ref_logp is not None else None  # (b, T)
+        part = algo.compute_loss(cfg, LossInputs(
+            logp=logp, old_logp=old, advantages=advantages[idx], weights=weights[idx], kl=kl, mask=mask[idx],
+            values=values, old_values=_rows(old_values, idx), returns=_rows(returns, idx),
+            value_weights=value_weights[idx],
+        ))
+        self._check_finite(part.loss.detach(), "loss")
+        if self.accelerator is None:
+            part.loss.backward()
+        else:
+            self.accelerator.backward(part.loss * loss_scale)
+        acc["policy"] += float(part.policy_loss.detach())
+        if part.value_loss is not None:
+            acc["value"] += float(part.value_loss.detach())
+            acc["clipfrac"] += part.value_clipfrac * len(idx) / n_seq
+        if last_epoch:
+            acc["logps"].append(logp.detach())
+            acc["ratios"].append(part.ratio)
+            acc["entropies"].append(compute_entropy(logits.detach()))
+            if kl is not None:
+                acc["kls"].append(kl.detach())
+        return logits
+
+    def _summarize_update(self, mask: torch.Tensor, global_mask: torch.Tensor, advantages: torch.Tensor,
+                          old_values: Any, ratios: list, entropies: list, kls: list, logps: list,
+                          policy_loss_sum: float, value_loss_sum: float, value_clipfrac: float, grad_norm: torch.Tensor,
+                          lr: float, adv: Any) -> tuple[dict[str, float], TokenStats]:
+        """The update's metrics and per-token results over the whole batch (gathered from every process)."""
+        cfg, comm, has_values = self.cfg, self.comm, self.value_head is not None
+        ratio_all = torch.cat(ratios)  # (b, T)
+        entropy_all = torch.cat(entropies)  # (b, T)
+        logp_all = torch.cat(logps)  # (b, T)
+        token_kl = torch.cat(kls) if kls else None  # (b, T)
+        if comm is not None:  # every process's rows, padded to the longest completion: (B, T)
+            width = global_mask.shape[1]
+            ratio_all, entropy_all, logp_all, token_kl = (distributed.gather_rows(comm, t, width)
+                                                          for t in (ratio_all, entropy_all, logp_all, token_kl))
+            policy_loss_sum = distributed.sum_over_processes(comm, policy_loss_sum)  # the shares add up to the loss
+            value_loss_sum = distributed.sum_over_processes(comm, value_loss_sum)
+            value_clipfrac = distributed.sum_over_processes(comm, value_clipfrac) / comm.num_processes
+            mask = global_mask
+        n_seq = mask.shape[0]
+        stats: dict[str, Any] = {}
         if advantages.dim() == 2:  # one per token: the spread over real tokens
             advantage_std = float(advantages[mask.bool()].std())
         else:
@@ -476,16 +577,15 @@ class RLTrainer:
         stats.update(compute_clip_stats(ratio_all, advantages, mask, cfg.epsilon, cfg.clip_high))
         stats.update({
             "loss/policy": policy_loss_sum, "grad_norm": float(grad_norm), "lr": lr,
-            "entropy": float(masked_mean(torch.cat(entropies), mask)), "advantage/std": advantage_std,
+            "entropy": float(masked_mean(entropy_all, mask)), "advantage/std": advantage_std,
         })
-        token_kl = torch.cat(kls) if kls else None  # (B, T)
         if token_kl is not None:
             stats["kl"] = float(masked_mean(token_kl, mask))
         if has_values:
             stats.update({"loss/value": value_loss_sum, "value/mean": float(masked_mean(old_values, mask)),
                           "value/clipfrac": value_clipfrac})
         stats.update(adv.metrics)
-        token = TokenStats(logp=torch.cat(logps), ratio=ratio_all, advantages=advantages, kl=token_kl, values=old_values)
+        token = TokenStats(logp=logp_all, ratio=ratio_all, advantages=advantages, kl=token_kl, values=old_values)
         return stats, token
 
     # ------------------------------------------------------------------ one step
@@ -528,6 +628,8 @@ class RLTrainer:
             raise self._out_of_memory(oom_in)
         update_seconds = time.perf_counter() - update_start
         self.step_count += 1
+        if self.comm is not None:  # metrics and samples over the whole batch, as one process would report them
+            ro, scores, rewards = self._gather_for_report(ro, scores, rewards)
         step_time = time.perf_counter() - start
 
         lengths = ro.completion_mask.sum(1)  # (B,)
@@ -549,6 +651,30 @@ class RLTrainer:
         samples = make_samples(self.tokenizer, ro, scores.per_reward, total, token, cfg.samples_per_step,
                                cfg.num_generations)
         return StepResult(self.step_count, metrics, samples)
+
+
+    def _gather_for_report(self, ro: Rollout, scores: Any, rewards: torch.Tensor) -> tuple[Rollout, Any, torch.Tensor]:
+        """Every process's completions, scores and rewards (B rows, prompt-major) for the metrics and samples.
+
+        Only the fields reporting reads are gathered (completions, masks, texts, prompts, columns);
+        input_ids, attention_mask and position_ids stay this process's.
+        """
+        comm = self.comm
+        width = distributed.gather_max_int(comm, ro.completion_ids.shape[1])
+        completion_ids = distributed.pad_width(ro.completion_ids, width, value=self.tokenizer.pad_token_id or 0)
+        ro = dataclasses.replace(
+            ro, completion_ids=comm.gather(completion_ids).to(self.device),
+            completion_mask=distributed.gather_rows(comm, ro.completion_mask, width).to(self.device),
+            clipped=comm.gather(ro.clipped).to(self.device), texts=comm.gather_objects(ro.texts),
+            prompts=comm.gather_objects(ro.prompts),
+            columns={name: comm.gather_objects(values) for name, values in ro.columns.items()},
+        )
+        scores = dataclasses.replace(
+            scores, total=np.asarray(comm.gather_objects(list(scores.total)), dtype=np.float64),
+            per_reward={name: np.asarray(comm.gather_objects(list(values)), dtype=np.float64)
+                        for name, values in scores.per_reward.items()},
+        )
+        return ro, scores, comm.gather(rewards).to(self.device)
 
 
 def _rows(values: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
@@ -581,15 +707,24 @@ def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResul
 
     cfg = trainer.cfg
     first_step = trainer.step_count
-    ctx.set_progress(first_step, cfg.steps)
-    ctx.log(f"Training {cfg.algorithm.upper()} for {cfg.steps - first_step} steps: {cfg.prompts_per_step} prompts x "
-            f"{cfg.num_generations} samples, {'LoRA' if cfg.use_lora else 'full fine-tuning'}, lr {cfg.learning_rate:g}.")
+    if trainer.is_main_process:
+        ctx.set_progress(first_step, cfg.steps)
+    if trainer.comm is not None and trainer.is_main_process:
+        ctx.log(f"{trainer.comm.num_processes} processes ({trainer.accelerator.distributed_type}, "
+                f"{trainer.accelerator.device.type}) share each step: {cfg.batch_size // trainer.comm.num_processes} "
+                "completions each.")
+    if trainer.is_main_process:
+        ctx.log(f"Training {cfg.algorithm.upper()} for {cfg.steps - first_step} steps: {cfg.prompts_per_step} prompts x "
+                f"{cfg.num_generations} samples, {'LoRA' if cfg.use_lora else 'full fine-tuning'}, lr {cfg.learning_rate:g}.")
     root = get_artifact_dir(ctx.run_id)
     rewards: list[float] = []
     last_saved = None
 
     def save(step: int, final: bool = False) -> None:
         nonlocal last_saved
+        if not trainer.is_main_process:  # the others only keep count
+            last_saved = step
+            return
         folder = trainer.save_checkpoint(root)
         ctx.add_artifact(step, "checkpoint", folder, {
             "step": step, "lora": cfg.use_lora, "algorithm": cfg.algorithm, "model": cfg.model,
@@ -600,21 +735,29 @@ def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResul
         # the final checkpoint comes on top of the newest save_total_limit ones
         apply_retention(ctx, root, cfg.save_total_limit + (1 if final else 0))
 
+    main = trainer.is_main_process  # several processes: only this one writes to the store
     while trainer.step_count < cfg.steps:
-        if ctx.should_stop():
-            ctx.log(f"Stopping after step {trainer.step_count}.")
+        # the main process reads stop and pause; every process gets its answer, so all stop at this boundary
+        stop = distributed.sync_stop(trainer.comm, ctx.should_stop() if main else False)
+        if stop:
+            if main:
+                ctx.log(f"Stopping after step {trainer.step_count}.")
+                ctx.stop_event.set()  # a stop read on the main process is the run's outcome
             break
         result = trainer.train_step()
         rewards.append(result.metrics["reward"])
-        ctx.log_metrics(result.step, result.metrics)
-        ctx.add_samples(result.step, result.samples)
-        ctx.set_progress(result.step, cfg.steps)
-        if on_step is not None:
-            on_step(result)
+        if main:
+            ctx.log_metrics(result.step, result.metrics)
+            ctx.add_samples(result.step, result.samples)
+            ctx.set_progress(result.step, cfg.steps)
+            if on_step is not None:
+                on_step(result)
         if cfg.save_every and result.step % cfg.save_every == 0:
             save(result.step)
     if cfg.save_final and trainer.step_count > first_step and last_saved != trainer.step_count:
         save(trainer.step_count, final=True)
+    if trainer.accelerator is not None:
+        trainer.accelerator.wait_for_everyone()  # no process leaves while another still saves
     window = min(10, len(rewards))
     return {
         "steps": trainer.step_count,
