@@ -9,14 +9,13 @@ import pytest
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from tests.support.apptest import open_page  # noqa: E402
+
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "gymnasium" / "gym_agents.py")
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("gymnasium/gym_agents.py")
 
 
 def _iframes(at: AppTest) -> list:

@@ -10,16 +10,15 @@ import yaml
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from tests.support.apptest import open_page  # noqa: E402
+
 from llmrl_core.lm_rl.config import PRESETS  # noqa: E402
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "language_models" / "lm_rl.py")
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("language_models/lm_rl.py")
 
 
 def _open(at: AppTest, view: str) -> None:
