@@ -16,6 +16,9 @@ mpirun is configured, so CPU data parallelism is written as ``MULTI_GPU`` with `
 which starts the processes through torchrun; and those processes join one gloo process group only
 when their ``Accelerator`` is created with ``cpu=True`` (or ACCELERATE_USE_CPU=true in their
 environment, see `get_launch_env`), since the torchrun path does not pass ``use_cpu`` on.
+A job run this way must end with ``accelerator.end_training()`` (it destroys the process group):
+without it a gloo process that did all its work can still die at exit with SIGABRT ("terminate
+called without an active exception"), 2 launches in 8 here, and torchrun then fails the launch.
 """
 
 from __future__ import annotations
