@@ -95,6 +95,19 @@ class AcceleratorCollective:
         return bool(value.item())
 
 
+def uses_cpu(device: str = "auto") -> bool:
+    """True when the launched processes run on CPUs (gloo): asked for, set by the launch, or no CUDA here."""
+    return (device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+            or not torch.cuda.is_available())
+
+
+def init_process_group() -> Any:
+    """Join the launch's process group (Accelerate's PartialState), waiting COLLECTIVE_TIMEOUT_S for the others."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=uses_cpu(), timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+
+
 def make_accelerator(cpu: bool) -> Any:
     """The Accelerator of a launched process; its process group waits COLLECTIVE_TIMEOUT_S for the others."""
     from accelerate import Accelerator

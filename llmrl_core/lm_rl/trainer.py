@@ -182,7 +182,7 @@ class RLTrainer:
         self._seed_everything(cfg.seed)
         self.accelerator = self.comm = None  # set on a multi-process launch
         if distributed.is_distributed_launch():
-            self.accelerator = distributed.make_accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+            self.accelerator = distributed.make_accelerator(cpu=distributed.uses_cpu(cfg.device))
             self.comm = distributed.AcceleratorCollective(self.accelerator)
             if cfg.batch_size % self.comm.num_processes:
                 raise InputError(f"The {cfg.batch_size} completions per step do not split over the "

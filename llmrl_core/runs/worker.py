@@ -7,13 +7,23 @@ Everything crosses through the store: the worker reads the config and the contro
 (stop, pause, resume) and writes metrics, samples, artifacts, logs and its final status.
 SIGTERM asks for a clean stop (the job ends at its next step boundary and saves what it
 saves on stop); the manager sends SIGKILL to the group only when that does not happen in time.
+
+Under ``accelerate launch`` (a run with num_processes > 1, llmrl_core/runs/launch.py) every
+process runs this command. The main process (global rank 0) reads the run, marks it started and
+finished and is the only one that opens the store; it sends the run's kind and config to the
+others, which run the job with a `SilentContext` that writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs.manager import JobContext, execute_run, get_job
@@ -22,25 +32,117 @@ from llmrl_core.runs.store import RunStore
 
 def run_worker(run_id: int, store: RunStore) -> str:
     """Run the queued run `run_id` in this process and return its final status."""
+    run = _read_queued_run(run_id, store)
+    ctx = JobContext(run_id, store, run["config"])
+    _stop_on_sigterm(ctx)
+    return execute_run(ctx, get_job(run["kind"]))
+
+
+def _read_queued_run(run_id: int, store: RunStore) -> dict:
+    """The run's row; InputError unless it exists and waits to be started."""
     run = store.get_run(run_id)
     if run is None:
         raise InputError(f"No run with id {run_id} in {store.path}.")
     if run["status"] != "queued":
         raise InputError(f"Run {run_id} is {run['status']}: a worker only starts queued runs "
                          "(start a new run, or resume from one of its checkpoints).")
-    ctx = JobContext(run_id, store, run["config"])
+    return run
 
+
+def _stop_on_sigterm(ctx: Any) -> None:
     def ask_to_stop(signum: int, frame: object) -> None:  # SIGTERM: a clean stop at the next step boundary
         ctx.stop_event.set()
         ctx.pause_event.clear()
 
     signal.signal(signal.SIGTERM, ask_to_stop)
-    return execute_run(ctx, get_job(run["kind"]))
+
+
+@dataclass
+class SilentContext:
+    """A JobContext for the non-main processes of a multi-process run: same config, writes nothing.
+
+    Stop and pause reach them through the trainer's stop broadcast from the main process, so
+    should_stop is always False here.
+    """
+
+    run_id: int
+    config: dict
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    pause_event: threading.Event = field(default_factory=threading.Event)
+
+    def should_stop(self) -> bool:
+        return False
+
+    def is_stop_requested(self) -> bool:
+        return False
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def add_samples(self, step: int, samples: list) -> None:
+        pass
+
+    def add_artifact(self, step: int, kind: str, path: Any, meta: Mapping[str, Any] | None = None) -> None:
+        pass
+
+    def log(self, message: str, level: str = "info") -> None:
+        pass
+
+    def set_progress(self, step: int, total_steps: int | None = None) -> None:
+        pass
+
+    def close(self, status: str = "completed") -> None:
+        pass
+
+
+def run_distributed_worker(run_id: int, store_path: str | None) -> str:
+    """One process of a run launched by ``accelerate launch``; only the main one opens the store."""
+    import torch.distributed as dist
+
+    from llmrl_core.lm_rl.distributed import init_process_group
+
+    state = init_process_group()  # waits for every process (and machine) of the launch
+    payload: list[Any] = [None]
+    store = ctx = None
+    if state.is_main_process:
+        store = RunStore(Path(store_path) if store_path else None)
+        try:
+            run = _read_queued_run(run_id, store)
+            payload = [{"kind": run["kind"], "config": run["config"]}]
+        except InputError as err:
+            payload = [{"error": str(err)}]
+    dist.broadcast_object_list(payload, src=0)
+    message = payload[0]
+    if "error" in message:
+        if state.is_main_process:
+            raise InputError(message["error"])
+        return "failed"
+    job = get_job(message["kind"])
+    if state.is_main_process:
+        ctx = JobContext(run_id, store, message["config"])
+        _stop_on_sigterm(ctx)
+        status = execute_run(ctx, job)
+    else:
+        ctx = SilentContext(run_id, message["config"])
+        _stop_on_sigterm(ctx)  # the main process's broadcast decides; SIGTERM here only must not kill mid-step
+        try:
+            job(ctx)
+            status = "completed"
+        except Exception:  # the main process records the run's outcome; this one's traceback goes to the log
+            print(f"[rank {state.process_index}] {traceback.format_exc()}", file=sys.stderr, flush=True)
+            status = "failed"
+    if dist.is_initialized():
+        dist.destroy_process_group()  # else gloo's threads can abort the process at exit
+    return status
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    store = RunStore(Path(args.store) if args.store else None)
-    status = run_worker(args.run_id, store)
+    from llmrl_core.lm_rl.distributed import is_distributed_launch
+
+    if is_distributed_launch():
+        status = run_distributed_worker(args.run_id, args.store)
+    else:
+        status = run_worker(args.run_id, RunStore(Path(args.store) if args.store else None))
     return 0 if status in {"completed", "stopped"} else 1
 
 

@@ -1,0 +1,295 @@
+"""LM RL on several processes (llmrl_core/lm_rl/distributed.py, the trainer under accelerate launch).
+
+Pure math first (the batch split and group advantages over a split group, with an in-process
+fake of the collectives), then real 2-process gloo runs on the CPU through `accelerate launch`:
+the same parameters as one process on the same global batch, only rank 0 writing to the store,
+and a stop reaching both processes.
+
+Generations are made identical on one process and on two by overriding
+`RLTrainer.sample_completions`: every sample's tokens are drawn from a generator seeded by its
+global index in the batch and the step (the trainer passes the index of its slice's first row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from llmrl_core.lm_rl.algorithms import AdvantageInputs, compute_token_weights, get_algorithm
+from llmrl_core.lm_rl.config import RLConfig
+from llmrl_core.lm_rl.distributed import gather_advantage_inputs, get_sample_slice, sync_stop, take_local
+from llmrl_core.core.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Both set-ups agree to this (max over all parameters of |theta_2proc - theta_1proc|) after 2 AdamW steps
+# at lr 1e-3: the gradients differ only in the order of float32 sums (all-reduce vs one batch), ~1e-7
+# relative, and Adam's first steps move each weight by about lr whatever the gradient's size.
+PARAM_ATOL = 1e-5
+
+
+# ---------------------------------------------------------------------- pure: split and advantages
+
+
+class FakeWorld:
+    """In-process stand-in for N processes' collectives: one thread per process, a barrier per call."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.slots: list = [None] * n
+        self.barrier = threading.Barrier(n)
+
+    def rank(self, index: int) -> "FakeRank":
+        return FakeRank(self, index)
+
+    def run(self, fn) -> list:
+        """fn(comm) on every rank in its own thread; their results in rank order."""
+        results: list = [None] * self.n
+        errors: list = []
+
+        def target(i: int) -> None:
+            try:
+                results[i] = fn(self.rank(i))
+            except Exception as err:  # surfaced below
+                errors.append(err)
+                self.barrier.abort()
+
+        threads = [threading.Thread(target=target, args=(i,)) for i in range(self.n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        if errors:
+            raise errors[0]
+        return results
+
+
+class FakeRank:
+    def __init__(self, world: FakeWorld, index: int) -> None:
+        self.world, self.num_processes, self.process_index = world, world.n, index
+
+    def _exchange(self, value):
+        self.world.slots[self.process_index] = value
+        self.world.barrier.wait()
+        values = list(self.world.slots)
+        self.world.barrier.wait()
+        return values
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self._exchange(tensor))
+
+    def gather_objects(self, items: list) -> list:
+        return [x for part in self._exchange(list(items)) for x in part]
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        return bool(self._exchange(flag)[0])
+
+
+def test_sample_slices_are_contiguous_prompt_major_and_cover_the_batch():
+    assert [get_sample_slice(12, 3, i) for i in range(3)] == [slice(0, 4), slice(4, 8), slice(8, 12)]
+    with pytest.raises(ValueError):
+        get_sample_slice(10, 3, 0)
+
+
+def test_group_advantages_over_a_prompt_split_across_processes():
+    """2 prompts x 3 samples on 2 processes: prompt 0's third sample and prompt 1's first sit on different ranks."""
+    rewards = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])  # prompt-major: group (1, 2, 6), group (0, 0, 3)
+    # by hand: group 1 mean 3, sample std sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); group 2 mean 1, std sqrt(3)
+    expected = torch.tensor([-2 / 7 ** 0.5, -1 / 7 ** 0.5, 3 / 7 ** 0.5, -1 / 3 ** 0.5, -1 / 3 ** 0.5, 2 / 3 ** 0.5])
+    masks = [torch.tensor([[1.0, 1, 0], [1, 0, 0], [1, 1, 1]]), torch.tensor([[1.0, 0], [1, 1], [1, 0]])]  # widths 3, 2
+    cfg = RLConfig(prompts_per_step=2, num_generations=3, num_processes=2, loss_type="dapo")
+    grpo = get_algorithm("grpo")
+
+    def one_rank(comm):
+        rows = get_sample_slice(6, 2, comm.process_index)
+        batch, width = gather_advantage_inputs(comm, AdvantageInputs(rewards[rows], masks[comm.process_index]))
+        adv = grpo.compute_advantages(cfg, batch, {}).advantages  # (6,) on every rank
+        weights = compute_token_weights(batch.mask, cfg.loss_type, cfg.max_new_tokens)  # (6, 3)
+        local_width = masks[comm.process_index].shape[1]
+        return adv, take_local(comm, adv), take_local(comm, weights, local_width), width, batch.mask
+
+    (adv0, local0, w0, width, mask), (adv1, local1, w1, _, _) = FakeWorld(2).run(one_rank)
+    torch.testing.assert_close(adv0, expected, atol=2e-4, rtol=0)  # eps 1e-4 in the denominator
+    torch.testing.assert_close(adv1, adv0)
+    torch.testing.assert_close(torch.cat([local0, local1]), adv0)
+    assert width == 3 and mask[3:, 2].sum() == 0  # rank 1's rows padded with mask 0
+    # dapo: every token weighs 1 / (all 10 tokens of the batch), not 1 / (the rank's own 6 or 4)
+    assert torch.allclose(w0[masks[0].bool()], torch.tensor(1 / 10)) and w1.shape == (3, 2)
+    assert torch.allclose(w1[masks[1].bool()], torch.tensor(1 / 10))
+
+
+def test_stop_flag_is_the_main_processes_answer():
+    assert FakeWorld(2).run(lambda comm: sync_stop(comm, comm.process_index == 0)) == [True, True]
+    assert FakeWorld(2).run(lambda comm: sync_stop(comm, comm.process_index == 1)) == [False, False]
+    assert sync_stop(None, True) is True
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_processes": 3}, "do not split"),
+    ({"num_processes": 4, "num_machines": 3}, "split evenly"),
+    ({"num_processes": 2, "num_machines": 2}, "main_process_ip"),
+    ({"num_processes": 4, "grad_accum_steps": 8}, "each of the 4"),
+    ({"distributed_strategy": "zero4"}, "zero3"),
+    ({"report_to": ["tensorbored"]}, "tensorboard"),
+])
+def test_bad_process_settings_say_what_to_change(changes, message):
+    with pytest.raises(InputError, match=message):
+        RLConfig(prompts_per_step=4, num_generations=4, **changes)
+
+
+# ---------------------------------------------------------------------- real processes (gloo on CPUs)
+
+PROBE = textwrap.dedent('''
+    """One training run of the tiny model with fixed completions; rank 0 writes the weights and metrics."""
+    import json, os, sys
+    import pandas as pd
+    import torch
+    from llmrl_core.lm_rl.config import RLConfig
+    from llmrl_core.lm_rl.trainer import RLTrainer
+
+    class FixedTrainer(RLTrainer):
+        def sample_completions(self, prompt_ids, prompt_mask, first_index):
+            rows = []
+            for i in range(prompt_ids.shape[0]):
+                g = torch.Generator().manual_seed(1000 * self.step_count + first_index + i)
+                length = 1 + (first_index + i) % self.cfg.max_new_tokens  # tokens before EOS
+                ids = torch.randint(300, 3000, (length,), generator=g).tolist()
+                rows.append(ids + ([self.eos_ids[0]] if (first_index + i) % 3 else []))  # every third: clipped
+            width = max(len(r) for r in rows)
+            return torch.tensor([r + [self.eos_ids[0]] * (width - len(r)) for r in rows])  # (b, T), T varies
+
+    cfg = RLConfig.from_dict(json.loads(os.environ["PROBE_CONFIG"]))
+    frame = pd.DataFrame({"prompt": ["Hello there", "The movie was", "Today I feel", "Once upon a time"]})
+    trainer = FixedTrainer(cfg, prompts=frame)
+    start = {k: v.detach().clone() for k, v in trainer.policy.named_parameters()}
+    metrics = [trainer.train_step().metrics for _ in range(cfg.steps)]
+    if trainer.is_main_process:
+        torch.save({"params": {k: v.detach() for k, v in trainer.policy.named_parameters()}, "start": start,
+                    "metrics": metrics}, os.environ["PROBE_OUT"])
+    if trainer.accelerator is not None:
+        trainer.accelerator.wait_for_everyone()
+        trainer.accelerator.end_training()
+''')
+
+
+def probe_config(tiny_model_dir, **changes) -> dict:
+    base = dict(model=str(tiny_model_dir), device="cpu", steps=2, prompts_per_step=2, num_generations=4,
+                max_new_tokens=6, chat="raw", learning_rate=1e-3, seed=0, grad_accum_steps=2, loss_type="dapo",
+                rewards=[{"type": "length", "target": 20, "unit": "chars", "falloff": 40}])
+    return RLConfig(**{**base, **changes}).to_dict()
+
+
+def run_probe(tmp_path: Path, config: dict, num_processes: int) -> dict:
+    """Run PROBE on `num_processes` CPU processes (1: plainly; 2: through the built accelerate command)."""
+    from llmrl_core.runs.launch import build_launch_command, get_launch_env, write_accelerate_config
+    from llmrl_core.runs.manager import _find_free_port
+
+    (tmp_path / "distributed_probe.py").write_text(PROBE)
+    out = tmp_path / f"probe-{num_processes}.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PROBE_CONFIG=json.dumps(config), PROBE_OUT=str(out),
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    if num_processes == 1:
+        command = [sys.executable, "-m", "distributed_probe"]
+    else:
+        port = _find_free_port()
+        path = write_accelerate_config(tmp_path / "accelerate.yaml", strategy="ddp", num_processes=num_processes,
+                                       main_process_port=port, use_cpu=True)
+        command = build_launch_command(1, config_path=path, num_processes=num_processes, main_process_port=port)
+        command = command[:command.index("llmrl_core")] + ["distributed_probe"]
+        env.update(get_launch_env(use_cpu=True))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return torch.load(out)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_parameters_of_one_on_the_same_global_batch(tiny_model_dir, tmp_path):
+    config = probe_config(tiny_model_dir)
+    one = run_probe(tmp_path, config, 1)
+    two = run_probe(tmp_path, {**config, "num_processes": 2}, 2)
+    moved = max(float((one["params"][k] - one["start"][k]).abs().max()) for k in one["params"])
+    assert moved > 1e-4  # the steps really changed the weights
+    worst = max(float((two["params"][k] - one["params"][k]).abs().max()) for k in one["params"])
+    assert worst < PARAM_ATOL, f"2 processes differ from 1 by {worst:g} (updates of {moved:g})"
+    for m1, m2 in zip(one["metrics"], two["metrics"]):  # metrics over the whole batch, as one process logs them
+        for key in ("reward", "reward_std", "loss/policy", "completions/mean_length", "num_tokens", "entropy",
+                    "advantage/std", "grad_norm"):
+            assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-6), key
+
+
+def _pids_in_group(pgid: int) -> list[int]:
+    """Live processes of a process group (from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_run_manager_launches_two_processes_only_rank_0_writes_and_stop_reaches_both(tiny_model_dir, tmp_path):
+    """A long 2-process run from RunManager: one row per step, one 'Started.', rank 1 never opens the store; stop ends all."""
+    from llmrl_core.runs import RunManager, RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    manager = RunManager(store)
+    config = probe_config(tiny_model_dir, steps=500, num_processes=2, max_new_tokens=4, save_final=False,
+                          prompt_set="sentence-starters")
+    run_id = manager.start("lm_rl", config, name="two processes", total_steps=500)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            run = store.get_run(run_id)
+            if run["status"] == "failed":
+                pytest.fail(run["error"])
+            if (run.get("step") or 0) >= 2:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the 2-process run did not reach step 2 in 240 s: " + Path(
+                store.path.parent / "workers" / f"run-{run_id:05d}.log").read_text()[-3000:])
+        pgid = manager._worker_pid(run_id)
+        members = _pids_in_group(pgid)
+        workers = [pid for pid in members if "llmrl_core" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+                   and "worker" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+        assert len(workers) >= 2, members  # the launcher and both ranks share the group
+        ranks = {}
+        for pid in members:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            rank = next((e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"RANK=")), None)
+            if rank is not None:
+                ranks[rank] = pid
+        assert set(ranks) == {"0", "1"}
+        opened = {rank: any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == str(store.path.resolve())
+                            for fd in os.listdir(f"/proc/{pid}/fd")) for rank, pid in ranks.items()}
+        assert opened == {"0": True, "1": False}, opened  # only rank 0 holds the store open
+
+        manager.stop(run_id)
+        assert manager.wait(run_id, timeout=120)
+        time.sleep(0.5)
+        assert _pids_in_group(pgid) == []  # both ranks and the launcher are gone
+        run = store.get_run(run_id)
+        assert run["status"] == "stopped", run.get("error")
+        steps = list(store.read_metrics(run_id, names=["reward"])["step"])
+        assert len(steps) >= 2 and len(steps) == len(set(steps)), "a step was logged twice: another rank wrote"
+        messages = list(store.read_logs(run_id)["message"])
+        assert messages.count("Started.") == 1 and sum("Launching 2 processes" in m for m in messages) == 1
+    finally:
+        manager.kill(run_id)
