@@ -223,7 +223,7 @@ def _read_config(source: Any) -> Any:
         return source
     from transformers import AutoConfig
 
-    from llmrl_core.lm.models import _load_from_hub, convert_gguf, resolve_spec
+    from llmrl_core.lm.models import load_from_hub, convert_gguf, resolve_spec
 
     resolved = resolve_spec(str(source))
     if resolved.kind in ("bundled", "gguf"):
@@ -234,5 +234,5 @@ def _read_config(source: Any) -> Any:
             raise InputError(f"The adapter folder {resolved.spec!r} does not name its base model; estimate with the base model's spec.")
         return _read_config(base)
     if resolved.kind == "hub":  # the local cache first; a clear error within seconds when offline
-        return _load_from_hub(resolved.location, AutoConfig.from_pretrained, "model's config")
+        return load_from_hub(resolved.location, AutoConfig.from_pretrained, "model's config")
     return AutoConfig.from_pretrained(resolved.location)
