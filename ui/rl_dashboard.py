@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from llmrl_core.present.common import escape_markdown
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.present.lm_rl import (
     TOKEN_COLOURINGS,
-    escape_markdown,
     estimate_eta_seconds,
     explain_flat_rewards,
     format_duration,

@@ -28,6 +28,7 @@ from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
 from ui.reward_lab import custom_code_policy_ui, reward_editor_ui, reward_lab_ui
 from ui.live_run import live_run_ui, run_picker_ui
 from ui.rl_dashboard import rl_dashboard_ui
+from ui.scale import scale_ui
 from ui.state import default_model_spec, get_run_manager, get_store
 
 VIEW_KEY = "rl_view"
@@ -356,8 +357,8 @@ def yaml_ui() -> None:
 def new_run_ui() -> None:
     """Presets, the config form in sections, the reward lab, YAML, and Start."""
     presets_ui()
-    t_run, t_prompts, t_rewards, t_algo, t_lab, t_yaml = st.tabs(
-        ["Run and model", "Prompts", "Rewards", "Sampling and algorithm", "Reward lab", "YAML"])
+    t_run, t_prompts, t_rewards, t_algo, t_scale, t_lab, t_yaml = st.tabs(
+        ["Run and model", "Prompts", "Rewards", "Sampling and algorithm", "Scale and trackers", "Reward lab", "YAML"])
     with t_run:
         run_and_model_ui()
     with t_prompts:
@@ -366,6 +367,8 @@ def new_run_ui() -> None:
         specs = rewards_ui()
     with t_algo:
         sampling_and_algorithm_ui()
+    with t_scale:
+        scale_ui(_field, _config())
     with t_lab:
         st.caption("Score typed text, or fresh samples of the loaded model, with the rewards of the Rewards tab "
                    "before you spend a run on them.")

@@ -311,3 +311,20 @@ def test_form_keeps_its_values_across_tab_switches() -> None:
     assert at.number_input(key="rl_f_temperature").value == pytest.approx(0.7)
     assert at.session_state["rl_config"]["rewards"][0]["weight"] == pytest.approx(2.5)
     assert [w.value for w in at.number_input if str(w.key).endswith("_weight")] == [pytest.approx(2.5)]
+
+
+def test_scale_tab_estimates_memory_and_shows_other_machines_commands(tiny_model_dir, monkeypatch):
+    """Processes, machines and strategy: the memory estimate follows them; two machines show rank 1's command."""
+    monkeypatch.setenv("LLMRL_MODEL", str(tiny_model_dir))
+    at = _page()
+    _open(at, "New run")
+    at.text_input(key="rl_f_model").set_value(str(tiny_model_dir)).run()
+    single = [i.value for i in at.info if "needs about" in i.value]
+    assert single and "on one" in single[0], [i.value for i in at.info]
+    at.number_input(key="rl_f_num_processes").set_value(2).run()
+    assert any("with DDP (2 processes)" in i.value.replace("\\", "") for i in at.info), [i.value for i in at.info]
+    at.number_input(key="rl_f_num_machines").set_value(2).run()
+    at.text_input(key="rl_f_main_process_ip").set_value("10.0.0.1").run()
+    assert not at.exception, at.exception
+    shown = " ".join(c.value for c in at.code)
+    assert "--machine_rank 1" in shown and "--main_process_ip 10.0.0.1" in shown and "-m llmrl_core worker" in shown
