@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--algo", default="ppo", choices=["ppo", "reinforce"])
     parser.add_argument("--n-steps", type=int, default=16, help="steps per environment per update (default 16)")
     parser.add_argument("--n-epochs", type=int, default=2, help="PPO passes per rollout (default 2)")
+    parser.add_argument("--lora-last-layers", type=int, default=0, help="adapters in the last N blocks only (default 0: all)")
     parser.add_argument("--speed-steps", type=int, default=8, help="batched steps per speed measurement")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMRL_BENCH_HOME") or tempfile.mkdtemp(prefix="bench_lm_agent_"))
@@ -75,7 +76,8 @@ def main() -> None:
     print(f"CPU: {torch.backends.cpu.get_cpu_capability()} · torch threads {torch.get_num_threads()} · "
           f"cores {os.cpu_count()} · CUDA {'yes' if torch.cuda.is_available() else 'no'}")
     config = AgentConfig(model=args.model, algo=args.algo, n_envs=args.n_envs, total_steps=100_000_000,
-                         max_minutes=args.minutes, n_steps=args.n_steps, n_epochs=args.n_epochs)
+                         max_minutes=args.minutes, n_steps=args.n_steps, n_epochs=args.n_epochs,
+                         lora_last_layers=args.lora_last_layers)
 
     # 2. Speed, with and without the cached prefix (the same policy, LoRA on, as in training).
     loaded = load_causal_lm(args.model, device=config.device)
@@ -93,7 +95,8 @@ def main() -> None:
     del trainer, loaded
 
     # 3. The job: random and zero-shot returns, training for --minutes, the trained return.
-    print(f"training for {args.minutes:g} min ({args.algo.upper()}, n_steps {args.n_steps}, n_epochs {args.n_epochs})…", flush=True)
+    print(f"training for {args.minutes:g} min ({args.algo.upper()}, n_steps {args.n_steps}, n_epochs {args.n_epochs}, "
+          f"LoRA in {'every block' if not args.lora_last_layers else f'the last {args.lora_last_layers} blocks'})…", flush=True)
     store = RunStore(home / "runs.sqlite")
     t0 = time.perf_counter()
     run_id, status = RunManager(store).run_foreground("agent", config.to_dict(), name="bench", total_steps=config.total_steps)

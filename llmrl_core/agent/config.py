@@ -81,6 +81,8 @@ class AgentConfig(ConfigBase):
     """LoRA dropout"""
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     """layers that get adapters ('all-linear', or names like q_proj, v_proj)"""
+    lora_last_layers: int = 0
+    """adapters only in the last N transformer blocks (0: every block); backward then stops below them, a cheaper update"""
 
     # ------------------------------------------------------------------ budget and evaluation
     n_envs: int = 8
@@ -137,6 +139,7 @@ class AgentConfig(ConfigBase):
         _check(self.lora_alpha >= 1, f"lora_alpha must be at least 1 (got {self.lora_alpha}).")
         _check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be at least 0 and below 1 (got {self.lora_dropout}).")
         _check(bool(self.lora_target_modules), "lora_target_modules is empty: name layers, or use ['all-linear'].")
+        _check(0 <= self.lora_last_layers <= 1024, f"lora_last_layers must be 0 (every block) or a number of blocks (got {self.lora_last_layers}).")
         _check(1 <= self.n_envs <= 256, f"n_envs must be between 1 and 256 (got {self.n_envs}).")
         _check(1 <= self.total_steps <= 100_000_000, f"total_steps must be between 1 and 100000000 (got {self.total_steps}).")
         _check(self.max_episodes >= 0, f"max_episodes must be 0 (no limit) or more (got {self.max_episodes}).")

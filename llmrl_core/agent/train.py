@@ -134,8 +134,18 @@ def make_trainable(model: Any, config: AgentConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
     targets = config.lora_target_modules
+    extra: dict[str, Any] = {}
+    if config.lora_last_layers:
+        n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+        if not n_layers:
+            raise InputError("lora_last_layers needs a model that reports num_hidden_layers; set it to 0 for every block.")
+        if config.lora_last_layers > n_layers:
+            raise InputError(f"lora_last_layers is {config.lora_last_layers} but the model has {n_layers} blocks; "
+                             f"set it to at most {n_layers}, or 0 for every block.")
+        extra["layers_to_transform"] = list(range(n_layers - config.lora_last_layers, n_layers))
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules="all-linear" if targets == ["all-linear"] else list(targets), task_type="CAUSAL_LM")
+                      target_modules="all-linear" if targets == ["all-linear"] else list(targets), task_type="CAUSAL_LM",
+                      **extra)
     try:
         return get_peft_model(model, lora)
     except ValueError as err:

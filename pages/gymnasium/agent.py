@@ -29,7 +29,7 @@ from llmrl_core.present.agent import (
     make_agent_return_figure,
     render_agent_player_html,
 )
-from llmrl_core.present.lm_rl import escape_markdown
+from llmrl_core.present.common import escape_markdown
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
@@ -39,7 +39,7 @@ PICK_KEY, SELECTED_KEY = "agent_pick", "agent_run_id"
 SVG_HEIGHT = 220
 TUNING_FIELDS = ("learning_rate", "value_learning_rate", "n_steps", "n_epochs", "minibatch_size", "gamma", "gae_lambda",
                  "clip_range", "ent_coef", "vf_coef", "max_grad_norm", "normalisation", "use_lora", "lora_r",
-                 "lora_alpha", "eval_episodes", "greedy_eval", "seed", "device", "torch_threads")
+                 "lora_alpha", "lora_last_layers", "eval_episodes", "greedy_eval", "seed", "device", "torch_threads")
 CHOICES = {"normalisation": list(NORMALISATIONS), "device": ["auto", "cpu", "cuda", "mps"]}
 
 

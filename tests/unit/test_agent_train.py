@@ -95,3 +95,19 @@ def test_stop_takes_effect_within_a_rollout(tiny_lm) -> None:
         assert len(calls) == 4 and trainer.steps == 6  # three batched steps of two environments, then the stop
     finally:
         trainer.close()
+
+
+def test_lora_last_layers_puts_adapters_in_the_top_blocks_only(tiny_lm) -> None:
+    from llmrl_core.agent.train import make_trainable
+
+    model = make_trainable(tiny_lm.model, AgentConfig(lora_last_layers=1, lora_target_modules=["q_proj", "v_proj"]))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in n and "lora_" in n for n in trainable), trainable
+
+
+def test_lora_last_layers_beyond_the_model_is_refused(tiny_lm) -> None:
+    from llmrl_core.agent.train import make_trainable
+    from llmrl_core.core.errors import InputError
+
+    with pytest.raises(InputError, match="the model has 2 blocks"):
+        make_trainable(tiny_lm.model, AgentConfig(lora_last_layers=3))
