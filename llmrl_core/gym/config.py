@@ -118,6 +118,7 @@ class GymConfig(ConfigBase):
     UNKNOWN_LABEL = "gym setting"
     LOAD_HINT = "write one with GymConfig().save(path) or start from make_gym_config(env_id, algo)"
     COERCE_TEXT = False  # typed values only: forms and --set coerce text before it gets here
+    FIELD_CHOICES = {"vec_env": ("dummy", "subproc")}
 
     env_id: str = "CartPole-v1"
     """Gymnasium environment id"""
@@ -129,6 +130,8 @@ class GymConfig(ConfigBase):
     """seeds the environments, the networks and exploration"""
     n_envs: int = 8
     """environments stepped in parallel (DQN: 1 is usual)"""
+    vec_env: str = "dummy"
+    """'dummy' steps the environments in this process; 'subproc' gives each its own process (SB3's SubprocVecEnv): worth it only when one env step costs about a millisecond or more, not for CartPole (bench/bench_gym_vec.py)"""
     eval_freq: int = 1000
     """environment steps between evaluations; each evaluation records one episode for replay"""
     eval_episodes: int = 5
@@ -152,6 +155,7 @@ class GymConfig(ConfigBase):
         _check(self.total_steps >= 1, f"total_steps must be at least 1 (got {self.total_steps}).")
         _check(self.total_steps <= 50_000_000, f"total_steps above 50 million would run for days on a CPU; lower it (got {self.total_steps}).")
         _check(1 <= self.n_envs <= 64, f"n_envs must be between 1 and 64 (got {self.n_envs}).")
+        _check(self.vec_env in ("dummy", "subproc"), f"vec_env must be 'dummy' or 'subproc' (got {self.vec_env!r}).")
         _check(0 <= self.seed < 2**32, f"seed must be a whole number from 0 to 4294967295 (got {self.seed}).")
         _check(self.eval_freq >= 1, f"eval_freq must be at least 1 step (got {self.eval_freq}); 1000 suits CartPole.")
         _check(1 <= self.torch_threads <= 256, f"torch_threads must be at least 1 (got {self.torch_threads}).")

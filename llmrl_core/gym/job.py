@@ -75,8 +75,10 @@ def run_gym_job(ctx: JobContext) -> dict:
         return run_random_job(ctx, config)
     import torch
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    env = make_vec_env(config.env_id, n_envs=config.n_envs, seed=config.seed)
+    env = make_vec_env(config.env_id, n_envs=config.n_envs, seed=config.seed,
+                       vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.torch_threads)  # 64-unit MLPs: extra threads only add contention
     try:

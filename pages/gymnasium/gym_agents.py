@@ -68,7 +68,7 @@ def settings_ui() -> None:
             defaults, "stop_when_solved", key=prefix + "solved", value=False,
             label=f"Stop when solved (evaluation mean ≥ {defaults.solved_return:g})")
     with st.expander("Hyperparameters (RL Zoo's tuned settings)" if algorithm.trains else "Settings"):
-        overrides.update(config_form_ui(defaults, key_prefix=prefix, names=("n_envs", "eval_episodes")))
+        overrides.update(config_form_ui(defaults, key_prefix=prefix, names=("n_envs", "vec_env", "eval_episodes")))
         overrides.update(config_form_ui(defaults.make_params(), key_prefix=prefix))
     if st.button("Train", type="primary", key="gym_train"):
         try:

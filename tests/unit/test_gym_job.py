@@ -50,6 +50,15 @@ def test_tiny_run_writes_metrics_episode_and_agent(manager: RunManager, algo: st
         assert run["summary"]["episodes_recorded"] == len(episodes)
 
 
+def test_subprocess_environments_train_and_close(manager: RunManager) -> None:
+    """vec_env='subproc': each environment in its own process (SB3's SubprocVecEnv); the run completes."""
+    config = make_gym_config("CartPole-v1", "a2c", total_steps=400, eval_freq=200, n_envs=2, vec_env="subproc")
+    run_id, status = manager.run_foreground("gym", config.to_dict(), total_steps=config.total_steps)
+    assert status == "completed", manager.store.get_run(run_id)["error"]
+    assert {"charts/episodic_return", "eval/mean_reward"} <= set(manager.store.metric_names(run_id))
+    assert manager.store.get_run(run_id)["step"] >= 400
+
+
 def test_saved_agent_loads_and_keeps_training(manager: RunManager) -> None:
     from llmrl_core.gym.episodes import play_agent_episode
     from llmrl_core.gym.job import load_agent
