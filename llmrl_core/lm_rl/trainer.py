@@ -630,6 +630,7 @@ class RLTrainer:
         self.step_count += 1
         if self.comm is not None:  # metrics and samples over the whole batch, as one process would report them
             ro, scores, rewards = self._gather_for_report(ro, scores, rewards)
+            total = scores.total  # (B,)
         step_time = time.perf_counter() - start
 
         lengths = ro.completion_mask.sum(1)  # (B,)

@@ -11,7 +11,9 @@ saves on stop); the manager sends SIGKILL to the group only when that does not h
 Under ``accelerate launch`` (a run with num_processes > 1, llmrl_core/runs/launch.py) every
 process runs this command. The main process (global rank 0) reads the run, marks it started and
 finished and is the only one that opens the store; it sends the run's kind and config to the
-others, which run the job with a `SilentContext` that writes nothing.
+others, which run the job with a `SilentContext` that writes nothing. torchrun starts each rank
+in a session of its own, so each asks to die with the launcher (the pid the manager supervises);
+a stop reaches them through the store and the main process's stop broadcast.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def run_distributed_worker(run_id: int, store_path: str | None) -> str:
 
     from llmrl_core.lm_rl.distributed import init_process_group
 
+    _die_with_launcher()
     state = init_process_group()  # waits for every process (and machine) of the launch
     payload: list[Any] = [None]
     store = ctx = None
@@ -134,6 +137,26 @@ def run_distributed_worker(run_id: int, store_path: str | None) -> str:
     if dist.is_initialized():
         dist.destroy_process_group()  # else gloo's threads can abort the process at exit
     return status
+
+
+def _die_with_launcher() -> None:
+    """Ask Linux to SIGKILL this rank when its launcher dies.
+
+    torchrun starts every rank in a session of its own, so the manager's kill of the launcher's
+    process group would not reach the ranks; with PR_SET_PDEATHSIG they end with it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
+    except OSError:
+        return
+    if os.getppid() != parent:  # the launcher died before the request took effect
+        os._exit(1)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
