@@ -22,7 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from llmrl_core.core.errors import WorkbenchError
-from tests.support.apptest import read_shown_messages
+from tests.support.apptest import open_page, read_shown_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")
@@ -612,6 +612,19 @@ def test_real_process_exits_2_without_a_traceback(argv, needle, workbench_home):
 # ============================================================================ pages (AppTest)
 
 
+def _click_and_expect(at: AppTest, button: str, needles: list[str], before: tuple | None = None) -> None:
+    """Click `button`; the page must raise nothing, name every needle in an error or warning, and (given
+    `before`) leave the store as it was."""
+    at.button(key=button).click()
+    at.run()
+    assert not at.exception, at.exception
+    shown = read_shown_messages(at)
+    for needle in needles:
+        assert needle.lower() in shown.lower(), (needle, shown)
+    if before is not None:
+        assert _store_counts() == before
+
+
 def _rl_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / "language_models" / "lm_rl.py"), default_timeout=120)
     at.run()
@@ -649,13 +662,7 @@ def test_rl_page_form_refuses_with_the_field_named(kind, key, value, needles, pa
     before = _store_counts()
     getattr(at, kind)(key=key).set_value(value)
     at.run()
-    at.button(key="rl_start").click()
-    at.run()
-    assert not at.exception, at.exception
-    shown = read_shown_messages(at)
-    for needle in needles:
-        assert needle.lower() in shown.lower(), (needle, shown)
-    assert _store_counts() == before
+    _click_and_expect(at, "rl_start", needles, before)
 
 
 RL_YAML_CASES = [
@@ -672,12 +679,7 @@ def test_rl_page_yaml_loader_refuses_with_the_field_named(text, needles, page_en
     at = _rl_page()
     at.session_state["rl_yaml_text"] = text
     at.run()
-    at.button(key="rl_yaml_load").click()
-    at.run()
-    assert not at.exception, at.exception
-    shown = read_shown_messages(at)
-    for needle in needles:
-        assert needle.lower() in shown.lower(), (needle, shown)
+    _click_and_expect(at, "rl_yaml_load", needles)
 
 
 def test_rl_page_shows_preflight_warnings_above_start(page_env, monkeypatch):
@@ -710,18 +712,10 @@ GYM_PAGE_CASES = [
 
 @pytest.mark.parametrize(("kind", "field", "value", "needles"), GYM_PAGE_CASES)
 def test_gym_page_form_refuses_with_the_field_named(kind, field, value, needles, page_env):
-    at = AppTest.from_file(str(ROOT / "pages" / "gymnasium" / "gym_agents.py"), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
+    at = open_page("gymnasium/gym_agents.py", timeout=120)
     before = _store_counts()
     getattr(at, kind)(key=f"gym_CartPole-v1_ppo_{field}").set_value(value)
-    at.button(key="gym_train").click()
-    at.run()
-    assert not at.exception, at.exception
-    shown = read_shown_messages(at)
-    for needle in needles:
-        assert needle.lower() in shown.lower(), (needle, shown)
-    assert _store_counts() == before
+    _click_and_expect(at, "gym_train", needles, before)
 
 
 PLAYGROUND_CASES = [
@@ -736,16 +730,9 @@ PLAYGROUND_CASES = [
 
 @pytest.mark.parametrize(("key", "value", "button", "needles"), PLAYGROUND_CASES)
 def test_playground_refuses_with_the_field_named(key, value, button, needles, page_env):
-    at = AppTest.from_file(str(ROOT / "pages" / "language_models" / "playground.py"), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
+    at = open_page("language_models/playground.py", timeout=120)
     at.text_input(key=key).set_value(value)
-    at.button(key=button).click()
-    at.run()
-    assert not at.exception, at.exception
-    shown = read_shown_messages(at)
-    for needle in needles:
-        assert needle.lower() in shown.lower(), (needle, shown)
+    _click_and_expect(at, button, needles)
 
 
 ATTENTION_CASES = [
@@ -756,9 +743,7 @@ ATTENTION_CASES = [
 
 @pytest.mark.parametrize(("text", "needles"), ATTENTION_CASES)
 def test_attention_page_refuses_with_what_to_change(text, needles, page_env):
-    at = AppTest.from_file(str(ROOT / "pages" / "language_models" / "attention.py"), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
+    at = open_page("language_models/attention.py", timeout=120)
     at.text_area(key="att_text").set_value(text)
     at.button[0].click().run()
     assert not at.exception, at.exception
