@@ -7,6 +7,10 @@
 
 A preset is the starting point, the YAML file's fields override it, then --set and --steps.
 The run shows up live on the dashboard; stop it there, with Ctrl-C, or with `runs stop ID`.
+
+With --set num_processes=N (N > 1) the run goes through `accelerate launch` on N processes (one
+per GPU, or CPU processes with gloo), in the foreground; the Accelerate config is written beside
+the run's artifacts and can be reused with `accelerate launch` by hand.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sys.stdout.write(cfg.to_yaml())
         return 0
     check_before_start(cfg)
+    if cfg.num_processes > 1:
+        return _train_on_processes(cfg, quiet=args.quiet)
 
     from tqdm import tqdm
 
@@ -112,6 +118,57 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"run {run_id}: {status}")
     if status == "failed":
         print((run.get("error") or "").split("\n\n")[0], file=sys.stderr)
+        return 1
+    summary = run.get("summary") or {}
+    if isinstance(summary, dict) and summary.get("checkpoint"):
+        print(f"checkpoint: {summary['checkpoint']}")
+    return 0
+
+
+def _train_on_processes(cfg: Any, quiet: bool = False) -> int:
+    """Create the run and run its `accelerate launch` in the foreground; Ctrl-C asks the run to stop."""
+    import os
+    import subprocess
+    import time
+
+    from tqdm import tqdm
+
+    from llmrl_core.runs import RunStore
+    from llmrl_core.runs.manager import make_accelerate_launch
+
+    store = RunStore()
+    run_id = store.create_run("lm_rl", cfg.name, cfg.to_dict(), cfg.steps)
+    command, launch_env = make_accelerate_launch(store, run_id, cfg.to_dict())
+    print(f"run {run_id}: {cfg.num_processes} processes through accelerate launch", file=sys.stderr)
+    bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=quiet)
+    # its own session: Ctrl-C reaches this process only, which turns it into a clean stop through the store
+    proc = subprocess.Popen(command, env={**os.environ, **launch_env}, start_new_session=True)
+    try:
+        while proc.poll() is None:
+            try:
+                time.sleep(1.0)
+            except KeyboardInterrupt:
+                print("\nStopping at the end of this step (Ctrl-C again to kill)...", file=sys.stderr)
+                store.request_control(run_id, "stop")
+                try:
+                    proc.wait()
+                except KeyboardInterrupt:
+                    os.killpg(proc.pid, 9)
+                    raise
+            run = store.get_run(run_id) or {}
+            bar.n = int(run.get("step") or 0)
+            bar.refresh()
+    finally:
+        bar.close()
+    run = store.get_run(run_id) or {}
+    status = run.get("status", "failed")
+    if status in ("queued", "running", "paused"):  # the launcher ended before the run recorded an outcome
+        store.set_status(run_id, "failed", error=f"accelerate launch exited with status {proc.returncode}.")
+        status = "failed"
+    print(f"run {run_id}: {status}")
+    if status == "failed":
+        print((run.get("error") or f"accelerate launch exited with status {proc.returncode}").split("\n\n")[0],
+              file=sys.stderr)
         return 1
     summary = run.get("summary") or {}
     if isinstance(summary, dict) and summary.get("checkpoint"):

@@ -320,40 +320,7 @@ class RunManager:
             self._workers[run_id] = _Worker(run_id, proc, log_path)
 
     def _make_accelerate_launch(self, run_id: int, config: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
-        """Write the run's Accelerate config beside its artifacts; return the launch argv and its environment.
-
-        The launcher (``python -m accelerate.commands.launch``) is the worker pid; its process group
-        holds every rank, so stop escalation and kill reach them all. For several machines the
-        commands to run on the others go to the run's log; the processes wait for them up to
-        llmrl_core.lm_rl.distributed.COLLECTIVE_TIMEOUT_S, then the run fails with the launcher's output.
-        """
-        from llmrl_core.core.paths import get_artifact_dir
-        from llmrl_core.lm_rl.distributed import COLLECTIVE_TIMEOUT_S, uses_cpu
-        from llmrl_core.runs.launch import (build_launch_command, describe_other_machine_commands,
-                                            get_launch_env, write_accelerate_config)
-
-        num_processes = int(config["num_processes"])
-        num_machines = int(config.get("num_machines", 1) or 1)
-        ip = config.get("main_process_ip") or None
-        # one machine: any free port, so two runs (or a run and a test) never meet on 29500
-        port = int(config.get("main_process_port", 29500)) if num_machines > 1 else _find_free_port()
-        use_cpu = uses_cpu(str(config.get("device", "auto")))
-        folder = get_artifact_dir(run_id)
-        path = write_accelerate_config(folder / "accelerate.yaml", strategy=config.get("distributed_strategy", "ddp"),
-                                       num_processes=num_processes, num_machines=num_machines, main_process_ip=ip,
-                                       main_process_port=port, use_cpu=use_cpu)
-        command = build_launch_command(run_id, config_path=path, num_processes=num_processes, num_machines=num_machines,
-                                       main_process_ip=ip, main_process_port=port, store_path=self.store.path)
-        self.store.add_log(run_id, f"Launching {num_processes} processes on {num_machines} machine(s) through "
-                                   f"accelerate launch (config {path}).")
-        if num_machines > 1:
-            others = describe_other_machine_commands(run_id, config_path=path, num_processes=num_processes,
-                                                     num_machines=num_machines, main_process_ip=ip,
-                                                     main_process_port=port, use_cpu=use_cpu)
-            self.store.add_log(run_id, f"Waiting up to {COLLECTIVE_TIMEOUT_S // 60} minutes for {num_machines - 1} other "
-                                       f"machine(s) to join {ip}:{port}. Copy {path} to the same path on each and run:\n"
-                               + "\n".join(others))
-        return command, {**get_launch_env(use_cpu), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        return make_accelerate_launch(self.store, run_id, config)
 
     def _start_thread(self, kind: str, config: Mapping[str, Any], name: str | None,
                       total_steps: int | None, job: JobFn) -> int:
@@ -538,6 +505,44 @@ class RunManager:
         self.store.set_status(run_id, "failed", error=error)
         self.store.add_log(run_id, f"Failed: {headline}", "error")
         self.store.request_control(run_id, None)
+
+
+def make_accelerate_launch(store: RunStore, run_id: int, config: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """Write run `run_id`'s Accelerate config beside its artifacts; return the launch argv and extra environment.
+
+    The launcher (``python -m accelerate.commands.launch``) is the worker pid. torchrun starts each
+    rank in a session of its own, and each rank dies with the launcher (worker.py), so stop
+    escalation and kill of the launcher's group reach them all. For several machines the
+    commands to run on the others go to the run's log; the processes wait for them up to
+    llmrl_core.lm_rl.distributed.COLLECTIVE_TIMEOUT_S, then the run fails with the launcher's output.
+    """
+    from llmrl_core.core.paths import get_artifact_dir
+    from llmrl_core.lm_rl.distributed import COLLECTIVE_TIMEOUT_S, uses_cpu
+    from llmrl_core.runs.launch import (build_launch_command, describe_other_machine_commands,
+                                        get_launch_env, write_accelerate_config)
+
+    num_processes = int(config["num_processes"])
+    num_machines = int(config.get("num_machines", 1) or 1)
+    ip = config.get("main_process_ip") or None
+    # one machine: any free port, so two runs (or a run and a test) never meet on 29500
+    port = int(config.get("main_process_port", 29500)) if num_machines > 1 else _find_free_port()
+    use_cpu = uses_cpu(str(config.get("device", "auto")))
+    folder = get_artifact_dir(run_id)
+    path = write_accelerate_config(folder / "accelerate.yaml", strategy=config.get("distributed_strategy", "ddp"),
+                                   num_processes=num_processes, num_machines=num_machines, main_process_ip=ip,
+                                   main_process_port=port, use_cpu=use_cpu)
+    command = build_launch_command(run_id, config_path=path, num_processes=num_processes, num_machines=num_machines,
+                                   main_process_ip=ip, main_process_port=port, store_path=store.path)
+    store.add_log(run_id, f"Launching {num_processes} processes on {num_machines} machine(s) through "
+                          f"accelerate launch (config {path}).")
+    if num_machines > 1:
+        others = describe_other_machine_commands(run_id, config_path=path, num_processes=num_processes,
+                                                 num_machines=num_machines, main_process_ip=ip,
+                                                 main_process_port=port, use_cpu=use_cpu)
+        store.add_log(run_id, f"Waiting up to {COLLECTIVE_TIMEOUT_S // 60} minutes for {num_machines - 1} other "
+                              f"machine(s) to join {ip}:{port}. Copy {path} to the same path on each and run:\n"
+                      + "\n".join(others))
+    return command, {**get_launch_env(use_cpu), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
 def _find_free_port() -> int:
