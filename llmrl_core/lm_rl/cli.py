@@ -135,6 +135,7 @@ def _train_on_processes(cfg: Any, quiet: bool = False) -> int:
 
     from llmrl_core.runs import RunStore
     from llmrl_core.runs.manager import make_accelerate_launch
+    from llmrl_core.runs.store import make_owner
 
     store = RunStore()
     run_id = store.create_run("lm_rl", cfg.name, cfg.to_dict(), cfg.steps)
@@ -143,6 +144,7 @@ def _train_on_processes(cfg: Any, quiet: bool = False) -> int:
     bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=quiet)
     # its own session: Ctrl-C reaches this process only, which turns it into a clean stop through the store
     proc = subprocess.Popen(command, env={**os.environ, **launch_env}, start_new_session=True)
+    store.assign_owner(run_id, make_owner(proc.pid))  # the run has a live owner while the processes gather
     try:
         while proc.poll() is None:
             try:
