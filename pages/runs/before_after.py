@@ -59,7 +59,7 @@ def prompts_ui(config: dict) -> pd.DataFrame | None:
 
 def compare_ui(run: dict, checkpoint: str) -> None:
     """Settings, the Compare button, and the result (kept with the run so the report can show it)."""
-    from llmrl_core.lm_rl.evaluate import compare_before_after, read_latest_before_after, save_before_after
+    from llmrl_core.lm_rl.evaluate import compare_run_before_after, read_latest_before_after, save_before_after
 
     config = run["config"]
     prompts = prompts_ui(config)
@@ -70,11 +70,10 @@ def compare_ui(run: dict, checkpoint: str) -> None:
     if st.button("Answer with both and score", type="primary", key="ba_go", disabled=prompts is None or prompts.empty):
         try:
             with st.spinner("The base model answers, then the checkpoint; both scored with the run's rewards..."):
-                result = compare_before_after(
-                    config.get("model", "bundled"), checkpoint, prompts, config.get("rewards", []), greedy=greedy,
-                    samples=int(samples), max_new_tokens=int(max_new), seed=int(config.get("seed", 0)),
-                    temperature=float(config.get("temperature", 1.0)), system=config.get("system_prompt") or None,
-                    allow_custom_code=custom_code_policy_ui()[0])
+                allowed = bool(config.get("allow_custom_code")) and custom_code_policy_ui()[0]  # this server's policy
+                result = compare_run_before_after({**config, "allow_custom_code": allowed}, checkpoint, prompts,
+                                                  greedy=greedy, samples=int(samples), seed=int(config.get("seed", 0)),
+                                                  max_new_tokens=int(max_new))
             save_before_after(get_store(), int(run["id"]), result)
         except WorkbenchError as err:
             st.error(escape_markdown(err))
@@ -111,13 +110,14 @@ def chat_ui(run: dict, checkpoint: str) -> None:
         return
     config = run["config"]
     sampling = SamplingConfig(max_new_tokens=int(config.get("max_new_tokens", 64)), greedy=True)
+    chat = {"auto": None, "chat": True, "raw": False}.get(str(config.get("chat", "auto")))  # as the run prompted
     columns = st.columns(2)
     for column, (label, spec) in zip(columns, (("Base model", config.get("model", "bundled")), ("Checkpoint", checkpoint))):
         with column:
             st.markdown(f"**{label}**")
             try:
                 with st.spinner(f"{label} answers..."):
-                    result = generate(_load_for_chat(str(spec)), [prompt], sampling,
+                    result = generate(_load_for_chat(str(spec)), [prompt], sampling, chat=chat,
                                       system=config.get("system_prompt") or None)
             except WorkbenchError as err:
                 st.error(escape_markdown(err))

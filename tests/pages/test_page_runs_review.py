@@ -131,3 +131,31 @@ def test_clone_of_a_gym_run_selects_its_pair_and_values(app_env):
     assert at.selectbox(key="gym_algo").value == "a2c"
     assert at.number_input(key="gym_CartPole-v1_a2c_total_steps").value == 1234
     assert at.number_input(key="gym_CartPole-v1_a2c_seed").value == 7
+
+
+def test_before_after_scores_base_and_checkpoint_and_chats(app_env, tiny_model_dir):
+    """A finished 2-step tiny run: typed prompts answered by base and checkpoint, scored, the CI shown; chat to both."""
+    from llmrl_core.lm_rl.config import RLConfig
+    from ui.state import get_run_manager
+
+    store, _ = app_env
+    cfg = RLConfig(model=str(tiny_model_dir), device="cpu", steps=2, prompts_per_step=2, num_generations=2,
+                   max_new_tokens=6, chat="raw", learning_rate=1e-2, prompt_set="sentence-starters", seed=0,
+                   rewards=[{"type": "length", "target": 20, "unit": "chars", "falloff": 40}])
+    run_id, status = get_run_manager().run_foreground("lm_rl", cfg.to_dict(), name="tiny", total_steps=2)
+    assert status == "completed", store.get_run(run_id)["error"]
+    at = _open("pages/runs/before_after.py")
+    at.selectbox(key="ba_run").set_value(run_id).run()
+    at.radio(key="ba_source").set_value("Typed prompts").run()
+    at.text_area(key="ba_typed").input("The weather today\nMy favourite food").run()
+    at.button(key="ba_go").click().run()
+    assert not at.exception, at.exception
+    labels = [m.label for m in at.metric]
+    assert "Base model, mean reward" in labels and any(label.startswith("Difference, 95% CI") for label in labels)
+    table = [d.value for d in at.dataframe if "checkpoint" in d.value.columns][0]
+    assert list(table["prompt"]) == ["The weather today", "My favourite food"]
+    assert store.list_artifacts(run_id, kind="before_after").shape[0] == 1  # kept for the report
+    at.text_area(key="ba_chat_prompt").input("Hello").run()
+    at.button(key="ba_chat_go").click().run()
+    assert not at.exception, at.exception
+    assert [m.value for m in at.markdown if m.value in ("**Base model**", "**Checkpoint**")] == ["**Base model**", "**Checkpoint**"]
