@@ -2,7 +2,7 @@
 
     LM runs (lm_rl):   "reward 0.12 → 0.71 (+0.59)"   mean of the first and last 5 logged steps
     Gym runs (gym):    "solved at 13,000 steps (CartPole-v1 ≥ 475)" or "best return 212 of 475 to solve"
-    Agent runs:        "return 21 → 187" (mean of the first and last 5 evaluations)
+    Agent runs:        "return 21 → 187 (+166)": the zero-shot evaluation, then the trained one
     anything else:     "5 of 20 steps"
 
 It reads only the metric it needs, so a front page listing the latest runs stays cheap.
@@ -28,7 +28,8 @@ class Headline:
 
 
 # kind -> metric that measures the run's goal (higher is better)
-GOAL_METRICS: dict[str, str] = {"lm_rl": "reward", "gym": "eval/mean_reward", "agent": "eval/mean_return"}
+GOAL_METRICS: dict[str, str] = {"lm_rl": "reward", "gym": "eval/mean_reward"}
+AGENT_METRICS = ("eval/zero_shot_return", "eval/trained_return")  # the agent job's evaluations before and after
 
 
 def _format(value: float) -> str:
@@ -68,6 +69,20 @@ def describe_gym_result(summary: Mapping[str, Any] | None, config: Mapping[str, 
     return Headline(f"best return {_format(best)} of {_format(line)} to solve", good=False)
 
 
+def describe_agent_result(store: Any, run_id: int) -> Headline:
+    """Zero-shot return, then the trained one once the final evaluation ran."""
+    long = store.read_metrics(run_id, names=list(AGENT_METRICS))
+    found = {name: float(group["value"].iloc[-1]) for name, group in long.groupby("name")} if not long.empty else {}
+    before, after = found.get(AGENT_METRICS[0]), found.get(AGENT_METRICS[1])
+    if before is None:
+        return Headline("no evaluation yet")
+    if after is None:
+        return Headline(f"zero-shot return {_format(before)}")
+    delta = after - before
+    return Headline(f"return {_format(before)} → {_format(after)} ({'+' if delta >= 0 else ''}{_format(delta)})",
+                    good=delta > 0)
+
+
 def describe_run_headline(store: Any, run: Mapping[str, Any]) -> Headline:
     """The headline for one run (a dict as RunStore.get_run returns it)."""
     kind, run_id = run["kind"], int(run["id"])
@@ -82,7 +97,7 @@ def describe_run_headline(store: Any, run: Mapping[str, Any]) -> Headline:
     if kind == "lm_rl":
         return describe_change(values, "reward")
     if kind == "agent":
-        return describe_change(values, "return")
+        return describe_agent_result(store, run_id)
     total = run.get("total_steps")
     return Headline(f"{int(run.get('step') or 0)} of {int(total)} steps" if total == total and total else
                     f"{int(run.get('step') or 0)} steps")

@@ -26,8 +26,8 @@ from llmrl_core.core.paths import get_home
 from llmrl_core.runs.files import compute_tree_bytes
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore
 
-REWARD_METRICS = {"lm_rl": "reward", "gym": "charts/episodic_return"}  # by run kind
-DEFAULT_REWARD_METRIC = "reward"  # other kinds (demo, agent) log 'reward' too
+REWARD_METRICS = {"lm_rl": "reward", "gym": "charts/episodic_return", "agent": "charts/episodic_return"}  # by kind
+DEFAULT_REWARD_METRIC = "reward"  # other kinds (demo) log 'reward' too
 
 COLUMNS = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "first_reward", "best_reward",
            "last_reward", "solved_at_step", "created", "started", "ended", "duration_s", "disk_bytes", "note"]

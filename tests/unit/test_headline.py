@@ -41,3 +41,13 @@ def test_headline_reads_the_goal_metric_from_the_store(store):
     demo = store.create_run("demo", "d", {}, total_steps=20)
     store.set_progress(demo, 5, 20)
     assert describe_run_headline(store, store.get_run(demo)).text == "5 of 20 steps"
+
+
+def test_agent_headline_compares_zero_shot_with_trained(store):
+    run_id = store.create_run("agent", "lm plays", {"env_id": "CartPole-v1"}, total_steps=100)
+    assert describe_run_headline(store, store.get_run(run_id)).text == "no evaluation yet"
+    store.log_metrics(run_id, 0, {"eval/zero_shot_return": 21.4, "eval/mean_reward": 21.4})
+    assert describe_run_headline(store, store.get_run(run_id)).text == "zero-shot return 21.40"
+    store.log_metrics(run_id, 100, {"eval/trained_return": 187.0, "eval/mean_reward": 187.0})
+    headline = describe_run_headline(store, store.get_run(run_id))
+    assert headline.text == "return 21.40 → 187 (+166)" and headline.good is True  # 187 - 21.4 = 165.6
