@@ -301,3 +301,22 @@ def test_run_manager_launches_two_processes_only_rank_0_writes_and_stop_reaches_
         assert messages.count("Started.") == 1 and sum("Launching 2 processes" in m for m in messages) == 1
     finally:
         manager.kill(run_id)
+
+
+@pytest.mark.slow
+def test_train_cli_with_two_processes_runs_through_accelerate(tiny_model_dir, tmp_path):
+    """`python -m llmrl_core train --set num_processes=2`: one run, 2 steps logged once each, a checkpoint, completed."""
+    from llmrl_core.runs import RunStore
+
+    config = probe_config(tiny_model_dir, num_processes=2, save_final=True)
+    (tmp_path / "run.yaml").write_text(RLConfig.from_dict(config).to_yaml())
+    home = tmp_path / "home"
+    env = dict(os.environ, LLMRL_HOME=str(home), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "llmrl_core", "train", "--config", str(tmp_path / "run.yaml"),
+                           "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert re.search(r"run 1: completed", done.stdout)
+    store = RunStore(home / "runs.sqlite")
+    assert list(store.read_metrics(1, names=["reward"])["step"]) == [1, 2]
+    assert (home / "artifacts" / "run-00001" / "accelerate.yaml").is_file()
+    assert (home / "artifacts" / "run-00001" / "checkpoint-000002").is_dir()
