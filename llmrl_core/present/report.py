@@ -192,7 +192,7 @@ def summarize_config(run: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"field": fields, "value": [_fmt(config[f]) for f in fields]})
 
 
-def describe_headline(run: Mapping[str, Any], metrics: pd.DataFrame) -> str:
+def describe_run_facts(run: Mapping[str, Any], metrics: pd.DataFrame) -> str:
     """Status, steps, duration and the main metric first → last (best), as one line of plain text."""
     parts = [f"Status {run.get('status')}", f"{run.get('step') or 0} of {run.get('total_steps') or '?'} steps"]
     if run.get("started") and (run.get("ended") or run.get("status") == "running"):
@@ -338,13 +338,15 @@ def read_wide_metrics(store: Any, run_id: int) -> pd.DataFrame:
 def _run_section(store: Any, run: Mapping[str, Any], before_after: Any, number: int | None = None) -> str:
     """One run's part of the report."""
     from llmrl_core.lm_rl.alarms import read_run_alarms
+    from llmrl_core.runs.headline import describe_run_headline  # the same line the front page shows
 
     run_id = int(run["id"])
     metrics = read_wide_metrics(store, run_id)
     kind = run.get("kind")
     parts = [f'<section id="run-{run_id}"><h2>Run #{run_id}: {_e(run.get("name", ""))}</h2>',
              f'<p class="goal">{_e(describe_goal(run))}</p>',
-             f'<p class="headline">{_e(describe_headline(run, metrics))}</p>']
+             f'<p class="headline">Result: {_e(describe_run_headline(store, run).text)}</p>',
+             f'<p>{_e(describe_run_facts(run, metrics))}</p>']
     if run.get("error"):
         parts.append(f'<p class="note">Error: {_e(_cut(run["error"], 600))}</p>')
     parts.append("<h3>Configuration</h3>" + _table(summarize_config(run), text_columns=("value",)))
