@@ -143,6 +143,9 @@ def make_trainable(model: Any, config: AgentConfig) -> Any:
             raise InputError(f"lora_last_layers is {config.lora_last_layers} but the model has {n_layers} blocks; "
                              f"set it to at most {n_layers}, or 0 for every block.")
         extra["layers_to_transform"] = list(range(n_layers - config.lora_last_layers, n_layers))
+        if targets == ["all-linear"]:  # peft takes a layer range only with named modules: name every linear layer
+            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                              if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"})
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules="all-linear" if targets == ["all-linear"] else list(targets), task_type="CAUSAL_LM",
                       **extra)

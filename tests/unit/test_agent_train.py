@@ -111,3 +111,12 @@ def test_lora_last_layers_beyond_the_model_is_refused(tiny_lm) -> None:
 
     with pytest.raises(InputError, match="the model has 2 blocks"):
         make_trainable(tiny_lm.model, AgentConfig(lora_last_layers=3))
+
+
+def test_lora_last_layers_with_all_linear_adapts_every_linear_of_the_top_block(tiny_lm) -> None:
+    from llmrl_core.agent.train import make_trainable
+
+    model = make_trainable(tiny_lm.model, AgentConfig(lora_last_layers=1))
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in model.named_parameters() if p.requires_grad}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert all(".layers.1." in n for n, p in model.named_parameters() if p.requires_grad)
