@@ -10,7 +10,7 @@ by its global index in the batch (RLTrainer.sample_completions is overridden), s
 not depend on how the batch is split. Generating one sample at a time is slower than the
 trainer's batched sampling; both set-ups pay it alike.
 
-Prints the CPU (torch.backends.cpu.get_cpu_capability()), each set-up's step time (the first
+Prints the CPU (torch.backends.cpu.get_cpu_capability()), each set-up's step time (the
 faster of STEPS steps, each timed on rank 0 from a barrier), its policy loss and the L2 norm of its
 parameter update (after STEPS steps), and whether the two agree: loss within LOSS_ATOL and every parameter
 within PARAM_ATOL (the gradients differ only in the order of float32 sums).
