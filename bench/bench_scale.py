@@ -129,9 +129,9 @@ def main() -> None:
     print(f"One GRPO step, bundled model, {CONFIG['prompts_per_step']} prompts x {CONFIG['num_generations']} samples, "
           f"{CONFIG['max_new_tokens']} new tokens, full fine-tuning, lr {CONFIG['learning_rate']:g}")
     with tempfile.TemporaryDirectory() as tmp:
-        results = {}
+        results, threads_of = {}, {}
         for n in (1, 2):
-            threads = args.threads or max(1, cores // n)
+            threads = threads_of[n] = args.threads or max(1, cores // n)
             results[n] = launch(n, Path(tmp), threads)
             r = results[n]
             print(f"  {n} process{'es' if n > 1 else '  '} ({threads} thread{'s' if threads > 1 else ''} each): "
@@ -148,7 +148,9 @@ def main() -> None:
         print(f"Speed-up with 2 processes: {speedup:.2f}x"
               + (f" (this machine has {cores} cores: 2 processes split the same cores one each and pay for the "
                  "gradient all-reduce and gathers, so no real speed-up is expected here; a difference either way is "
-                 "other jobs' load on the shared cores)" if cores <= 2 else ""))
+                 "other jobs' load on the shared cores)" if cores <= 2 and threads_of[1] >= cores else "")
+              + (f" (1 process used {threads_of[1]} of the {cores} cores, 2 processes {2 * threads_of[2]})"
+                 if threads_of[1] < cores else ""))
         print("GPU figures: none (this bench runs on CPUs; no GPU was used).")
 
 

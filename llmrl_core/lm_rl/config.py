@@ -258,6 +258,9 @@ class RLConfig(ConfigBase):
             raise InputError(f"grad_accum_steps ({self.grad_accum_steps}) is more than the "
                              f"{self.batch_size // self.num_processes} completions each of the {self.num_processes} "
                              f"processes updates on; set it to at most {self.batch_size // self.num_processes}.")
+        if self.distributed_strategy in ("zero2", "zero3") and self.grad_accum_steps > 1:
+            raise InputError(f"With distributed_strategy {self.distributed_strategy!r} DeepSpeed steps the optimizer after "
+                             f"every backward pass; set grad_accum_steps to 1 (got {self.grad_accum_steps}), or use ddp or fsdp.")
         if self.num_machines > 1 and not str(self.main_process_ip or "").strip():
             raise InputError("Several machines need main_process_ip: the address of this (the main) machine that "
                              "the other machines can reach, e.g. 192.168.1.5.")

@@ -208,6 +208,9 @@ class RLTrainer:
         )
         self.train_model = self.policy  # what the update's forward runs: the DDP/FSDP/ZeRO wrapper on several processes
         if self.accelerator is not None:  # DDP copies rank 0's weights (e.g. a random LoRA init) to every process
+            deepspeed = self.accelerator.state.deepspeed_plugin
+            if deepspeed is not None:  # no dataloader is prepared, so DeepSpeed is told the per-process batch (as TRL does)
+                deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size // self.comm.num_processes
             self.train_model, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
         self.eos_ids = sorted(get_eos_ids(self.loaded))
         self.reward_set = reward_set if reward_set is not None else _build_reward_set(cfg)
@@ -507,11 +510,15 @@ class RLTrainer:
             policy_loss_sum, value_loss_sum, value_clipfrac = acc["policy"], acc["value"], acc["clipfrac"]
             logps, ratios, entropies, kls = acc["logps"], acc["ratios"], acc["entropies"], acc["kls"]
             max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-            if self.accelerator is not None:
+            if self.accelerator is not None:  # None under DeepSpeed, which clips by its own config
                 grad_norm = self.accelerator.clip_grad_norm_(self.params, max_norm)
+                if grad_norm is None:
+                    grad_norm = torch.tensor(float("nan"))  # logged as NaN: DeepSpeed keeps the norm to itself
+                else:
+                    self._check_finite(grad_norm, "gradient norm")
             else:
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-            self._check_finite(grad_norm, "gradient norm")
+                self._check_finite(grad_norm, "gradient norm")
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
