@@ -4,7 +4,7 @@ Printed, on the bundled model (SmolLM2-135M-Instruct) and this machine:
   1. the CPU (torch.backends.cpu.get_cpu_capability()) and torch's threads;
   2. environment steps per second of the language-model policy batched over --n-envs (8)
      environments (one forward per step, sampling, stepping), with and without the cached
-     instruction prefix, and the ratio;
+     instruction prefix (interleaved rounds of 2 steps, medians), and the ratio;
   3. through the very 'agent' job the page and the CLI run (RunManager.run_foreground, in a
      temporary store): the random policy's mean return and the untrained (zero-shot) return over
      20 episodes, training for --minutes minutes, then the trained return, the difference with its
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--n-steps", type=int, default=16, help="steps per environment per update (default 16)")
     parser.add_argument("--n-epochs", type=int, default=2, help="PPO passes per rollout (default 2)")
     parser.add_argument("--lora-last-layers", type=int, default=0, help="adapters in the last N blocks only (default 0: all)")
-    parser.add_argument("--speed-steps", type=int, default=8, help="batched steps per speed measurement")
+    parser.add_argument("--speed-steps", type=int, default=8, help="batched steps per condition (in rounds of 2)")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMRL_BENCH_HOME") or tempfile.mkdtemp(prefix="bench_lm_agent_"))
     os.environ["LLMRL_HOME"] = str(home)
@@ -87,8 +88,12 @@ def main() -> None:
           f"state about {state} tokens, action words {config.action_words}")
     measure_steps_per_second(trainer, 1, True)  # warm-up: the first forwards pay one-off costs
     measure_steps_per_second(trainer, 1, False)
-    cached = measure_steps_per_second(trainer, args.speed_steps, True)
-    uncached = measure_steps_per_second(trainer, args.speed_steps, False)
+    # Interleaved rounds, medians: load from other processes drifts, and must hit both conditions alike.
+    rounds = {True: [], False: []}
+    for _ in range(max(1, args.speed_steps // 2)):
+        for use_cache in (True, False):
+            rounds[use_cache].append(measure_steps_per_second(trainer, 2, use_cache))
+    cached, uncached = statistics.median(rounds[True]), statistics.median(rounds[False])
     print(f"env steps/s over {args.n_envs} envs: cached prefix {cached:.2f} · uncached {uncached:.2f} · "
           f"ratio {cached / uncached:.2f}x", flush=True)
     trainer.close()
