@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Both set-ups agree to this (max over all parameters of |theta_2proc - theta_1proc|) after 2 AdamW steps
 # at lr 1e-3: the gradients differ only in the order of float32 sums (all-reduce vs one batch), ~1e-7
-# relative, and Adam's first steps move each weight by about lr whatever the gradient's size (measured: 8e-8).
+# relative, and Adam's first steps move each weight by about lr whatever the gradient's size (measured:
+# 8e-8 GRPO, 1.1e-6 PPO, 1.6e-6 LoRA at lr 1e-2, 1.2e-7 RLOO with 2 epochs).
 PARAM_ATOL = 1e-5
 
 
@@ -215,8 +216,14 @@ def run_probe(tmp_path: Path, config: dict, num_processes: int) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_parameters_of_one_on_the_same_global_batch(tiny_model_dir, tmp_path):
-    config = probe_config(tiny_model_dir)
+@pytest.mark.parametrize("changes", [
+    {},  # GRPO, dapo (one token count over both processes), 2 micro-batches (no_sync on the first)
+    {"algorithm": "ppo", "beta": 0.1, "kl_estimator": "k1"},  # value head averaged by hand, whitening over the batch
+    {"use_lora": True, "beta": 0.1, "loss_type": "grpo", "learning_rate": 1e-2},  # reference = adapters off
+    {"algorithm": "rloo", "num_epochs": 2, "loss_type": "dr_grpo"},  # old log-probs, two optimizer steps per step
+], ids=["grpo-dapo", "ppo", "grpo-lora", "rloo-2-epochs"])
+def test_two_processes_give_the_parameters_of_one_on_the_same_global_batch(tiny_model_dir, tmp_path, changes):
+    config = probe_config(tiny_model_dir, **changes)
     one = run_probe(tmp_path, config, 1)
     two = run_probe(tmp_path, {**config, "num_processes": 2}, 2)
     moved = max(float((one["params"][k] - one["start"][k]).abs().max()) for k in one["params"])
