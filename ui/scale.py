@@ -19,11 +19,19 @@ TRACKERS = ("tensorboard", "mlflow", "wandb", "trackio")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _read_model_facts(spec: str) -> dict[str, Any]:
-    """Parameter count and shapes of a model from its config alone (no weights loaded)."""
+def _read_model_facts(spec: str) -> dict[str, Any] | None:
+    """Parameter count and shapes of a model from its config.json alone (no weights loaded, nothing converted or
+    downloaded: None until the model is on disk)."""
+    from transformers import AutoConfig
+
+    from llmrl_core.core.preflight import find_model_config
     from llmrl_core.lm_rl.memory import read_model_facts
 
-    return read_model_facts(spec)
+    found = find_model_config(spec)
+    if not found:
+        return None
+    found = dict(found)
+    return read_model_facts(AutoConfig.for_model(found.pop("model_type"), **found))
 
 
 def memory_estimate_ui(cfg: dict, device: str) -> None:
@@ -34,6 +42,10 @@ def memory_estimate_ui(cfg: dict, device: str) -> None:
     machines = int(cfg.get("num_machines") or 1)
     try:
         facts = _read_model_facts(str(cfg.get("model")))
+        if facts is None:
+            st.caption("The memory estimate appears once the model is on this machine (load it in the Playground, "
+                       "or `python -m llmrl_core prepare` for the bundled one).")
+            return
         estimate = estimate_from_config({**cfg, "processes": max(1, processes // machines), "machines": machines,
                                          "strategy": cfg.get("distributed_strategy") if processes > 1 else "single"},
                                         facts)
@@ -88,9 +100,9 @@ def scale_ui(field: Callable[..., Any], cfg: dict) -> None:
         c4, c5 = st.columns(2)
         field("main_process_ip", "Main machine's address", container=c4)
         field("main_process_port", "Port", container=c5)
-    memory_estimate_ui(cfg, device)
-    other_machines_ui(cfg)
-    st.divider()
     field("report_to", "Mirror metrics to (comma-separated: tensorboard, mlflow, wandb, trackio)")
     st.caption("TensorBoard and MLflow write under $LLMRL_HOME/trackers and work offline; wandb and trackio need "
                "their package and a network, and a run asking for them fails at once when either is missing.")
+    st.divider()
+    memory_estimate_ui(cfg, device)
+    other_machines_ui(cfg)
