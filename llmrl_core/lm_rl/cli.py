@@ -165,7 +165,10 @@ def _train_on_processes(cfg: Any, quiet: bool = False) -> int:
     run = store.get_run(run_id) or {}
     status = run.get("status", "failed")
     if status in ("queued", "running", "paused"):  # the launcher ended before the run recorded an outcome
-        store.set_status(run_id, "failed", error=f"accelerate launch exited with status {proc.returncode}.")
+        hint = (" The other machines may not have joined in time (see the commands in the run's log)."
+                if cfg.num_machines > 1 and status == "queued" else "")
+        store.set_status(run_id, "failed", error=f"accelerate launch exited with status {proc.returncode}.{hint}")
+        run = store.get_run(run_id) or {}
         status = "failed"
     print(f"run {run_id}: {status}")
     if status == "failed":

@@ -507,17 +507,20 @@ class RunManager:
         self.store.request_control(run_id, None)
 
 
+RENDEZVOUS_TIMEOUT_S = 600  # torchrun's static rendezvous waits this long for the other machines (its default)
+
+
 def make_accelerate_launch(store: RunStore, run_id: int, config: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
     """Write run `run_id`'s Accelerate config beside its artifacts; return the launch argv and extra environment.
 
     The launcher (``python -m accelerate.commands.launch``) is the worker pid. torchrun starts each
     rank in a session of its own, and each rank dies with the launcher (worker.py), so stop
     escalation and kill of the launcher's group reach them all. For several machines the
-    commands to run on the others go to the run's log; the processes wait for them up to
-    llmrl_core.lm_rl.distributed.COLLECTIVE_TIMEOUT_S, then the run fails with the launcher's output.
+    commands to run on the others go to the run's log; torchrun's static rendezvous waits for them
+    RENDEZVOUS_TIMEOUT_S, then the launcher exits and the run fails with its output.
     """
     from llmrl_core.core.paths import get_artifact_dir
-    from llmrl_core.lm_rl.distributed import COLLECTIVE_TIMEOUT_S, uses_cpu
+    from llmrl_core.lm_rl.distributed import uses_cpu
     from llmrl_core.runs.launch import (build_launch_command, describe_other_machine_commands,
                                         get_launch_env, write_accelerate_config)
 
@@ -539,9 +542,9 @@ def make_accelerate_launch(store: RunStore, run_id: int, config: Mapping[str, An
         others = describe_other_machine_commands(run_id, config_path=path, num_processes=num_processes,
                                                  num_machines=num_machines, main_process_ip=ip,
                                                  main_process_port=port, use_cpu=use_cpu)
-        store.add_log(run_id, f"Waiting up to {COLLECTIVE_TIMEOUT_S // 60} minutes for {num_machines - 1} other "
-                              f"machine(s) to join {ip}:{port}. Copy {path} to the same path on each and run:\n"
-                      + "\n".join(others))
+        store.add_log(run_id, f"Waiting up to {RENDEZVOUS_TIMEOUT_S // 60} minutes for {num_machines - 1} other "
+                              f"machine(s) to join {ip}:{port}; if they do not, the run fails with the launcher's "
+                              f"message. Copy {path} to the same path on each and run:\n" + "\n".join(others))
     return command, {**get_launch_env(use_cpu), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
