@@ -141,6 +141,8 @@ def _train_on_processes(cfg: Any, quiet: bool = False) -> int:
     run_id = store.create_run("lm_rl", cfg.name, cfg.to_dict(), cfg.steps)
     command, launch_env = make_accelerate_launch(store, run_id, cfg.to_dict())
     print(f"run {run_id}: {cfg.num_processes} processes through accelerate launch", file=sys.stderr)
+    if cfg.num_machines > 1:  # the commands for the other machines, as the run's log has them
+        print(str(store.read_logs(run_id)["message"].iloc[-1]), file=sys.stderr)
     bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=quiet)
     # its own session: Ctrl-C reaches this process only, which turns it into a clean stop through the store
     proc = subprocess.Popen(command, env={**os.environ, **launch_env}, start_new_session=True)

@@ -327,3 +327,21 @@ def test_train_cli_with_two_processes_runs_through_accelerate(tiny_model_dir, tm
     assert list(store.read_metrics(1, names=["reward"])["step"]) == [1, 2]
     assert (home / "artifacts" / "run-00001" / "accelerate.yaml").is_file()
     assert (home / "artifacts" / "run-00001" / "checkpoint-000002").is_dir()
+
+
+def test_launch_for_two_machines_logs_the_other_machines_command(store, tmp_path):
+    """The run's log names the wait and the exact command for machine rank 1; this machine's argv is rank 0's."""
+    from llmrl_core.runs.manager import make_accelerate_launch
+
+    config = RLConfig(num_processes=4, num_machines=2, main_process_ip="10.0.0.5", main_process_port=29555,
+                      device="cpu").to_dict()
+    run_id = store.create_run("lm_rl", "two machines", config, 1)
+    command, env = make_accelerate_launch(store, run_id, config)
+    assert command[command.index("--machine_rank") + 1] == "0" and "10.0.0.5" in command and "29555" in command
+    assert command[-5:-2] == ["llmrl_core", "worker", str(run_id)] and env["ACCELERATE_USE_CPU"] == "true"
+    log = "\n".join(store.read_logs(run_id)["message"])
+    assert "Waiting up to 10 minutes for 1 other machine(s) to join 10.0.0.5:29555" in log
+    other = log.splitlines()[-1]
+    assert other.startswith("ACCELERATE_USE_CPU=true python -m accelerate.commands.launch --config_file ")
+    assert "--num_processes 4 --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.5 --main_process_port 29555" in other
+    assert other.endswith(f"-m llmrl_core worker {run_id}")  # no --store: only rank 0, on this machine, opens it
