@@ -236,6 +236,13 @@ def test_two_processes_give_the_parameters_of_one_on_the_same_global_batch(tiny_
             assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-6), key
 
 
+def wait_for(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
 def _stat_fields(pid: int) -> list[str]:
     """/proc/PID/stat after the command name: state, ppid, ..."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -264,7 +271,8 @@ def _is_running(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_run_manager_launches_two_processes_only_rank_0_writes_and_stop_reaches_both(tiny_model_dir, tmp_path):
-    """A long 2-process run from RunManager: one row per step, one 'Started.', rank 1 never opens the store; stop ends all."""
+    """A long 2-process run from RunManager: one row per step, one 'Started.', rank 1 never opens the store;
+    pause holds both processes, resume lets them go on, stop ends the launcher and both ranks."""
     from llmrl_core.runs import RunManager, RunStore
 
     store = RunStore(tmp_path / "runs.sqlite")
@@ -295,6 +303,14 @@ def test_run_manager_launches_two_processes_only_rank_0_writes_and_stop_reaches_
         opened = {rank: any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == str(store.path.resolve())
                             for fd in os.listdir(f"/proc/{pid}/fd")) for rank, pid in ranks.items()}
         assert opened == {"0": True, "1": False}, opened  # only rank 0 holds the store open
+
+        manager.pause(run_id)  # the main process blocks at the step boundary; rank 1 waits in the stop broadcast
+        wait_for(lambda: store.get_run(run_id)["status"] == "paused", 120)
+        paused_at = store.get_run(run_id)["step"]
+        time.sleep(3)
+        assert store.get_run(run_id)["step"] == paused_at and all(map(_is_running, ranks.values()))
+        manager.resume(run_id)
+        wait_for(lambda: store.get_run(run_id)["step"] > paused_at, 120)
 
         manager.stop(run_id)
         assert manager.wait(run_id, timeout=120)
@@ -345,3 +361,25 @@ def test_launch_for_two_machines_logs_the_other_machines_command(store, tmp_path
     assert other.startswith("ACCELERATE_USE_CPU=true python -m accelerate.commands.launch --config_file ")
     assert "--num_processes 4 --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.5 --main_process_port 29555" in other
     assert other.endswith(f"-m llmrl_core worker {run_id}")  # no --store: only rank 0, on this machine, opens it
+
+
+@pytest.mark.slow
+def test_kill_of_the_launcher_ends_both_ranks(tiny_model_dir, tmp_path):
+    """torchrun gives each rank its own session; they ask to die with the launcher, so Kill leaves no rank behind."""
+    from llmrl_core.runs import RunManager, RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    manager = RunManager(store)
+    config = probe_config(tiny_model_dir, steps=500, num_processes=2, max_new_tokens=4, save_final=False)
+    run_id = manager.start("lm_rl", config, name="to kill", total_steps=500)
+    try:
+        wait_for(lambda: (store.get_run(run_id).get("step") or 0) >= 1, 240)
+        launcher = manager._worker_pid(run_id)
+        ranks = _children(launcher)
+        assert len(ranks) == 2, ranks
+        assert manager.kill(run_id)
+        wait_for(lambda: not any(map(_is_running, [launcher, *ranks])), 30)
+        manager.wait(run_id, timeout=30)
+        assert store.get_run(run_id)["status"] == "failed"  # killed: the supervisor records it
+    finally:
+        manager.kill(run_id)
