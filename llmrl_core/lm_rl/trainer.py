@@ -293,10 +293,28 @@ class RLTrainer:
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
 
+    @property
+    def is_sharded(self) -> bool:
+        """True when each process holds only a shard of the weights (FSDP, ZeRO-3)."""
+        return self.accelerator is not None and self.cfg.distributed_strategy in ("fsdp", "zero3")
+
     def save_checkpoint(self, root: Any) -> Any:
-        """Save weights (or the LoRA adapter) and trainer state under root/checkpoint-<step>; return the folder."""
+        """Save weights (or the LoRA adapter) and trainer state under root/checkpoint-<step>; return the folder.
+
+        Every process calls it (sharded weights are gathered collectively); only the main process
+        writes, and the others get None. Sharded runs save no optimizer state: each process holds
+        only its shard of it, so a resumed run starts AdamW afresh (and says so).
+        """
+        model = self.policy
+        if self.is_sharded:  # accelerator.get_state_dict gathers the full weights onto the main process
+            model = _WithStateDict(self.policy, self.accelerator.get_state_dict(self.train_model))
+        if not self.is_main_process:
+            return None
+        state = self.state_dict()
+        if self.is_sharded:
+            state["optimizer"] = None
         folder = make_checkpoint_dir(root, self.step_count)
-        return save_checkpoint(folder, self.policy, self.tokenizer, self.state_dict(), self.cfg.to_yaml())
+        return save_checkpoint(folder, model, self.tokenizer, state, self.cfg.to_yaml())
 
     def _out_of_memory(self, phase: str) -> OutOfMemoryTrainingError:
         """The error to raise for an out-of-memory in `phase`, naming the batch settings to lower."""
@@ -685,6 +703,16 @@ class RLTrainer:
         return ro, scores, comm.gather(rewards).to(self.device)
 
 
+class _WithStateDict:
+    """A model whose save_pretrained writes a given (gathered) state dict: sharded runs' checkpoints."""
+
+    def __init__(self, model: Any, state_dict: dict) -> None:
+        self.model, self.state = model, state_dict
+
+    def save_pretrained(self, path: Any, **kwargs: Any) -> None:
+        self.model.save_pretrained(path, state_dict=self.state, **kwargs)
+
+
 def _rows(values: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
     """values[idx], or None when there are no values."""
     return None if values is None else values[idx]
@@ -730,13 +758,13 @@ def _train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResul
 
     def save(step: int, final: bool = False) -> None:
         nonlocal last_saved
+        folder = trainer.save_checkpoint(root)  # every process: sharded weights are gathered together
         if not trainer.is_main_process:  # the others only keep count
             last_saved = step
             return
-        folder = trainer.save_checkpoint(root)
         ctx.add_artifact(step, "checkpoint", folder, {
             "step": step, "lora": cfg.use_lora, "algorithm": cfg.algorithm, "model": cfg.model,
-            "reward": rewards[-1] if rewards else None, "optimizer": True,
+            "reward": rewards[-1] if rewards else None, "optimizer": not trainer.is_sharded,
         })
         ctx.log(f"Saved checkpoint {folder.name}.")
         last_saved = step
