@@ -520,9 +520,8 @@ class RLTrainer:
                 sync = (self.accelerator.no_sync(self.train_model) if comm is not None and i < len(chunks) - 1
                         else contextlib.nullcontext())
                 with sync:
-                    logits = self._accumulate_chunk(ro, idx, old_logp, ref_logp, advantages, weights, mask, old_values,
-                                                    returns, value_weights, loss_scale, last_epoch, n_seq, acc)
-                del logits
+                    self._accumulate_chunk(ro, idx, old_logp, ref_logp, advantages, weights, mask, old_values,
+                                           returns, value_weights, loss_scale, last_epoch, n_seq, acc)
             if comm is not None and self.value_head is not None:  # the value head is outside DDP's wrapper
                 distributed.average_gradients(comm, list(self.value_head.parameters()))
             policy_loss_sum, value_loss_sum, value_clipfrac = acc["policy"], acc["value"], acc["clipfrac"]
@@ -547,7 +546,7 @@ class RLTrainer:
     def _accumulate_chunk(self, ro: Rollout, idx: torch.Tensor, old_logp: Any, ref_logp: Any, advantages: torch.Tensor,
                           weights: torch.Tensor, mask: torch.Tensor, old_values: Any, returns: Any,
                           value_weights: torch.Tensor, loss_scale: int, last_epoch: bool, n_seq: int,
-                          acc: dict) -> torch.Tensor:
+                          acc: dict) -> None:
         """Forward and backward one micro-batch of rows `idx`; add its losses and per-token results to `acc`."""
         cfg, algo = self.cfg, self.algorithm
         logp, logits, values = self._forward(self.train_model, ro, idx, want_values=self.value_head is not None)  # (b, T), (b, T, V)
@@ -573,7 +572,6 @@ class RLTrainer:
             acc["entropies"].append(compute_entropy(logits.detach()))
             if kl is not None:
                 acc["kls"].append(kl.detach())
-        return logits
 
     def _summarize_update(self, mask: torch.Tensor, global_mask: torch.Tensor, advantages: torch.Tensor,
                           old_values: Any, ratios: list, entropies: list, kls: list, logps: list,
