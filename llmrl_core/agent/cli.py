@@ -10,13 +10,13 @@ The same job as the dashboard's Agent page, writing to the same store: the run a
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from llmrl_core.agent.config import ALGOS, AgentConfig
 from llmrl_core.agent.text_env import ADAPTERS, get_adapter, make_example_observation, render_state
 from llmrl_core.core.config import parse_set_items
 from llmrl_core.core.errors import InputError
+from llmrl_core.runs.foreground import run_and_report
 
 
 def make_cli_config(args: argparse.Namespace) -> AgentConfig:
@@ -46,8 +46,6 @@ def check_prompt(config: AgentConfig) -> dict[str, int] | None:
 
 def _cmd_agent(args: argparse.Namespace) -> int:
     """Validate, check the template with the tokenizer, run the job in the foreground, print the summary."""
-    from llmrl_core.runs import RunManager
-
     config = make_cli_config(args)
     check_prompt(config)
     if args.name is not None and not args.name.strip():
@@ -55,19 +53,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     name = args.name or f"LM {config.algo.upper()} · {config.env_id}"
     print(f"The language model plays {config.env_id} ({config.algo.upper()}, {config.total_steps} steps); "
           "watch it live on the dashboard's Agent page.")
-    manager = RunManager()
-    run_id, status = manager.run_foreground("agent", config.to_dict(), name=name, total_steps=config.total_steps)
-    run = manager.store.get_run(run_id) or {}
-    summary = run.get("summary") or {}
-    if args.json:
-        print(json.dumps({"run_id": run_id, "status": status, "summary": summary, "error": run.get("error")}, indent=2))
-    else:
-        print(f"run {run_id}: {status}")
-        if summary:
-            print(", ".join(f"{k}={v}" for k, v in summary.items()))
-        if status == "failed" and run.get("error"):
-            print(run["error"].split("\n\n")[0])
-    return 0 if status in {"completed", "stopped"} else 1
+    return run_and_report("agent", config.to_dict(), name, config.total_steps, args.json)
 
 
 def add_cli(subparsers: Any) -> None:

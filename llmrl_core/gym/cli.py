@@ -11,20 +11,18 @@ The run appears live on the dashboard's Gym page; `runs stop <id>` stops it from
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from llmrl_core.core.config import parse_set_items
 from llmrl_core.core.errors import InputError
+from llmrl_core.runs.foreground import run_and_report
 from llmrl_core.gym.algorithms import get_gym_algorithm
 from llmrl_core.gym.config import ALGOS, ENVS, GymConfig, make_gym_config
 
 
 def _cmd_gym(args: argparse.Namespace) -> int:
     """Validate the settings, run the job in the foreground, print where its results are."""
-    from llmrl_core.runs import RunManager
-
     # A --config file is the starting point; --env/--algo, the flags and --set override it (last wins).
     overrides: dict[str, Any] = {}
     env, algo = args.env, args.algo
@@ -51,22 +49,10 @@ def _cmd_gym(args: argparse.Namespace) -> int:
                          "(the Gym page lists each run's agent).")
     if args.name is not None and not args.name.strip():
         raise InputError("--name is empty; give the run a name, or leave --name out for 'ALGO · env'.")
-    manager = RunManager()
     name = args.name or f"{config.algo.upper()} · {config.env_id}"
     print(f"Training {config.algo.upper()} on {config.env_id} for {config.total_steps} steps; "
           f"watch it live on the dashboard's Gym page.")
-    run_id, status = manager.run_foreground("gym", config.to_dict(), name=name, total_steps=config.total_steps)
-    run = manager.store.get_run(run_id) or {}
-    summary = run.get("summary") or {}
-    if args.json:
-        print(json.dumps({"run_id": run_id, "status": status, "summary": summary, "error": run.get("error")}, indent=2))
-    else:
-        print(f"run {run_id}: {status}")
-        if summary:
-            print(", ".join(f"{k}={v}" for k, v in summary.items()))
-        if status == "failed" and run.get("error"):
-            print(run["error"].split("\n\n")[0])
-    return 0 if status in {"completed", "stopped"} else 1
+    return run_and_report("gym", config.to_dict(), name, config.total_steps, args.json)
 
 
 def add_cli(subparsers: Any) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from llmrl_core.present.agent import (
     render_agent_player_html,
 )
 from llmrl_core.present.common import escape_markdown
+from ui.episodes import pick_episode_to_show
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
@@ -176,27 +176,13 @@ def _render_player(episode_json: str, title: str) -> str:
     return render_agent_player_html(json.loads(episode_json), title=title, svg_height=SVG_HEIGHT)
 
 
-def _pick_episode(run_id: int, episodes: Any) -> Any:
-    """The newest episode, but only once the one on screen has played through (as the Gym page does)."""
-    state = st.session_state.setdefault("agent_shown", {})
-    shown = state.get(run_id)
-    newest = episodes.iloc[-1]
-    if shown is not None and shown["id"] in set(episodes["id"]):
-        meta = shown["meta"]
-        duration = meta.get("length", 0) / max(meta.get("fps", 30), 1) + 1.5
-        if shown["id"] == newest["id"] or time.monotonic() - shown["since"] < duration:
-            return episodes[episodes["id"] == shown["id"]].iloc[0]
-    state[run_id] = {"id": newest["id"], "since": time.monotonic(), "meta": newest["meta"]}
-    return newest
-
-
 def episode_ui(view: LiveRun) -> None:
     """The latest recorded episode (zero-shot, training or trained), replayed with the action probabilities."""
     episodes = view.memo("episodes", lambda: get_store().list_artifacts(view.run_id, kind="episode"))
     if episodes.empty:
         st.info("The zero-shot evaluation records the first episode.")
         return
-    row = _pick_episode(view.run_id, episodes)
+    row = pick_episode_to_show(view.run_id, episodes, "agent_shown")
     try:
         episode = _load_episode(str(row["path"]))
     except (OSError, ValueError) as err:

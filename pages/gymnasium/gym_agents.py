@@ -9,7 +9,6 @@ episode in the browser from recorded states.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from llmrl_core.present.gym import (
 from llmrl_core.present.common import escape_markdown
 from ui.clone import take_clone_request
 from ui.config_widgets import config_field_ui, config_form_ui
+from ui.episodes import pick_episode_to_show
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
@@ -104,20 +104,6 @@ def _load_episode(path: str) -> dict:
     return load_episode(path).to_dict()
 
 
-def _pick_episode_to_show(run_id: int, episodes: Any) -> Any:
-    """The episode the player shows: the newest, but only once the one on screen has played through."""
-    state = st.session_state.setdefault("gym_shown", {})
-    shown = state.get(run_id)
-    newest = episodes.iloc[-1]
-    if shown is not None and shown["id"] in set(episodes["id"]):
-        meta = shown["meta"]
-        duration = meta.get("length", 0) / max(meta.get("fps", 30), 1) + 1.5
-        if shown["id"] == newest["id"] or time.monotonic() - shown["since"] < duration:
-            return episodes[episodes["id"] == shown["id"]].iloc[0]
-    state[run_id] = {"id": newest["id"], "since": time.monotonic(), "meta": newest["meta"]}
-    return newest
-
-
 def recorded_episode_ui(view: LiveRun) -> None:
     """The latest evaluation episode of a run (or one picked by step), replayed."""
     run = view.run
@@ -128,7 +114,7 @@ def recorded_episode_ui(view: LiveRun) -> None:
     options = ["latest"] + episodes["step"].tolist()[::-1]
     choice = st.selectbox("Episode", options, key=f"gym_ep_pick_{run['id']}",
                           format_func=lambda s: "latest (follows training)" if s == "latest" else f"after {s} steps")
-    row = _pick_episode_to_show(run["id"], episodes) if choice == "latest" else episodes[episodes["step"] == choice].iloc[-1]
+    row = pick_episode_to_show(run["id"], episodes, "gym_shown") if choice == "latest" else episodes[episodes["step"] == choice].iloc[-1]
     try:
         episode = _load_episode(str(row["path"]))
     except (OSError, ValueError) as err:
