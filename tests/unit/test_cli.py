@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args: str, home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "llmrl_core", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.support.cli import run_cli
 
 
 def test_generate_json_has_token_logprobs(tiny_model_dir, workbench_home):
