@@ -500,6 +500,13 @@ class RunManager:
                                   get_worker_log_path(self.store, run_id))
 
     def _record_vanished(self, run_id: int, headline: str, log_path: Path) -> None:
+        run = self.store.get_run(run_id) or {}
+        machines = int((run.get("config") or {}).get("num_machines") or 1)
+        if not run.get("started") and machines > 1:  # it never started: the other machines did not join
+            headline += (f" The run waited for its {machines - 1} other machine(s), which never joined within "
+                         f"{RENDEZVOUS_TIMEOUT_S // 60} minutes: run the command from the run's log on each of them "
+                         "(same workbench, same config file), check that they reach main_process_ip:main_process_port, "
+                         "then start the run again.")
         tail = read_log_tail(log_path)
         error = headline + (f"\n\nLast lines of the worker's output ({log_path}):\n{tail}" if tail else "")
         self.store.set_status(run_id, "failed", error=error)

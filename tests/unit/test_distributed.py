@@ -383,3 +383,19 @@ def test_kill_of_the_launcher_ends_both_ranks(tiny_model_dir, tmp_path):
         assert store.get_run(run_id)["status"] == "failed"  # killed: the supervisor records it
     finally:
         manager.kill(run_id)
+
+
+def test_a_multi_machine_run_whose_machines_never_joined_fails_with_what_to_do(store, tmp_path):
+    """The launcher gave up waiting (still queued, 2 machines): the failure says the other machine never joined."""
+    from llmrl_core.runs.manager import RunManager
+    from llmrl_core.runs.store import make_owner
+
+    config = RLConfig(num_processes=4, num_machines=2, main_process_ip="10.0.0.5", device="cpu").to_dict()
+    run_id = store.create_run("lm_rl", "two machines", config, 1)
+    store.assign_owner(run_id, make_owner())  # its launcher is alive while it waits: not an orphan
+    log = tmp_path / "worker.log"
+    log.write_text("torch.distributed: timed out waiting for rendezvous\n", encoding="utf-8")
+    RunManager(store)._record_vanished(run_id, "The worker exited with status 1.", log)
+    error = store.get_run(run_id)["error"]
+    assert "1 other machine(s), which never joined within 10 minutes" in error
+    assert "timed out waiting for rendezvous" in error  # the launcher's own words follow
