@@ -2,7 +2,7 @@
 
 Three conditions, interleaved round by round so drifting background load hits all alike:
   unwatched     no browser open (the server is up, idle);
-  rl_dashboard  Chromium open on the RL fine-tuning page, which shows the run live;
+  rl_dashboard  Chromium open on the LM RL page, which shows the run live;
   runs_page     Chromium open on the Runs page with the run selected.
 Each run is the bundled model on the "make-it-positive" preset for --steps steps, started the way
 the dashboard starts it (RunManager.start: a worker process of its own). The figure per run is the

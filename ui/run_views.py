@@ -1,4 +1,4 @@
-"""Small views of one run shared by the Runs, RL fine-tuning and Classic RL pages."""
+"""Small views of one run shared by the Runs, LM RL, Gym and Agent pages."""
 
 from __future__ import annotations
 

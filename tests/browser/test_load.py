@@ -1,7 +1,7 @@
-"""Load: 20 browser sessions on the Runs and RL fine-tuning pages while two runs train (issue 13, part 5).
+"""Load: 20 browser sessions on the Runs and LM RL pages while two runs train (issue 13, part 5).
 
 Two runs train in worker processes (an LM RL run on the tiny random Llama and a Gymnasium random-policy
-run); 20 Playwright contexts of one Chromium open the Runs page and the RL fine-tuning page in turn and
+run); 20 Playwright contexts of one Chromium open the Runs page and the LM RL page in turn and
 stay open, each polling its live view. Checked: the server logs no error or traceback while they are open,
 every page shows its run, the server answers HTTP requests for a page within PAGE_ANSWER_S at the median
 (sampled every half second while all 20 sessions poll), and both runs keep advancing. The issue's p95 bound

@@ -1,4 +1,4 @@
-"""AppTest for the RL fine-tuning page: presets, validation, YAML round trip, a tiny run shown with curves and samples."""
+"""AppTest for the LM RL page: presets, validation, YAML round trip, a tiny run shown with curves and samples."""
 
 from __future__ import annotations
 
