@@ -115,7 +115,7 @@ def bench_browser(repeats: int) -> None:
     with serve_app(home) as url, open_browser() as page:
         page.goto(url, wait_until="domcontentloaded")
         page.get_by_role("heading", name="LLM·RL Workbench").wait_for(timeout=120_000)
-        page.get_by_role("link", name="Attention").click()
+        page.get_by_role("link", name="Attention", exact=True).click()
         page.get_by_role("heading", name="Attention explorer").wait_for(timeout=60_000)
         charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
         grid_image = charts.nth(0).locator(".heatmaplayer image")

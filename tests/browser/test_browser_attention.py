@@ -14,7 +14,7 @@ def test_attention_journey(tmp_path, workbench_home, bundled_dir):
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))  # alert(1) would land here
         page.goto(url, wait_until="domcontentloaded")
         page.get_by_role("heading", name="LLM·RL Workbench").wait_for(timeout=90_000)  # the router is up
-        page.get_by_role("link", name="Attention").click()
+        page.get_by_role("link", name="Attention", exact=True).click()
         page.get_by_role("heading", name="Attention explorer").wait_for(timeout=90_000)
         text = page.get_by_label("Text (or prompt)")
         text.fill("The cat sat on the mat. <script>alert(1)</script> Then the cat sat on the")

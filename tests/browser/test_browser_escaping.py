@@ -142,8 +142,16 @@ def test_runs_page_shows_payload_runs_literally(app):
     pick(page, "Run", f"#{runs['lm_rl']} ")
     page.get_by_role("tab", name="Samples").click()
     check_literal(page, dialogs, "Runs page, samples table", [MULTILINE], table=-1)
-    page.get_by_role("tab", name="Compare").click()
-    check_literal(page, dialogs, "Runs page, compare tab")
+    page.get_by_role("tab", name="Health").click()
+    check_literal(page, dialogs, "Runs page, health tab")
+    page.goto(f"{url}/compare", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Compare").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    check_literal(page, dialogs, "Compare page (legend, finals)", [NAME])
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="LLM·RL Workbench").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    check_literal(page, dialogs, "Overview, latest runs", [NAME])
 
 
 @pytest.mark.browser

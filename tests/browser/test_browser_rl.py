@@ -35,7 +35,7 @@ def _wait_idle(page) -> None:
 def test_rl_make_it_positive_journey(tmp_path, workbench_home, tiny_model_dir):
     with serve_app(workbench_home) as url, open_browser() as page:
         page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("link", name="LM RL").click()
+        page.get_by_role("link", name="LM RL", exact=True).click()
         page.get_by_role("heading", name="LM RL").wait_for(timeout=90_000)
         page.get_by_role("tab", name="New run").click()
         _wait_idle(page)

@@ -73,7 +73,7 @@ def test_gym_run_stays_selected_and_the_sidebar_moves(tmp_path, workbench_home):
         assert frame.locator("#step").is_visible() and frame.locator("#play").is_visible()
 
         # The Runs page shows this run too (the newest), finished.
-        page.get_by_role("link", name="Runs").first.click()
+        page.get_by_role("link", name="Runs", exact=True).first.click()
         page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=60_000)
         page.locator("h3").filter(has_text=f"#{run_id} · ").first.wait_for(timeout=30_000)
         assert page.get_by_text("✅ completed").count() >= 1
