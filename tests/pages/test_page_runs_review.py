@@ -80,6 +80,9 @@ def test_run_detail_offers_health_export_and_report(app_env, tmp_path):
 
 def test_delete_of_a_running_run_is_refused(app_env):
     store, ids = app_env
+    from llmrl_core.runs.store import make_owner
+
+    store.assign_owner(ids[1], make_owner())  # owned by this live process, so the supervisor leaves it running
     store.set_status(ids[1], "running")
     at = _open("pages/runs/runs.py")
     assert any("stop it first" in w.value for w in at.warning)
