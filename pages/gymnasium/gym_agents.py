@@ -50,7 +50,7 @@ def settings_ui() -> None:
         try:
             make_gym_config(env_id, algo)
         except InputError as err:
-            st.warning(escape_markdown(err))
+            st.warning(str(err))
         st.button("Train", disabled=True, key="gym_train_disabled", help="This algorithm cannot act in this environment.")
         return
     algorithm = get_gym_algorithm(algo)
@@ -74,7 +74,7 @@ def settings_ui() -> None:
         try:
             config = make_gym_config(env_id, algo, **overrides)
         except InputError as err:
-            st.error(escape_markdown(err))
+            st.error(str(err))
             return
         run_id = get_run_manager().start("gym", config.to_dict(), name=f"{algorithm.short} · {env_id}",
                                          total_steps=config.total_steps)
@@ -154,7 +154,7 @@ def finished_run_ui(run: dict) -> None:
             st.session_state["gym_agent_episode"] = play_agent_episode(model, config["env_id"],
                                                                        train_step=int(agent["step"])).to_dict()
         except WorkbenchError as err:
-            st.error(escape_markdown(err))
+            st.error(str(err))
     if cols[1].button("Keep training", key=f"gym_continue_{run_id}",
                       help="A new run that starts from this run's saved agent."):
         new_config = {**config, "init_from": agent["path"]}
