@@ -97,10 +97,11 @@ def headline_metrics_ui(metrics: pd.DataFrame) -> None:
 
 
 DEFAULT_CURVES = ("kl", "entropy", "policy_loss", "value_loss", "length", "zero_std")  # the rest on request
+DASHBOARD_TABS = ("Samples", "Curves", "Checkpoints", "Log", "Config")  # below the reward chart; only the open one runs
 
 
-def curves_ui(view: LiveRun) -> None:
-    """The reward chart, the flat-reward note, and a grid of the other curves (drawn from downsampled series)."""
+def reward_curve_ui(view: LiveRun) -> None:
+    """The reward chart and the flat-reward note (always on screen while a run is watched)."""
     run, metrics = view.run, view.metrics
     if metrics.empty or "reward" not in metrics.columns:
         st.info("The first point appears when the first step ends (sampling, scoring and one update).")
@@ -110,6 +111,15 @@ def curves_ui(view: LiveRun) -> None:
     note = view.memo("flat_note", lambda: explain_flat_rewards(metrics, run["config"].get("algorithm", "grpo")))
     if note:
         st.info(note)
+
+
+def small_curves_ui(view: LiveRun) -> None:
+    """A grid of the other curves (drawn from downsampled series), the ones RL users watch first preselected."""
+    run, metrics = view.run, view.metrics
+    if metrics.empty:
+        st.caption("Curves appear when the first step ends.")
+        return
+    plot = view.plot_metrics()
     specs = make_chart_specs(list(metrics.columns))
     titles = {spec.key: spec.title for spec in specs}
     # Every chart on screen is redrawn by the browser at each step (bench/bench_watch.py measured Chromium at about
@@ -263,17 +273,29 @@ def rl_dashboard_ui(view: LiveRun, on_clone: Any = None) -> None:
             on_clone(config)
     headline_metrics_ui(metrics)
     alarms_ui(run, compact=True)  # reward hacking and health, from what is stored so far
-    curves_ui(view)
-    st.markdown("#### Samples")
-    samples_inspector_ui(run, samples, view.memo("samples_table", lambda: make_samples_frame(samples)))
-    with st.expander("Checkpoints and resume", expanded=run["status"] in ("interrupted", "failed")):
-        checkpoints_ui(view)
-    with st.expander("Log"):
-        logs_ui(view)
-    with st.expander("Config and summary"):
-        st.code(view.memo("config_yaml", lambda: _config_yaml(config)), language="yaml")
-        if run.get("summary"):
-            st.json(run["summary"])
+    reward_curve_ui(view)
+    # Lazy tabs: only the open tab runs and is sent, so a step redraws the reward chart and one tab, not
+    # every chart and table of the run (bench/bench_watch.py: the browser's redraws come out of training's cores).
+    default = "Checkpoints" if run["status"] in ("interrupted", "failed") else DASHBOARD_TABS[0]
+    tabs = st.tabs(list(DASHBOARD_TABS), key=f"rl_tabs_{run_id}", default=default, on_change="rerun")
+    bodies = {
+        "Samples": lambda: samples_inspector_ui(run, samples, view.memo("samples_table", lambda: make_samples_frame(samples))),
+        "Curves": lambda: small_curves_ui(view),
+        "Checkpoints": lambda: checkpoints_ui(view),
+        "Log": lambda: logs_ui(view),
+        "Config": lambda: config_ui(view),
+    }
+    for tab, name in zip(tabs, DASHBOARD_TABS):
+        if tab.open:
+            with tab:
+                bodies[name]()
+
+
+def config_ui(view: LiveRun) -> None:
+    """The run's config as YAML, and its summary once it has one."""
+    st.code(view.memo("config_yaml", lambda: _config_yaml(view.run["config"])), language="yaml")
+    if view.run.get("summary"):
+        st.json(view.run["summary"])
 
 
 def _config_yaml(config: dict) -> str:

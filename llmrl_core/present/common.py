@@ -99,6 +99,9 @@ def make_logprob_tooltips(logprobs: Sequence[float], alternatives: Sequence[Sequ
     return tips
 
 
+MARKERS_UP_TO = 60  # points per series drawn with markers
+
+
 def make_metric_figure(frame: pd.DataFrame, names: Sequence[str], title: str = "", x: str = "step",
                        band: dict[str, str] | None = None, hline: float | None = None,
                        hline_label: str = "") -> go.Figure:
@@ -115,7 +118,9 @@ def make_metric_figure(frame: pd.DataFrame, names: Sequence[str], title: str = "
                 x=pd.concat([data[x], data[x][::-1]]), y=pd.concat([data[name] + std, (data[name] - std)[::-1]]),
                 fill="toself", line=dict(width=0), opacity=0.2, hoverinfo="skip", showlegend=False, name=f"{name} ± std",
             ))
-        fig.add_trace(go.Scatter(x=data[x], y=data[name], mode="lines+markers", name=name, marker=dict(size=4)))
+        # Markers only while they are few: on a long live run they are most of what the browser redraws per step.
+        mode = "lines+markers" if len(data) <= MARKERS_UP_TO else "lines"
+        fig.add_trace(go.Scatter(x=data[x], y=data[name], mode=mode, name=name, marker=dict(size=4)))
     if hline is not None:
         fig.add_hline(y=hline, line_dash="dash", line_color="green", annotation_text=hline_label)
     fig.update_layout(title=title, height=300, margin=dict(l=40, r=10, t=40 if title else 10, b=30),

@@ -141,45 +141,69 @@ def run_detail_ui(view: LiveRun) -> None:
     run_controls_ui(run, "runs")
     manage_ui(view, disk)
 
+    # Lazy tabs: only the open one runs and is sent, so a live run's step redraws one tab, not all seven.
+    tabs = st.tabs(list(DETAIL_TABS), key=f"runs_tabs_{run_id}", on_change="rerun")
+    for tab, name in zip(tabs, DETAIL_TABS):
+        if tab.open:
+            with tab:
+                DETAIL_TABS[name](view)
+
+
+def curves_tab_ui(view: LiveRun) -> None:
+    """The run's metrics, the headline ones preselected."""
     metrics = view.metrics
-    tab_curves, tab_samples, tab_health, tab_logs, tab_files, tab_config, tab_share = st.tabs(
-        ["Curves", "Samples", "Health", "Log", "Artifacts", "Config", "Export & report"])
-    with tab_curves:
-        names = [c for c in metrics.columns if c != "step"]
-        if not names:
-            st.info("No metrics yet.")
-        else:
-            default = [n for n in names if n in DEFAULT_METRICS] or names[:1]
-            chosen = st.multiselect("Metrics", names, default=default, key=f"metrics_{run_id}")
-            band = {"reward": "reward_std"} if "reward_std" in names else {}
-            view.chart("curves", lambda: make_metric_figure(view.plot_metrics(), chosen, band=band), tuple(chosen))
-    with tab_samples:
-        samples = view.memo("samples", lambda: store.read_samples(run_id, limit=500))
-        if samples.empty:
-            st.info("No samples recorded.")
-        else:
-            rewards = pd.json_normalize(samples["rewards"].tolist()).add_prefix("reward/")
-            st.dataframe(pd.concat([samples[["step", "prompt", "completion"]], rewards], axis=1), hide_index=True,
-                         width="stretch")
-    with tab_logs:
-        logs = view.memo("logs", lambda: store.read_logs(run_id).tail(200))
-        lines = [f"{time.strftime('%H:%M:%S', time.localtime(t))}  {lvl:<7} {msg}"
-                 for t, lvl, msg in zip(logs["time"], logs["level"], logs["message"])]
-        st.code("\n".join(lines), language="text") if lines else st.caption("No log lines yet.")
-    with tab_files:
-        files = view.memo("artifacts", lambda: store.list_artifacts(run_id))
-        st.dataframe(files[["step", "kind", "path"]], hide_index=True, width="stretch") if not files.empty else st.info("No artifacts.")
-    with tab_health:
-        alarms_ui(run)
-    with tab_config:
-        st.code(json.dumps(run["config"], indent=2), language="json")
-        if run.get("summary"):
-            st.json(run["summary"])
-    with tab_share:
-        st.markdown("**Report for stakeholders**")
-        report_ui([run_id], key=f"run{run_id}")
-        st.markdown("**Export**")
-        export_ui(run)
+    names = [c for c in metrics.columns if c != "step"]
+    if not names:
+        st.info("No metrics yet.")
+        return
+    default = [n for n in names if n in DEFAULT_METRICS] or names[:1]
+    chosen = st.multiselect("Metrics", names, default=default, key=f"metrics_{view.run_id}")
+    band = {"reward": "reward_std"} if "reward_std" in names else {}
+    view.chart("curves", lambda: make_metric_figure(view.plot_metrics(), chosen, band=band), tuple(chosen))
+
+
+def samples_tab_ui(view: LiveRun) -> None:
+    """The newest 500 samples with their rewards (as text: model output is never interpreted)."""
+    samples = view.memo("samples", lambda: get_store().read_samples(view.run_id, limit=500))
+    if samples.empty:
+        st.info("No samples recorded.")
+        return
+    rewards = pd.json_normalize(samples["rewards"].tolist()).add_prefix("reward/")
+    st.dataframe(pd.concat([samples[["step", "prompt", "completion"]], rewards], axis=1), hide_index=True,
+                 width="stretch")
+
+
+def logs_tab_ui(view: LiveRun) -> None:
+    """The run's last 200 log lines."""
+    logs = view.memo("logs", lambda: get_store().read_logs(view.run_id).tail(200))
+    lines = [f"{time.strftime('%H:%M:%S', time.localtime(t))}  {lvl:<7} {msg}"
+             for t, lvl, msg in zip(logs["time"], logs["level"], logs["message"])]
+    st.code("\n".join(lines), language="text") if lines else st.caption("No log lines yet.")
+
+
+def files_tab_ui(view: LiveRun) -> None:
+    """The run's artifacts (checkpoints, agents, episodes)."""
+    files = view.memo("artifacts", lambda: get_store().list_artifacts(view.run_id))
+    st.dataframe(files[["step", "kind", "path"]], hide_index=True, width="stretch") if not files.empty else st.info("No artifacts.")
+
+
+def config_tab_ui(view: LiveRun) -> None:
+    """The run's config and summary."""
+    st.code(json.dumps(view.run["config"], indent=2), language="json")
+    if view.run.get("summary"):
+        st.json(view.run["summary"])
+
+
+def share_tab_ui(view: LiveRun) -> None:
+    """The report for stakeholders and the exports."""
+    st.markdown("**Report for stakeholders**")
+    report_ui([view.run_id], key=f"run{view.run_id}")
+    st.markdown("**Export**")
+    export_ui(view.run)
+
+
+DETAIL_TABS = {"Curves": curves_tab_ui, "Samples": samples_tab_ui, "Health": lambda view: alarms_ui(view.run),
+               "Log": logs_tab_ui, "Artifacts": files_tab_ui, "Config": config_tab_ui, "Export & report": share_tab_ui}
 
 
 def start_links_ui() -> None:

@@ -164,9 +164,9 @@ def test_rl_page_shows_payload_run_literally(app):
     check_literal(page, dialogs, "RL page, config values in the caption", [f"prompts {NAME} · "], CAPTION)
     check_literal(page, dialogs, "RL page, error", [f"ValueError: {NAME}"], ERROR)
     check_literal(page, dialogs, "RL page, samples table", [MULTILINE], table=-1)
-    open_expander(page, "Log")
+    page.get_by_role("tab", name="Log", exact=True).click()
     check_literal(page, dialogs, "RL page, log", [f"LOG {NAME}"], CODE)
-    open_expander(page, "Config and summary")
+    page.get_by_role("tab", name="Config", exact=True).click()
     check_literal(page, dialogs, "RL page, config", [f"{HEADING} {SCRIPT} {IMG} {LINK} {BOLD}"], CODE)
 
 

@@ -64,6 +64,9 @@ def test_run_detail_offers_health_export_and_report(app_env, tmp_path):
     at = _open("pages/runs/runs.py")
     labels = [t.label for t in at.tabs]
     assert {"Health", "Export & report"} <= set(labels)
+    assert not [b for b in at.button if b.key == f"report_go_run{ids[1]}"]  # lazy tabs: a closed tab does not run
+    at.session_state[f"runs_tabs_{ids[1]}"] = "Export & report"
+    at.run()
     at.button(key=f"report_go_run{ids[1]}").click().run()
     assert not at.exception, at.exception
     html = (Path(store.path).parent / "reports" / f"run-{ids[1]:05d}.html")
