@@ -72,7 +72,7 @@ def run_status_ui(run: dict, metrics: pd.DataFrame) -> None:
     elif status == "paused":
         detail = " · paused"
     run_progress_ui(run, detail)
-    run_error_ui(run, " Resume it from its last checkpoint below, if it saved one.")
+    run_error_ui(run, " Resume it from its last checkpoint (tab Checkpoints below), if it saved one.")
     if status == "stopped":
         st.info("Stopped by request.")
 
@@ -276,7 +276,7 @@ def rl_dashboard_ui(view: LiveRun, on_clone: Any = None) -> None:
     reward_curve_ui(view)
     # Lazy tabs: only the open tab runs and is sent, so a step redraws the reward chart and one tab, not
     # every chart and table of the run (bench/bench_watch.py: the browser's redraws come out of training's cores).
-    default = "Checkpoints" if run["status"] in ("interrupted", "failed") else DASHBOARD_TABS[0]
+    default = "Checkpoints" if run["status"] == "interrupted" else DASHBOARD_TABS[0]  # resume first
     tabs = st.tabs(list(DASHBOARD_TABS), key=f"rl_tabs_{run_id}", default=default, on_change="rerun")
     bodies = {
         "Samples": lambda: samples_inspector_ui(run, samples, view.memo("samples_table", lambda: make_samples_frame(samples))),
