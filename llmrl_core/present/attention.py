@@ -85,8 +85,8 @@ def make_head_heatmap(
     )
     if n_prompt is not None and 0 < n_prompt < n:
         edge = n_prompt - 0.5
-        for kind in ("x", "y"):
-            coords = dict(x0=edge, x1=edge, y0=-0.5, y1=n - 0.5) if kind == "x" else dict(y0=edge, y1=edge, x0=-0.5, x1=n - 0.5)
+        for axis in ("x", "y"):
+            coords = dict(x0=edge, x1=edge, y0=-0.5, y1=n - 0.5) if axis == "x" else dict(y0=edge, y1=edge, x0=-0.5, x1=n - 0.5)
             fig.add_shape(type="line", line=dict(color="#e45756", dash="dash", width=1.5), **coords)
     return style_token_map(fig, n, title)
 
