@@ -85,6 +85,7 @@ GRPO = Algorithm(
                 "(needs num_generations >= 2); no value model.",
     paper="arXiv 2402.03300",
     needs_groups=True,
+    settings=("scale_rewards",),
     validate=check_groups,
     compute_advantages=compute_advantages,
     compute_loss=compute_clipped_loss,

@@ -119,6 +119,7 @@ PPO = Algorithm(
                 "the KL penalty folded into the reward.",
     paper="arXiv 1707.06347, GAE arXiv 1506.02438",
     needs_value_head=True,
+    settings=("vf_coef", "cliprange_value", "gamma", "lam", "whiten_advantages"),
     metric_keys=frozenset({"loss/value", "value/mean", "value/clipfrac"}),
     validate=validate,
     compute_advantages=compute_advantages,

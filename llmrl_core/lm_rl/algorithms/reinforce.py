@@ -77,6 +77,7 @@ REINFORCE = Algorithm(
     metric_keys=frozenset({"baseline"}),
     validate=validate,
     init_state=init_state,
+    settings=("baseline_decay",),
     compute_advantages=compute_advantages,
     compute_loss=compute_loss,
 )

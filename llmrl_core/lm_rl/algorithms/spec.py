@@ -9,7 +9,8 @@ score, advantages, update. It asks the algorithm only for what differs between t
   * `init_state()`: what it carries from step to step (kept in checkpoints), e.g. REINFORCE's baseline;
   * `compute_advantages(cfg, batch, state)`: advantages (and value targets) for the scored batch;
   * `compute_loss(cfg, mb)`: the loss of one micro-batch, from log-probs the trainer computed;
-  * `metric_keys`: the metrics it logs on top of the common ones; `label`/`description` for the UI.
+  * `metric_keys`: the metrics it logs on top of the common ones; `label`/`description` for the UI;
+  * `settings`: the config fields only it reads (the form shows them when it is picked).
 
 The dataclasses below are the plain tensors passed across that line; shapes use B for
 sequences (prompts x samples) and T for completion positions, b for a micro-batch's rows.
@@ -100,3 +101,4 @@ class Algorithm:
     needs_value_head: bool = False  # trains a value head next to the policy (and needs old values)
     metric_keys: frozenset[str] = frozenset()  # metrics logged on top of the common ones
     init_state: Callable[[], dict[str, Any]] = make_no_state  # state carried between steps; saved in checkpoints
+    settings: tuple[str, ...] = ()  # the RLConfig fields only it reads: the form shows them when it is picked
