@@ -28,12 +28,9 @@ import importlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from llmrl_core.core.errors import InputError
-
-if TYPE_CHECKING:
-    from llmrl_core.runs.headline import Headline
 
 EXTRA_JOBS_ENV = "LLMRL_EXTRA_JOBS"  # "name=module:attr,..."; inherited by worker processes
 SPEC_MODULE = "kind"  # llmrl_core/<package>/kind.py declares the package's kind
@@ -66,7 +63,7 @@ class RunKindSpec:
     main_metric: str = "reward"  # how well a run does: the runs table's first/best/last reward
     higher_is_better: bool = True  # of main_metric: the runs table's best is the max (else the min)
     samples_per_step: Callable[[Mapping[str, Any]], int] = count_one_sample  # Compare's "samples seen" x axis
-    headline: Callable[[Any, Mapping[str, Any]], "Headline"] | None = None  # (store, run) -> Headline; None: steps
+    headline: Callable[[Any, Mapping[str, Any]], Any] | None = None  # (store, run) -> headline.Headline; None: steps
     export_formats: tuple[str, ...] = ("metrics", "samples", "config")  # of EXPORT_FORMATS
     model_exporter: str | None = None  # "module:function"(store, run, tmp, *, merge_lora, checkpoint) for 'model'
     model_suffix: str = ""  # the file ending an exported model must have ('.zip': an SB3 agent); "" a folder
