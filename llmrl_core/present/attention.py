@@ -91,18 +91,6 @@ def make_head_heatmap(
     return style_token_map(fig, n, title)
 
 
-def pool_map(weights: np.ndarray, size: int) -> np.ndarray:
-    """Average-pool a (T, T) map into at most (size, size) blocks, for thumbnails."""
-    w = np.asarray(weights, dtype=np.float32)
-    n = w.shape[0]
-    if n <= size:
-        return w
-    edges = np.linspace(0, n, size + 1).astype(int)[:-1]  # block starts
-    counts = np.diff(np.append(edges, n)).astype(np.float32)  # (size,)
-    pooled = np.add.reduceat(np.add.reduceat(w, edges, axis=0), edges, axis=1)  # (size, size) sums
-    return pooled / counts[:, None] / counts[None, :]
-
-
 def make_thumbnail_canvas(weights: np.ndarray, tile: int = 24, scale_without_first: bool = True) -> np.ndarray:
     """All heads' maps pooled to (tile x tile) and laid out as one image, rows = layers, columns = heads.
 

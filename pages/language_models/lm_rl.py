@@ -1,7 +1,7 @@
 """RL fine-tuning: set up a run (presets, every RLConfig field, prompts, rewards, YAML), start it, watch it live.
 
-Runs are ordinary 'lm_rl' jobs in the run manager's background thread, so they keep going when
-the tab is closed; the Dashboard tab finds active and past runs in the store and polls the
+Runs are ordinary 'lm_rl' jobs, each in a worker process of its own (the run manager launches it), so
+they keep going when the tab is closed; the Dashboard tab finds active and past runs in the store and polls the
 newest active one once a second (ui/rl_dashboard.py). The form keeps its values in one dict in
 session state ("rl_config"), so presets, a loaded YAML file and "Edit a copy" all fill it the
 same way, and RLConfig's validation speaks for every field before anything starts.
