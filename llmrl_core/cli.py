@@ -1,7 +1,8 @@
 """The same jobs as the dashboard, headless: `python -m llmrl_core <command> ...`.
 
-Commands: generate, runs (list/show/stop/pause/resume), demo; jobs added by other modules
-register themselves through `add_cli(subparsers)` (see `_PLUGIN_MODULES`). Every command
+Commands: generate, runs (list/show/stop/pause/resume), prepare; every run kind's verb (its spec's
+`cli`, e.g. train, gym, agent) and the other command modules (`_PLUGIN_MODULES`) add themselves
+through `add_cli(subparsers)`. Every command
 writes to the same run store as the dashboard, so runs started here show up there live.
 User errors print one clear line to stderr and exit with status 2; nothing raises a traceback.
 """
@@ -17,9 +18,8 @@ from typing import NoReturn, Sequence
 
 from llmrl_core.core.errors import WorkbenchError
 
-# Modules that add subcommands: each defines add_cli(subparsers).
-_PLUGIN_MODULES: list[str] = ["llmrl_core.gym.cli", "llmrl_core.lm_rl.cli", "llmrl_core.agent.cli",
-                               "llmrl_core.attention.cli", "llmrl_core.runs.review_cli", "llmrl_core.runs.worker"]
+# Modules that add subcommands besides the run kinds' own (RunKindSpec.cli): each defines add_cli(subparsers).
+_PLUGIN_MODULES: list[str] = ["llmrl_core.attention.cli", "llmrl_core.review_cli", "llmrl_core.runs.worker"]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -80,7 +80,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             print(runs.to_json(orient="records"))
             return 0
         if runs.empty:
-            print("No runs yet. Start one from the dashboard or with: python -m llmrl_core demo")
+            print("No runs yet. Start one from the dashboard or with: python -m llmrl_core train --preset make-it-positive")
             return 0
         print(f"{'id':>5}  {'kind':<8} {'status':<12} {'step':>11}  {'created':<16}  name")
         for r in runs.itertuples():
@@ -130,21 +130,6 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo job in the foreground (proves the store without a model)."""
-    from llmrl_core.runs import RunManager
-
-    if args.steps < 1:  # refused here, before a run exists in the store
-        raise WorkbenchError(f"--steps must be at least 1 (got {args.steps}).")
-    if not 0 <= args.delay <= 60:  # also NaN and inf
-        raise WorkbenchError(f"--delay must be between 0 and 60 seconds (got {args.delay}); 0.05 is the default.")
-    manager = RunManager()
-    config = {"steps": args.steps, "delay": args.delay, "seed": args.seed}
-    run_id, status = manager.run_foreground("demo", config, name=args.name or "demo", total_steps=args.steps)
-    print(f"run {run_id}: {status}")
-    return 0 if status in {"completed", "stopped"} else 1
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with the workbench's error format: one 'error: ...' line naming the fix, exit status 2."""
 
@@ -188,14 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--model", default="bundled")
     prep.set_defaults(func=_cmd_prepare)
 
-    demo = sub.add_parser("demo", help="a trivial job that exercises the run store")
-    demo.add_argument("--steps", type=int, default=20)
-    demo.add_argument("--delay", type=float, default=0.05)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--name")
-    demo.set_defaults(func=_cmd_demo)
+    from llmrl_core.runs.kinds import list_kinds
 
-    for module_name in _PLUGIN_MODULES:
+    for module_name in [spec.cli for spec in list_kinds() if spec.cli] + _PLUGIN_MODULES:
         importlib.import_module(module_name).add_cli(sub)
     return parser
 

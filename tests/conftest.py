@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from llmrl_core.runs.kinds import register_kind  # noqa: E402  (after the path: the kinds below live in tests/)
+
+register_kind("demo", "tests.support.demo_job:DEMO_KIND")  # a test kind: this session and the workers it launches
+
 
 @pytest.fixture(scope="session", autouse=True)
 def workbench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:

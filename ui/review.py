@@ -1,8 +1,9 @@
 """UI parts for "did it work, and how do I show it": health alarms, export and the stakeholder report.
 
 Shared by the Runs page (any run), the Compare page (a report of several runs) and the LM RL page's
-live dashboard (alarms while a run trains). The engine does the work (llmrl_core/lm_rl/alarms.py,
-llmrl_core/runs/export.py, llmrl_core/present/report.py); these functions only draw and call it.
+live dashboard (alarms while a run trains). The engine does the work (the run kind's alarms, e.g.
+llmrl_core/lm_rl/alarms.py, llmrl_core/runs/export.py, llmrl_core/present/report.py); these functions only
+draw and call it, as the run's kind declares (llmrl_core/runs/kinds.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import streamlit as st
 from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.core.paths import get_home
 from llmrl_core.present.common import escape_markdown
+from llmrl_core.runs.kinds import find_kind, get_kind, list_kinds, load_part
 from ui.state import get_store
 
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:"}
@@ -27,10 +29,10 @@ EXPORT_LABELS = {
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=600)
-def _read_alarms(run_id: int, moved: tuple) -> list[dict]:
-    """The run's alarms as dicts; `moved` (step, status) keys the cache so a run that moved is read again."""
-    from llmrl_core.lm_rl.alarms import read_run_alarms
-
+def _read_alarms(kind: str, run_id: int, moved: tuple) -> list[dict]:
+    """The run's alarms as dicts (its kind's RunKindSpec.alarms); `moved` (step, status) keys the cache so a run
+    that moved is read again."""
+    read_run_alarms = load_part(get_kind(kind), "alarms")
     return [alarm.to_dict() for alarm in read_run_alarms(get_store(), run_id)]
 
 
@@ -40,12 +42,14 @@ def alarms_ui(run: dict, compact: bool = False) -> int:
     compact=True draws one line per alarm (for the live dashboard), else each with its evidence,
     examples and what to change.
     """
-    if run.get("kind") != "lm_rl":
+    spec = find_kind(str(run.get("kind")))
+    if spec is None or not spec.alarms:
         if not compact:
-            st.caption("Health alarms watch RL fine-tuning runs of a language model (reward hacking, collapse, KL).")
+            watched = ", ".join(s.label for s in list_kinds() if s.alarms) or "no kind of run"
+            st.caption(f"Health alarms (reward hacking, collapse, KL) watch: {escape_markdown(watched)}.")
         return 0
     try:
-        alarms = _read_alarms(int(run["id"]), (run.get("step"), run.get("status")))
+        alarms = _read_alarms(spec.name, int(run["id"]), (run.get("step"), run.get("status")))
     except WorkbenchError as err:
         st.warning(escape_markdown(err))
         return 0
@@ -72,7 +76,8 @@ def alarms_ui(run: dict, compact: bool = False) -> int:
 
 
 def _default_export_path(run: dict, what: str) -> Path:
-    suffix = {"model": ".zip" if run["kind"] == "gym" else "", "metrics": ".csv", "samples": ".jsonl",
+    spec = find_kind(str(run["kind"]))
+    suffix = {"model": spec.model_suffix if spec is not None else "", "metrics": ".csv", "samples": ".jsonl",
               "config": ".yaml"}[what]
     return get_home() / "exports" / f"run-{int(run['id']):05d}-{what}{suffix}"
 
@@ -82,9 +87,11 @@ def export_ui(run: dict) -> None:
     from llmrl_core.runs.export import export_run
 
     run_id = int(run["id"])
-    what = st.selectbox("What", list(EXPORT_LABELS), format_func=EXPORT_LABELS.get, key=f"export_what_{run_id}")
+    spec = find_kind(str(run["kind"]))
+    formats = [w for w in EXPORT_LABELS if spec is None or w in spec.export_formats]
+    what = st.selectbox("What", formats, format_func=EXPORT_LABELS.get, key=f"export_what_{run_id}")
     merge = True
-    if what == "model" and run["kind"] == "lm_rl" and (run.get("config") or {}).get("use_lora"):
+    if what == "model" and spec is not None and spec.exports_adapter(run.get("config") or {}):
         merge = st.radio("LoRA", ["Merge into the base model", "Adapter only"], horizontal=True,
                          key=f"export_lora_{run_id}") == "Merge into the base model"
     out = st.text_input("Write to", str(_default_export_path(run, what)), key=f"export_out_{run_id}_{what}")

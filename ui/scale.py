@@ -24,7 +24,7 @@ def _read_model_facts(spec: str) -> dict[str, Any] | None:
     downloaded: None until the model is on disk)."""
     from transformers import AutoConfig
 
-    from llmrl_core.core.preflight import find_model_config
+    from llmrl_core.lm_rl.preflight import find_model_config
     from llmrl_core.lm_rl.memory import read_model_facts
 
     found = find_model_config(spec)
@@ -38,17 +38,13 @@ def memory_estimate_ui(cfg: dict, device: str) -> None:
     """'needs about N GiB per GPU with ZeRO-2': weights, gradients, optimizer state and activations."""
     from llmrl_core.lm_rl.memory import estimate_from_config
 
-    processes = int(cfg.get("num_processes") or 1)
-    machines = int(cfg.get("num_machines") or 1)
     try:
         facts = _read_model_facts(str(cfg.get("model")))
         if facts is None:
             st.caption("The memory estimate appears once the model is on this machine (load it in the Playground, "
                        "or `python -m llmrl_core prepare` for the bundled one).")
             return
-        estimate = estimate_from_config({**cfg, "processes": max(1, processes // machines), "machines": machines,
-                                         "strategy": cfg.get("distributed_strategy") if processes > 1 else "single"},
-                                        facts)
+        estimate = estimate_from_config(cfg, facts)  # RLConfig's num_processes, num_machines, distributed_strategy
     except (WorkbenchError, OSError, ValueError) as err:
         st.caption(f"No memory estimate: {escape_markdown(err)}")
         return

@@ -11,13 +11,24 @@ and the page read it instead of branching on the algorithm's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from llmrl_core.core.config import ConfigBase, suggest
 from llmrl_core.core.errors import InputError
 
-if TYPE_CHECKING:
-    from llmrl_core.gym.config import GymConfig
+
+class GymRunConfig(Protocol):
+    """The GymConfig fields the algorithms' whole-run checks read. GymConfig has them; this module names the
+    protocol instead, because gym/config.py imports the algorithms."""
+
+    env_id: str  # the Gymnasium id
+    n_envs: int  # parallel environments
+    total_steps: int  # environment steps in all
+    params: dict[str, Any]  # the algorithm's settings, by name
+
+    @property
+    def env(self) -> Any: ...  # the environment's EnvInfo (its `discrete`)
+
 
 SCHEDULES = ("constant", "linear")
 
@@ -217,12 +228,12 @@ class RandomParams(ConfigBase):
 # ----------------------------------------------------------------------------- checks against the whole run
 
 
-def _check_use_sde(config: GymConfig) -> None:
+def _check_use_sde(config: GymRunConfig) -> None:
     if config.params["use_sde"] and config.env.discrete:
         raise InputError(f"use_sde only works with continuous actions and {config.env_id} has discrete ones; untick use_sde.")
 
 
-def _validate_ppo(config: GymConfig) -> None:
+def _validate_ppo(config: GymRunConfig) -> None:
     """A rollout (n_steps x n_envs) must hold more than one step and at least one minibatch."""
     rollout = config.params["n_steps"] * config.n_envs
     _check(rollout > 1, "PPO needs n_steps × n_envs above 1 to estimate advantages; raise n_steps.")
@@ -232,7 +243,7 @@ def _validate_ppo(config: GymConfig) -> None:
     _check_use_sde(config)
 
 
-def _validate_dqn(config: GymConfig) -> None:
+def _validate_dqn(config: GymRunConfig) -> None:
     """DQN must get past learning_starts within the run, or it never updates."""
     if config.params["learning_starts"] >= config.total_steps:
         raise InputError(
@@ -266,7 +277,7 @@ class GymAlgorithm:
     """environments to start with when RL Zoo has no tuned value (None: GymConfig's default)"""
     schedules: tuple[tuple[str, str], ...] = ()
     """(schedule field, value field) pairs: 'linear' in the first decays the second to 0 over the run"""
-    validate: Callable[[GymConfig], None] | None = None
+    validate: Callable[[GymRunConfig], None] | None = None
     """checks against the whole run (budget, environment); raises InputError"""
 
     @property

@@ -120,12 +120,6 @@ def load_trainer_state(folder: str | Path) -> dict:
     return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
-def find_latest_checkpoint(root: str | Path) -> Path | None:
-    """The newest complete checkpoint folder under `root`, or None."""
-    found = list_checkpoints(root)
-    return found[-1] if found else None
-
-
 def list_checkpoints(root: str | Path) -> list[Path]:
     """Complete checkpoint folders under `root`, oldest first (the name holds the step)."""
     root = Path(root)
@@ -133,11 +127,6 @@ def list_checkpoints(root: str | Path) -> list[Path]:
         return []
     return sorted(p for p in root.glob("checkpoint-*") if p.is_dir() and not p.name.endswith(".partial")
                   and (p / STATE_FILE).is_file())
-
-
-def has_optimizer_state(folder: str | Path) -> bool:
-    """True when a checkpoint still holds its optimizer state (only the newest of a run does)."""
-    return load_trainer_state(folder).get("optimizer") is not None
 
 
 def strip_optimizer_state(folder: str | Path) -> int:

@@ -61,7 +61,7 @@ def check_before_start(cfg: Any) -> None:
     """
     from llmrl_core.lm_rl.checkpoints import check_checkpoint
     from llmrl_core.lm.models import resolve_spec
-    from llmrl_core.core.preflight import preflight_rl_config
+    from llmrl_core.lm_rl.preflight import preflight_rl_config
     from llmrl_core.lm_rl.rewards import parse_spec
 
     resolve_spec(cfg.model)

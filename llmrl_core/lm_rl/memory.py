@@ -62,9 +62,19 @@ class MemoryEstimate:
     n_processes: int
 
     @property
+    def static(self) -> int:
+        """What a device holds whatever the batch: weights, reference copy, gradients, optimizer state."""
+        return self.weights + self.reference + self.gradients + self.optimizer
+
+    @property
+    def batch(self) -> int:
+        """What grows with the micro-batch: activations and logits."""
+        return self.activations + self.logits
+
+    @property
     def total(self) -> int:
         """Everything above: bytes per device."""
-        return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.reference
+        return self.static + self.batch
 
     def as_dict(self) -> dict[str, int]:
         """The parts and the total in bytes, for a table."""
@@ -154,19 +164,42 @@ def count_lora_params(model_facts: Mapping[str, Any], rank: int, target_modules:
     return sum(rank * (n_in + n_out) * count for name, (n_in, n_out, count) in shapes.items() if name in targets)
 
 
+def resolve_activation_bytes(mixed_precision: str | None, bf16_native: bool = True) -> int:
+    """Bytes of an activation: 2 under bf16 autocast ('bf16', or 'auto' on a device that runs bf16 natively), else 4.
+
+    The one place the estimate reads the precision setting (swap in the trainer's precision resolver here).
+    """
+    if mixed_precision == "bf16" or (mixed_precision == "auto" and bf16_native):
+        return 2
+    return 4
+
+
+def read_distribution(cfg: Mapping[str, Any]) -> tuple[int, str]:
+    """(processes over all machines, strategy) of a config: the estimate's keys 'processes' (per machine),
+    'machines' and 'strategy', else RLConfig's num_processes (in all), num_machines and distributed_strategy."""
+    if "processes" in cfg or "strategy" in cfg:
+        processes = int(cfg.get("processes") or 1) * int(cfg.get("machines") or 1)
+        return processes, str(cfg.get("strategy") or ("ddp" if processes > 1 else "single"))
+    processes = max(1, int(cfg.get("num_processes") or 1))
+    return processes, str(cfg.get("distributed_strategy") or "ddp") if processes > 1 else "single"
+
+
 def estimate_from_config(cfg: Mapping[str, Any], model_facts: Mapping[str, Any],
-                         prompt_tokens: int = DEFAULT_PROMPT_TOKENS) -> MemoryEstimate:
+                         prompt_tokens: int = DEFAULT_PROMPT_TOKENS, bf16_native: bool = True) -> MemoryEstimate:
     """The estimate for an LM RL run's config (a dict with RLConfig's keys) on the model of `model_facts`.
 
     model_facts: n_params, hidden_size, n_layers, vocab_size (and linear_shapes for LoRA), e.g. from
     read_model_facts. The micro-batch per device is the step's completions (prompts_per_step x
     num_generations) split over the processes and then over grad_accum_steps; the sequence is
     `prompt_tokens` plus max_new_tokens. The trainer keeps fp32 weights (4 bytes) and computes in
-    16 bits under mixed_precision 'bf16'. Distribution keys: 'strategy' (default 'single', or 'ddp' with
-    several processes), 'processes' per machine and 'machines' (default 1 each).
+    16 bits under bf16 autocast (resolve_activation_bytes: 'bf16', or 'auto' where `bf16_native`).
+    Distribution (read_distribution): 'strategy' (default 'single', or 'ddp' with several processes),
+    'processes' per machine and 'machines' (default 1 each), or RLConfig's own fields. A value head
+    is counted when the algorithm trains one (Algorithm.needs_value_head).
     """
-    processes = int(cfg.get("processes") or 1) * int(cfg.get("machines") or 1)
-    strategy = str(cfg.get("strategy") or ("ddp" if processes > 1 else "single"))
+    from llmrl_core.lm_rl.algorithms.registry import REGISTRY
+
+    processes, strategy = read_distribution(cfg)
     completions = int(cfg.get("prompts_per_step", 4)) * int(cfg.get("num_generations", 4))
     per_process = math.ceil(completions / processes)
     micro_batch = max(1, math.ceil(per_process / max(1, int(cfg.get("grad_accum_steps", 1)))))
@@ -178,10 +211,10 @@ def estimate_from_config(cfg: Mapping[str, Any], model_facts: Mapping[str, Any],
         int(model_facts["n_params"]), hidden_size=int(model_facts["hidden_size"]),
         n_layers=int(model_facts["n_layers"]), vocab_size=int(model_facts["vocab_size"]),
         batch_size=micro_batch, seq_len=prompt_tokens + int(cfg.get("max_new_tokens", 32)),
-        dtype_bytes=4, activation_bytes=2 if cfg.get("mixed_precision") in ("bf16", "auto") else 4,
+        dtype_bytes=4, activation_bytes=resolve_activation_bytes(cfg.get("mixed_precision"), bf16_native),
         strategy=strategy, n_processes=processes, lora_params=lora,
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
-        reference_model=float(cfg.get("beta", 0.0) or 0.0) > 0, value_head=cfg.get("algorithm") == "ppo",
+        reference_model=float(cfg.get("beta", 0.0) or 0.0) > 0, value_head=REGISTRY[cfg["algorithm"]].needs_value_head if cfg.get("algorithm") in REGISTRY else False,
     )
 
 

@@ -85,22 +85,10 @@ def make_head_heatmap(
     )
     if n_prompt is not None and 0 < n_prompt < n:
         edge = n_prompt - 0.5
-        for kind in ("x", "y"):
-            coords = dict(x0=edge, x1=edge, y0=-0.5, y1=n - 0.5) if kind == "x" else dict(y0=edge, y1=edge, x0=-0.5, x1=n - 0.5)
+        for axis in ("x", "y"):
+            coords = dict(x0=edge, x1=edge, y0=-0.5, y1=n - 0.5) if axis == "x" else dict(y0=edge, y1=edge, x0=-0.5, x1=n - 0.5)
             fig.add_shape(type="line", line=dict(color="#e45756", dash="dash", width=1.5), **coords)
     return style_token_map(fig, n, title)
-
-
-def pool_map(weights: np.ndarray, size: int) -> np.ndarray:
-    """Average-pool a (T, T) map into at most (size, size) blocks, for thumbnails."""
-    w = np.asarray(weights, dtype=np.float32)
-    n = w.shape[0]
-    if n <= size:
-        return w
-    edges = np.linspace(0, n, size + 1).astype(int)[:-1]  # block starts
-    counts = np.diff(np.append(edges, n)).astype(np.float32)  # (size,)
-    pooled = np.add.reduceat(np.add.reduceat(w, edges, axis=0), edges, axis=1)  # (size, size) sums
-    return pooled / counts[:, None] / counts[None, :]
 
 
 def make_thumbnail_canvas(weights: np.ndarray, tile: int = 24, scale_without_first: bool = True) -> np.ndarray:

@@ -92,6 +92,13 @@ def _whole_steps(fig: go.Figure, frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def compares_within_groups(algorithm: str) -> bool:
+    """True for an algorithm whose advantages compare the samples of one prompt (its Algorithm.needs_groups)."""
+    from llmrl_core.lm_rl.algorithms.registry import REGISTRY
+
+    return algorithm in REGISTRY and REGISTRY[algorithm].needs_groups
+
+
 def explain_flat_rewards(frame: pd.DataFrame, algorithm: str) -> str | None:
     """A short explanation when the latest step had frac_reward_zero_std = 1 (no reward signal), else None."""
     if "frac_reward_zero_std" not in frame.columns:
@@ -105,7 +112,7 @@ def explain_flat_rewards(frame: pd.DataFrame, algorithm: str) -> str | None:
             break
         streak += 1
     span = "the latest step" if streak == 1 else f"the last {streak} steps"
-    if algorithm in ("grpo", "rloo"):
+    if compares_within_groups(algorithm):
         why = ("every prompt's samples got the same reward, so each sample's advantage (its reward minus its "
                "group's mean) is 0 and the policy loss is 0: the model learns nothing from such a step.")
     else:

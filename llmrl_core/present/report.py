@@ -3,19 +3,20 @@
 `write_report(store, run_ids, out_path)` writes a page that opens offline in any browser: Plotly's
 JavaScript is inlined once in the head (no CDN), the styles use the system's fonts, and nothing refers
 to another file or address. Per run it shows the goal in a sentence, the headline figures, the config
-summary, the curves, the before/after table (when one was computed: passed in, or the newest stored
-with the run, llmrl_core.lm_rl.evaluate), the health alarms (llmrl_core.lm_rl.alarms), a handful of the
-best and worst samples with their rewards, and for Gymnasium runs the latest recorded episode in the
-player (in a sandboxed srcdoc frame). Several runs add a comparison first: their main curves overlaid,
-the config fields that differ and each run's final and best values (llmrl_core.runs.compare).
+summary and the curves, then the sections its kind declares (`ReportParts`, named by its
+RunKindSpec.report): for RL fine-tuning (present/lm_rl_report.py) the before/after table (passed in,
+or the newest stored with the run), the health alarms and a handful of the best and worst samples;
+for Gymnasium runs (present/gym_report.py) the latest recorded episode in the player (in a sandboxed
+srcdoc frame). Several runs add a comparison first: their main curves overlaid, the config fields
+that differ and each run's final and best values (llmrl_core.runs.compare).
 
 Escaping: every piece of text that came from a run (names, config values, prompts, completions,
 reward names, alarm text, log lines) reaches the HTML through html.escape; text drawn by Plotly (which
 renders a subset of HTML in legends and titles) is escaped too, and Plotly writes its figure JSON with
 <, > and / as \\u escapes, so nothing can close a <script> element.
 
-`write_report_png(store, run_id, out_path)` draws the main chart with matplotlib's Agg backend
-(Plotly's PNG export needs kaleido and a browser).
+`write_report_png(store, run_id, out_path)` draws the main chart (the kind's main metrics, axis names
+and reference line) with matplotlib's Agg backend (Plotly's PNG export needs kaleido and a browser).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,15 +36,7 @@ import plotly.graph_objects as go
 from llmrl_core.core.errors import InputError
 
 MAX_POINTS = 1000  # a curve keeps at most this many points (first, last, each bucket's min and max)
-N_SAMPLES = 3  # best and worst samples shown per run
-MAX_BEFORE_AFTER_ROWS = 20  # rows of the before/after table
 MAX_TEXT_CHARS = 1200  # a prompt or completion longer than this is cut (the HTML stays readable)
-LM_CONFIG_FIELDS = (  # the config summary of an RL fine-tuning run, in this order
-    "model", "algorithm", "steps", "prompt_set", "rewards", "prompts_per_step", "num_generations", "max_new_tokens",
-    "temperature", "learning_rate", "beta", "epsilon", "loss_type", "use_lora", "lora_r", "seed",
-)
-GYM_MAIN_METRICS = ("eval/mean_reward", "rollout/ep_rew_mean", "charts/episodic_return")
-SMALL_CHART_KEYS = ("kl", "entropy", "length", "zero_std")  # llmrl_core.present.lm_rl.ChartSpec keys shown
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 _CSS = """
@@ -70,12 +64,13 @@ iframe.player { width: 100%; border: 1px solid #d8dde3; border-radius: 6px; }
 # ---------------------------------------------------------------------- small text helpers
 
 
-def _e(value: Any) -> str:
+def escape_text(value: Any) -> str:
     """Any value as escaped HTML text."""
     return html.escape(str(value), quote=True)
 
 
-def _cut(text: Any, limit: int = MAX_TEXT_CHARS) -> str:
+def cut_text(text: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    """Text cut to `limit` characters, saying how many more there were."""
     text = "" if text is None else str(text)
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
@@ -95,24 +90,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame, text_columns: Sequence[str] = ()) -> str:
+def render_table(frame: pd.DataFrame, text_columns: Sequence[str] = ()) -> str:
     """A frame as an escaped HTML table; `text_columns` get the long-text style."""
-    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{escape_text(c)}</th>" for c in frame.columns)
     body = []
     for row in frame.itertuples(index=False):
         cells = []
         for column, value in zip(frame.columns, row):
             if column in text_columns:
-                cells.append(f'<td class="text">{_e(_cut(value))}</td>')
+                cells.append(f'<td class="text">{escape_text(cut_text(value))}</td>')
             elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                cells.append(f'<td class="num">{_e(_fmt(value))}</td>')
+                cells.append(f'<td class="num">{escape_text(_fmt(value))}</td>')
             else:
-                cells.append(f"<td>{_e(_fmt(value))}</td>")
+                cells.append(f"<td>{escape_text(_fmt(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _escape_figure_text(fig: go.Figure) -> go.Figure:
+def escape_figure_text(fig: go.Figure) -> go.Figure:
     """Escape trace names (Plotly renders <b>, <a href> ... in legends); for figures built from raw names."""
     from llmrl_core.present.common import escape_plotly_text
 
@@ -122,7 +117,7 @@ def _escape_figure_text(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def _figure_html(fig: go.Figure) -> str:
+def render_figure_html(fig: go.Figure) -> str:
     """A figure as a div and its newPlot call; plotly.js itself is inlined once in the head."""
     height = fig.layout.height or 360
     return fig.to_html(include_plotlyjs=False, full_html=False, config=PLOTLY_CONFIG,
@@ -132,50 +127,49 @@ def _figure_html(fig: go.Figure) -> str:
 # ---------------------------------------------------------------------- what a run was for
 
 
+@dataclass(frozen=True)
+class ReportParts:
+    """What a run kind adds to the report (its RunKindSpec.report names one); the defaults make the plainest report.
+
+    Sections are (title, render) pairs, render(store, run, metrics, before_after) -> HTML whose text
+    from the run went through escape_text.
+    """
+
+    describe_goal: Callable[[Mapping[str, Any]], str] | None = None  # (config) -> the goal in one sentence
+    config_fields: tuple[str, ...] | None = None  # the config summary's fields, in order; None: every field
+    main_metrics: tuple[str, ...] = ()  # the main chart's metric: the first of these the run logged
+    png_draws_every_main_metric: bool = False  # the PNG draws all main_metrics logged (else the first)
+    make_curves: Callable[[Mapping[str, Any], pd.DataFrame], list[go.Figure]] | None = None  # None: first metrics
+    sections: tuple[tuple[str, Callable[..., str]], ...] = ()  # after the curves
+    read_before_after: Callable[[Any, int], Any] | None = None  # (store, run_id) -> the newest stored result
+    reference_line: Callable[[Mapping[str, Any]], float | None] | None = None  # (config) -> a PNG line ('solved')
+    x_label: str = "step"  # the PNG's x axis
+    y_label: str | None = None  # the PNG's y axis; None: the main metric's name
+
+
+PLAIN_REPORT = ReportParts()
+
+
+def get_report_parts(kind: str) -> ReportParts:
+    """The report parts the run kind declares (PLAIN_REPORT for a kind with none, or one not installed)."""
+    from llmrl_core.runs.kinds import find_kind, load_part
+
+    spec = find_kind(str(kind))
+    parts = load_part(spec, "report") if spec is not None else None
+    return parts or PLAIN_REPORT
+
+
 def describe_goal(run: Mapping[str, Any]) -> str:
-    """The run's goal in one plain sentence (from its kind, model or environment, algorithm and rewards)."""
-    config, kind = run.get("config") or {}, run.get("kind")
-    if kind == "lm_rl":
-        rewards = ", ".join(_describe_reward(spec) for spec in config.get("rewards") or []) or "its rewards"
-        tuning = "LoRA adapters" if config.get("use_lora") else "all weights"
-        return (f"Fine-tune the language model {config.get('model', '?')} ({tuning}) with "
-                f"{str(config.get('algorithm', '?')).upper()} so that its answers to the {config.get('prompt_set', '?')!r} "
-                f"prompts score higher on {rewards}.")
-    if kind == "gym":
-        env_id, solved = config.get("env_id", "?"), _solved_return(config)
-        goal = f"Train a {str(config.get('algo', '?')).upper()} agent to play {env_id}"
-        if solved is not None:
-            goal += f" until its evaluation return reaches {solved:g}, Gymnasium's 'solved' line"
-        return goal + f", within {config.get('total_steps', '?')} environment steps."
-    return f"A {kind} run."
-
-
-def _describe_reward(spec: Mapping[str, Any]) -> str:
-    """'Sentiment (VADER) x 1' from a reward spec."""
-    try:
-        from llmrl_core.lm_rl.rewards import REWARD_TYPES
-
-        label = REWARD_TYPES[spec.get("type")].label
-    except (KeyError, ImportError, TypeError):
-        label = str(spec.get("type", "?"))
-    name = spec.get("name")
-    weight = spec.get("weight", 1.0)
-    return f"{label}{f' ({name})' if name else ''} × {weight:g}" if isinstance(weight, (int, float)) else label
-
-
-def _solved_return(config: Mapping[str, Any]) -> float | None:
-    try:
-        from llmrl_core.gym.config import ENVS
-
-        return ENVS[config.get("env_id")].solved_return
-    except (KeyError, ImportError):
-        return None
+    """The run's goal in one plain sentence, as its kind words it (model or environment, algorithm, rewards)."""
+    parts = get_report_parts(str(run.get("kind")))
+    if parts.describe_goal is None:
+        return f"A {run.get('kind')} run."
+    return parts.describe_goal(run.get("config") or {})
 
 
 def pick_main_metric(kind: str, columns: Sequence[str]) -> str | None:
-    """The metric a run's main chart shows: reward for RL fine-tuning, the evaluation/episode return for gym."""
-    candidates = ("reward",) if kind == "lm_rl" else GYM_MAIN_METRICS if kind == "gym" else ()
-    for name in candidates:
+    """The metric a run's main chart shows: the first of its kind's main metrics it logged, else its first metric."""
+    for name in get_report_parts(kind).main_metrics:
         if name in columns:
             return name
     others = [c for c in columns if c != "step"]
@@ -183,12 +177,10 @@ def pick_main_metric(kind: str, columns: Sequence[str]) -> str | None:
 
 
 def summarize_config(run: Mapping[str, Any]) -> pd.DataFrame:
-    """The config fields worth showing (all of them for a gym run) as a two-column frame."""
+    """The config fields its kind shows (all of them by default) as a two-column frame."""
     config = dict(run.get("config") or {})
-    if run.get("kind") == "lm_rl":
-        fields = [f for f in LM_CONFIG_FIELDS if f in config]
-    else:
-        fields = list(config)
+    wanted = get_report_parts(str(run.get("kind"))).config_fields
+    fields = list(config) if wanted is None else [f for f in wanted if f in config]
     return pd.DataFrame({"field": fields, "value": [_fmt(config[f]) for f in fields]})
 
 
@@ -215,114 +207,19 @@ def describe_run_facts(run: Mapping[str, Any], metrics: pd.DataFrame) -> str:
 
 
 def _curves_html(run: Mapping[str, Any], metrics: pd.DataFrame) -> str:
-    """The run's charts: reward and key health metrics (RL), return and losses (gym), else its first metrics."""
-    from llmrl_core.present import gym as gym_figures
-    from llmrl_core.present import lm_rl as lm_figures
+    """The run's charts, as its kind draws them (RL: reward and health; gym: returns and losses), else its first metrics."""
     from llmrl_core.present.common import make_metric_figure
     from llmrl_core.runs.reader import downsample
 
     if metrics.empty or len(metrics.columns) <= 1:
         return '<p class="note">No metrics were logged.</p>'
-    kind = run.get("kind")
-    figures: list[go.Figure] = []
-    if kind == "lm_rl":
-        specs = [s for s in lm_figures.make_chart_specs(list(metrics.columns)) if s.key in SMALL_CHART_KEYS]
-        wanted = ["reward", "reward_std", *[c for c in metrics.columns if c.startswith("rewards/")],
-                  *[n for s in specs for n in s.names]]
-        frame = downsample(metrics[["step", *[c for c in dict.fromkeys(wanted) if c in metrics.columns]]], MAX_POINTS)
-        figures.append(lm_figures.make_reward_figure(frame))
-        figures.extend(lm_figures.make_small_figure(frame, spec) for spec in specs)
-    elif kind == "gym":
-        frame = downsample(metrics, MAX_POINTS)
-        figures.append(gym_figures.make_return_figure(frame, _solved_return(run.get("config") or {})))
-        figures.append(gym_figures.make_losses_figure(frame))
+    parts = get_report_parts(str(run.get("kind")))
+    if parts.make_curves is not None:
+        figures = parts.make_curves(run, metrics)
     else:
         names = [c for c in metrics.columns if c != "step"][:4]
-        figures.append(make_metric_figure(downsample(metrics[["step", *names]], MAX_POINTS), names, title="Metrics"))
-    return "\n".join(_figure_html(_escape_figure_text(fig)) for fig in figures)
-
-
-def _before_after_html(result: Any) -> str:
-    """The before/after summary and a table of answers side by side."""
-    if result is None:
-        return ('<p class="note">No before/after comparison was computed for this run (the Runs page computes one '
-                "on held-out prompts).</p>")
-    rows = result.rows.head(MAX_BEFORE_AFTER_ROWS)
-    table = pd.DataFrame({"prompt": rows["prompt"], "before (base model)": rows["before"],
-                          "reward before": rows["before_reward"], "after (checkpoint)": rows["after"],
-                          "reward after": rows["after_reward"]})
-    more = len(result.rows) - len(rows)
-    note = f'<p class="note">{more} more answers not shown.</p>' if more > 0 else ""
-    return (f'<p class="headline">{_e(result.summary())}</p>'
-            f'<p class="note">Base model {_e(result.base_spec)}; checkpoint {_e(result.checkpoint)}.</p>'
-            + _table(table, text_columns=("prompt", "before (base model)", "after (checkpoint)")) + note)
-
-
-def _alarms_html(alarms: Sequence[Any]) -> str:
-    if not alarms:
-        return '<p class="ok">No alarm: none of the reward-hacking or health checks fired.</p>'
-    parts = []
-    for alarm in alarms:
-        since = f" (from step {alarm.from_step})" if alarm.from_step is not None else ""
-        examples = "".join(f'<blockquote class="text">{_e(_cut(t, 400))}</blockquote>' for t in alarm.examples)
-        parts.append(
-            f'<div class="alarm {_e(alarm.severity)}"><div><span class="badge">{_e(alarm.severity)}</span>'
-            f"<strong>{_e(alarm.title)}</strong>{_e(since)}</div><p>{_e(alarm.what_it_saw)}</p>"
-            + (f'<div class="note">Examples:</div>{examples}' if examples else "")
-            + f"<p><em>What to change:</em> {_e(alarm.suggestion)}</p></div>"
-        )
-    return "".join(parts)
-
-
-def read_best_and_worst_samples(store: Any, run_id: int, n: int = N_SAMPLES) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The n samples with the highest and the n with the lowest total reward over the whole run (newest first on
-    ties), as RunStore.read_samples frames whose extras hold only advantage and finish_reason.
-
-    Two indexed queries ordered by the stored total, so a long run's per-token extras are never read.
-    """
-    def query(order: str) -> pd.DataFrame:
-        rows = store.fetch_rows(
-            "SELECT id, step, prompt, completion, rewards, json_extract(extras, '$.advantage'),"
-            " json_extract(extras, '$.finish_reason') FROM samples WHERE run_id=?"
-            " ORDER BY json_extract(rewards, '$.total') IS NULL,"
-            f" json_extract(rewards, '$.total') {order}, step DESC LIMIT ?", (int(run_id), int(n)))
-        records = [{"id": i, "step": step, "prompt": prompt, "completion": completion, "rewards": json.loads(rewards or "{}"),
-                    "extras": {"advantage": advantage, "finish_reason": finish}}
-                   for i, step, prompt, completion, rewards, advantage, finish in rows]
-        return pd.DataFrame(records, columns=["id", "step", "prompt", "completion", "rewards", "extras"])
-
-    return query("DESC"), query("ASC")
-
-
-def _samples_html(store: Any, run_id: int) -> str:
-    """The best and worst samples by total reward, with every reward."""
-    from llmrl_core.present.lm_rl import make_samples_frame
-
-    best, worst = (make_samples_frame(f) for f in read_best_and_worst_samples(store, run_id))
-    if best.empty:
-        return '<p class="note">No samples were stored.</p>'
-    drop = [c for c in ("sample", "advantage") if c in best.columns]
-    return (f"<h4>Best {len(best)}</h4>" + _table(best.drop(columns=drop), ("prompt", "completion"))
-            + f"<h4>Worst {len(worst)}</h4>" + _table(worst.drop(columns=drop), ("prompt", "completion")))
-
-
-def _player_html(store: Any, run_id: int) -> str:
-    """The newest recorded episode (of the trained policy when there is one) in the episode player."""
-    from llmrl_core.gym.episodes import load_episode
-    from llmrl_core.present.gym import compute_player_height, render_episode_player_html
-
-    episodes = store.list_artifacts(run_id, kind="episode")
-    if episodes.empty:
-        return '<p class="note">No episode was recorded.</p>'
-    trained = episodes[episodes["meta"].map(lambda m: (m or {}).get("policy") != "random")]
-    row = (trained if len(trained) else episodes).iloc[-1]
-    try:
-        episode = load_episode(row["path"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f'<p class="note">The recorded episode could not be read ({_e(err)}).</p>'
-    player = render_episode_player_html(episode.to_dict(), title=f"Episode at step {int(row['step'])}", autoplay=False)
-    return (f'<iframe class="player" sandbox="allow-scripts" title="episode player" '
-            f'style="height:{compute_player_height()}px" srcdoc="{html.escape(player, quote=True)}"></iframe>')
+        figures = [make_metric_figure(downsample(metrics[["step", *names]], MAX_POINTS), names, title="Metrics")]
+    return "\n".join(render_figure_html(escape_figure_text(fig)) for fig in figures)
 
 
 def read_wide_metrics(store: Any, run_id: int) -> pd.DataFrame:
@@ -336,27 +233,21 @@ def read_wide_metrics(store: Any, run_id: int) -> pd.DataFrame:
 
 
 def _run_section(store: Any, run: Mapping[str, Any], before_after: Any, number: int | None = None) -> str:
-    """One run's part of the report."""
-    from llmrl_core.lm_rl.alarms import read_run_alarms
+    """One run's part of the report: the common part, then its kind's sections."""
     from llmrl_core.runs.headline import describe_run_headline  # the same line the front page shows
 
     run_id = int(run["id"])
     metrics = read_wide_metrics(store, run_id)
-    kind = run.get("kind")
-    parts = [f'<section id="run-{run_id}"><h2>Run #{run_id}: {_e(run.get("name", ""))}</h2>',
-             f'<p class="goal">{_e(describe_goal(run))}</p>',
-             f'<p class="headline">Result: {_e(describe_run_headline(store, run).text)}</p>',
-             f'<p>{_e(describe_run_facts(run, metrics))}</p>']
+    parts = [f'<section id="run-{run_id}"><h2>Run #{run_id}: {escape_text(run.get("name", ""))}</h2>',
+             f'<p class="goal">{escape_text(describe_goal(run))}</p>',
+             f'<p class="headline">Result: {escape_text(describe_run_headline(store, run).text)}</p>',
+             f'<p>{escape_text(describe_run_facts(run, metrics))}</p>']
     if run.get("error"):
-        parts.append(f'<p class="note">Error: {_e(_cut(run["error"], 600))}</p>')
-    parts.append("<h3>Configuration</h3>" + _table(summarize_config(run), text_columns=("value",)))
+        parts.append(f'<p class="note">Error: {escape_text(cut_text(run["error"], 600))}</p>')
+    parts.append("<h3>Configuration</h3>" + render_table(summarize_config(run), text_columns=("value",)))
     parts.append("<h3>Curves</h3>" + _curves_html(run, metrics))
-    if kind == "lm_rl":
-        parts.append("<h3>Before / after</h3>" + _before_after_html(before_after))
-        parts.append("<h3>Health and reward-hacking alarms</h3>" + _alarms_html(read_run_alarms(store, run_id, metrics)))
-        parts.append("<h3>Best and worst samples</h3>" + _samples_html(store, run_id))
-    elif kind == "gym":
-        parts.append("<h3>Episode</h3>" + _player_html(store, run_id))
+    for title, render in get_report_parts(str(run.get("kind"))).sections:
+        parts.append(f"<h3>{escape_text(title)}</h3>" + render(store, run, metrics, before_after))
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -375,15 +266,15 @@ def _comparison_section(store: Any, runs: Sequence[Mapping[str, Any]]) -> str:
     parts = ["<section id='comparison'><h2>Comparison</h2>"]
     if mains:
         frame = read_compare_frame(store, run_ids, mains, max_points=MAX_POINTS)
-        parts.append(_figure_html(make_compare_figure(frame, mains)))
+        parts.append(render_figure_html(make_compare_figure(frame, mains)))
     diff = diff_configs({f"#{r['id']} {r.get('name', '')}": r.get("config") or {} for r in runs})
     if diff.empty:
         parts.append('<p class="note">The runs have the same config.</p>')
     else:
-        parts.append("<h3>Config fields that differ</h3>" + _table(diff.reset_index(), text_columns=tuple(diff.columns)))
+        parts.append("<h3>Config fields that differ</h3>" + render_table(diff.reset_index(), text_columns=tuple(diff.columns)))
     if mains:
         finals = summarize_finals(store, run_ids, mains)
-        parts.append("<h3>Final and best values</h3>" + _table(finals))
+        parts.append("<h3>Final and best values</h3>" + render_table(finals))
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -394,8 +285,6 @@ def _comparison_section(store: Any, runs: Sequence[Mapping[str, Any]]) -> str:
 def render_report_html(store: Any, run_ids: Sequence[int], before_after: Any = None) -> str:
     """The report page as one HTML string (see write_report)."""
     from plotly.offline import get_plotlyjs
-
-    from llmrl_core.lm_rl.evaluate import read_latest_before_after
 
     run_ids = [int(r) for r in dict.fromkeys(run_ids)]
     if not run_ids:
@@ -410,8 +299,8 @@ def render_report_html(store: Any, run_ids: Sequence[int], before_after: Any = N
         title = f"Report on run #{runs[0]['id']}: {runs[0].get('name', '')}"
     else:
         title = "Comparison of runs " + ", ".join(f"#{r['id']} {r.get('name', '')}" for r in runs)
-    body = [f"<h1>{_e(title)}</h1>",
-            f'<p class="meta">LLM·RL Workbench report, written {_e(time.strftime("%Y-%m-%d %H:%M"))}. '
+    body = [f"<h1>{escape_text(title)}</h1>",
+            f'<p class="meta">LLM·RL Workbench report, written {escape_text(time.strftime("%Y-%m-%d %H:%M"))}. '
             "This file works offline: everything it shows is inside it.</p>"]
     if len(runs) > 1:
         body.append(_comparison_section(store, runs))
@@ -422,13 +311,14 @@ def render_report_html(store: Any, run_ids: Sequence[int], before_after: Any = N
             result = before_after
         else:
             result = None
-        if result is None and run.get("kind") == "lm_rl":
-            result = read_latest_before_after(store, int(run["id"]))
+        read_stored = get_report_parts(str(run.get("kind"))).read_before_after
+        if result is None and read_stored is not None:
+            result = read_stored(store, int(run["id"]))
         body.append(_run_section(store, run, result))
     # plotly.js is one script in the head; JSON and text below never contain a raw '<' from a run.
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style>"
+            f"<title>{escape_text(title)}</title><style>{_CSS}</style>"
             f'<script type="text/javascript">{get_plotlyjs()}</script></head>\n'
             f"<body><main>\n{chr(10).join(body)}\n</main></body></html>\n")
 
@@ -474,10 +364,12 @@ def write_report_png(store: Any, run_id: int, out_path: str | Path, dpi: int = 1
         raise InputError(f"No run with id {run_id}; pick one from the runs table.")
     metrics = read_wide_metrics(store, int(run_id))
     kind = str(run.get("kind"))
+    report_parts = get_report_parts(kind)
     fig = Figure(figsize=(8, 4.2), dpi=dpi)  # no pyplot: no global state, safe in a server thread
     ax = fig.add_subplot(1, 1, 1)
-    names = [m for m in (GYM_MAIN_METRICS if kind == "gym" else [pick_main_metric(kind, list(metrics.columns))])
-             if m and m in metrics.columns]
+    drawn = report_parts.main_metrics if report_parts.png_draws_every_main_metric else \
+        [pick_main_metric(kind, list(metrics.columns))]
+    names = [m for m in drawn if m and m in metrics.columns]
     for name in names:
         data = metrics[["step", name] + (["reward_std"] if name == "reward" and "reward_std" in metrics else [])]
         data = data.dropna(subset=[name])
@@ -488,13 +380,14 @@ def write_report_png(store: Any, run_id: int, out_path: str | Path, dpi: int = 1
         if "reward_std" in data.columns:
             std = data["reward_std"].fillna(0).to_numpy(float)
             ax.fill_between(steps, values - std, values + std, alpha=0.2, linewidth=0)
-    solved = _solved_return(run.get("config") or {}) if kind == "gym" else None
+    line = report_parts.reference_line
+    solved = line(run.get("config") or {}) if line is not None else None
     if solved is not None:
         ax.axhline(solved, color="#00a86b", linestyle="--", linewidth=1, label=f"solved ({solved:g})")
     if not names:
         ax.text(0.5, 0.5, "No metrics were logged", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("environment steps" if kind == "gym" else "step")
-    ax.set_ylabel("return" if kind == "gym" else (names[0] if names else ""))
+    ax.set_xlabel(report_parts.x_label)
+    ax.set_ylabel(report_parts.y_label or (names[0] if names else ""))
     ax.set_title(_mpl_text(f"Run #{run['id']}: {run.get('name', '')}"), fontsize=11)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

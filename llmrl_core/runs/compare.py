@@ -5,8 +5,8 @@
   frame, each series smoothed (optional) and downsampled to `max_points` with the runs reader's
   min/max buckets, so 5 runs x 20,000 steps x 3 metrics draw as 15 x 1,000 points. It is
   `read_series` (full resolution, cacheable) then `make_compare_frame` (smooth and cut).
-- x is the step, the samples seen (an LM run's step x its completions per step; a gym run's step
-  already counts environment steps) or the wall time since the run started (seconds).
+- x is the step, the samples seen (the step x its kind's samples per step: an LM run's completions per
+  step; a gym run's step already counts environment steps) or the wall time since the run started (seconds).
 - `smooth_ema(values, weight)` is TensorBoard's debiased exponential moving average.
 - `diff_configs({run_id: config})` keeps the fields that differ, nested fields as dotted keys.
 - `summarize_finals(store, run_ids, metrics)` gives each run's final and best value per metric.
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from llmrl_core.core.errors import InputError
+from llmrl_core.runs.kinds import find_kind
 from llmrl_core.runs.reader import DEFAULT_MAX_POINTS, select_extremes
 from llmrl_core.runs.store import RunStore
 
@@ -38,20 +39,11 @@ MISSING = None  # a config field a run does not have, in diff_configs
 
 
 def get_samples_per_step(kind: str, config: Mapping[str, Any]) -> int:
-    """How many samples one logged step stands for: an LM run's completions per step
-    (prompts_per_step x num_generations, RLConfig.batch_size), 1 for a gym run (its step counts
-    environment steps already) and any other kind."""
-    if kind != "lm_rl":
-        return 1
-    from llmrl_core.lm_rl.config import RLConfig
-
-    defaults = RLConfig.__dataclass_fields__
-    prompts = config.get("prompts_per_step", defaults["prompts_per_step"].default)
-    generations = config.get("num_generations", defaults["num_generations"].default)
-    try:
-        return max(1, int(prompts) * int(generations))
-    except (TypeError, ValueError):
-        return 1
+    """How many samples one logged step stands for, as the run's kind declares it (RunKindSpec.samples_per_step):
+    an LM run's completions per step, 1 for a gym run (its step counts environment steps already) and any
+    kind this installation does not know."""
+    spec = find_kind(kind)
+    return spec.samples_per_step(config) if spec is not None else 1
 
 
 # ----------------------------------------------------------------------------- smoothing

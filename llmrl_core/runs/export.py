@@ -1,7 +1,8 @@
 """Export a run (issue 10): the tuned model, its metrics, its samples, its config, as files others can use.
 
 `export_run(store, run_id, what, out)` with `what`:
-- 'model': for an LM run, a Hugging Face folder that `AutoModelForCausalLM.from_pretrained` loads,
+- 'model': written by the run kind's exporter (RunKindSpec.model_exporter; a kind without one trains
+  no model). For an LM run (lm_rl/export.py) a Hugging Face folder that `AutoModelForCausalLM.from_pretrained` loads,
   from the run's newest checkpoint (or a chosen one). A LoRA run's adapter is merged into its base
   model (peft's merge_and_unload, via lm.models.load_causal_lm) unless merge_lora=False, which
   exports the adapter alone (adapter_config.json + weights; it names its base model by the path
@@ -9,8 +10,8 @@
   does not. For a Gymnasium run, the SB3 agent .zip the run saved.
 - 'metrics': CSV, one row per step and one column per metric.
 - 'samples': JSONL, one generation a line (step, prompt, completion, rewards, extras).
-- 'config': YAML that `python -m llmrl_core train --config FILE` accepts (LM runs); for gym runs the
-  GymConfig fields.
+- 'config': the kind's config class as YAML (RunKindSpec.config_class: what `python -m llmrl_core train
+  --config FILE` accepts for LM runs, the GymConfig fields for gym runs); the stored config otherwise.
 
 Atomic: everything is written under a hidden temporary sibling (.NAME.partial-PID) and renamed to
 `out` only when complete, so an export that fails or is killed half-way never leaves something
@@ -30,10 +31,11 @@ from typing import Any, Callable
 import yaml
 
 from llmrl_core.core.errors import InputError, WorkbenchError
+from llmrl_core.runs.kinds import EXPORT_FORMATS, find_kind, load_part
 from llmrl_core.runs.reader import pivot_wide
 from llmrl_core.runs.store import RunStore
 
-EXPORT_WHAT = ("model", "metrics", "samples", "config")
+EXPORT_WHAT = EXPORT_FORMATS
 
 
 class ExportError(WorkbenchError):
@@ -63,9 +65,11 @@ def export_run(store: RunStore, run_id: int, what: str, out: str | Path, *, merg
         "samples": lambda tmp: write_samples_jsonl(store, run, tmp),
         "config": lambda tmp: tmp.write_text(make_config_yaml(run), encoding="utf-8"),
     }
-    if what == "model" and run["kind"] == "gym" and out.suffix.lower() != ".zip":
-        raise InputError(f"A Gymnasium run's model is one SB3 .zip file; give --out a name ending in .zip "
-                         f"(e.g. {out.with_suffix('.zip')}).")
+    spec = find_kind(run["kind"])
+    suffix = spec.model_suffix if spec is not None else ""
+    if what == "model" and suffix and out.suffix.lower() != suffix:
+        raise InputError(f"A {spec.label} run's model is one {suffix} file; give --out a name ending in {suffix} "
+                         f"(e.g. {out.with_suffix(suffix)}).")
     check_target(out, overwrite)
     return write_atomically(out, writers[what], overwrite=overwrite)
 
@@ -135,75 +139,14 @@ def _remove(path: Path) -> None:
 # ----------------------------------------------------------------------------- model
 
 
-def find_checkpoint(store: RunStore, run: dict, checkpoint: str | Path | None = None) -> Path:
-    """The checkpoint folder to export: `checkpoint` if given (it must be one of this run's), else the newest."""
-    from llmrl_core.lm_rl.checkpoints import STATE_FILE
-
-    saved = store.list_artifacts(run["id"], kind="checkpoint")
-    folders = [Path(p) for _, p in sorted(zip(saved["step"], saved["path"]), key=lambda sp: sp[0])]
-    folders = [f for f in folders if f.is_dir() and (f / STATE_FILE).is_file()]
-    if checkpoint is not None:
-        wanted = Path(checkpoint).expanduser().resolve()
-        for folder in folders:
-            if folder.resolve() == wanted:
-                return folder
-        names = ", ".join(f.name for f in folders) or "none"
-        raise InputError(f"{checkpoint} is not a checkpoint of run {run['id']}; its checkpoints on disk: {names}.")
-    if not folders:
-        raise InputError(f"Run {run['id']} has no checkpoint on disk (save_final was off, it stopped before its first "
-                         "save, or its files were deleted), so there is no model to export.")
-    return folders[-1]
-
-
 def write_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = True,
                 checkpoint: str | Path | None = None) -> None:
-    """Write the run's model at `tmp`: an HF folder (LM runs) or the agent .zip (gym runs)."""
-    if run["kind"] == "gym":
-        agents = store.list_artifacts(run["id"], kind="agent")
-        paths = [Path(p) for p in agents["path"] if Path(p).is_file()]
-        if not paths:
-            raise InputError(f"Run {run['id']} saved no agent on disk (it ended before training finished, or its "
-                             "files were deleted), so there is nothing to export.")
-        shutil.copy2(paths[-1], tmp)
-        return
-    if run["kind"] != "lm_rl":
+    """Write the run's model at `tmp` with its kind's exporter (RunKindSpec.model_exporter)."""
+    spec = find_kind(run["kind"])
+    if spec is None or "model" not in spec.export_formats or not spec.model_exporter:
         raise InputError(f"Run {run['id']} is a {run['kind']!r} run, which trains no model; export its metrics, "
                          "samples or config instead.")
-    from llmrl_core.lm_rl.checkpoints import is_adapter_checkpoint
-
-    folder = find_checkpoint(store, run, checkpoint)
-    if is_adapter_checkpoint(folder):
-        if merge_lora:
-            write_merged_model(folder, tmp)
-        else:
-            copy_model_files(folder, tmp)
-        return
-    if not merge_lora:
-        raise InputError(f"Run {run['id']} trained every weight (use_lora was off), so there is no adapter alone "
-                         "to export; export the full model (leave out --adapter-only).")
-    copy_model_files(folder, tmp)
-
-
-def write_merged_model(adapter_folder: Path, tmp: Path) -> None:
-    """Load the adapter's base model, merge the LoRA weights in and save a plain HF folder with the tokenizer."""
-    from llmrl_core.lm.models import load_causal_lm
-
-    loaded = load_causal_lm(str(adapter_folder), device="cpu")  # merges (peft merge_and_unload)
-    tmp.mkdir(parents=True)
-    loaded.model.save_pretrained(tmp)
-    loaded.tokenizer.save_pretrained(tmp)
-
-
-def copy_model_files(folder: Path, tmp: Path) -> None:
-    """Copy a checkpoint folder's model and tokenizer files (not its trainer state) to `tmp`."""
-    tmp.mkdir(parents=True)
-    for entry in sorted(folder.iterdir()):
-        if entry.name in SKIPPED_CHECKPOINT_FILES:
-            continue
-        if entry.is_dir():
-            shutil.copytree(entry, tmp / entry.name, symlinks=True)
-        else:
-            shutil.copy2(entry, tmp / entry.name)
+    load_part(spec, "model_exporter")(store, run, tmp, merge_lora=merge_lora, checkpoint=checkpoint)
 
 
 # ----------------------------------------------------------------------------- metrics, samples, config
@@ -236,14 +179,10 @@ def _plain(value: Any) -> Any:
 
 
 def make_config_yaml(run: dict) -> str:
-    """The run's config as YAML: an RLConfig for LM runs (what `train --config` reads), GymConfig fields for gym runs."""
+    """The run's config as YAML: its kind's config class (what `train --config` or `gym --config` reads), else as stored."""
     config = dict(run["config"])
-    if run["kind"] == "lm_rl":
-        from llmrl_core.lm_rl.config import RLConfig
-
-        return RLConfig.from_dict(config).to_yaml()
-    if run["kind"] == "gym":
-        from llmrl_core.gym.config import GymConfig
-
-        config = GymConfig.from_dict(config).to_dict()
+    spec = find_kind(run["kind"])
+    config_class = load_part(spec, "config_class") if spec is not None else None
+    if config_class is not None:
+        return config_class.from_dict(config).to_yaml()
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

@@ -1,6 +1,6 @@
 """Run jobs in worker processes (dashboard), in the foreground (CLI) or in a thread (tests), all through the store.
 
-A job is a plain function ``job(ctx: JobContext) -> dict | None`` registered under a kind.
+A job is a plain function ``job(ctx: JobContext) -> dict | None``, the `job` of a run kind (kinds.py).
 It reads its config from ``ctx.config``, reports through ``ctx`` (metrics, samples,
 artifacts, logs, progress) and calls ``ctx.should_stop()`` between steps: that call blocks
 while the run is paused and returns True once a stop was asked for. Whatever it returns is
@@ -21,7 +21,6 @@ run started from the CLI, and a restarted dashboard can stop a worker launched b
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -34,46 +33,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from llmrl_core.core.errors import InputError, WorkbenchError
+from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
 
-# kind -> "module:function". Modules are imported on first use, so listing a job costs nothing.
-JOB_REGISTRY: dict[str, str] = {
-    "demo": "llmrl_core.runs.demo_job:run_demo_job",
-    "lm_rl": "llmrl_core.lm_rl.trainer:run_lm_rl_job",
-    "gym": "llmrl_core.gym.job:run_gym_job",
-    "agent": "llmrl_core.agent.job:run_agent_job",
-}
-
-
-EXTRA_JOBS_ENV = "LLMRL_EXTRA_JOBS"  # "kind=module:function,..."; inherited by worker processes
-
-
 def register_job(kind: str, target: str) -> None:
-    """Register a job function, given as 'module:function', under `kind` (also for workers this process launches)."""
-    JOB_REGISTRY[kind] = target
-    extra = [item for item in os.environ.get(EXTRA_JOBS_ENV, "").split(",") if item and not item.startswith(f"{kind}=")]
-    os.environ[EXTRA_JOBS_ENV] = ",".join(extra + [f"{kind}={target}"])
-
-
-def _registered_jobs() -> dict[str, str]:
-    """The built-in jobs plus plug-ins registered by a parent process through the environment."""
-    jobs = dict(JOB_REGISTRY)
-    for item in os.environ.get(EXTRA_JOBS_ENV, "").split(","):
-        kind, _, target = item.partition("=")
-        if kind and ":" in target:
-            jobs.setdefault(kind.strip(), target.strip())
-    return jobs
+    """Register a job function (or a RunKindSpec), given as 'module:attr', under `kind`; see kinds.register_kind."""
+    register_kind(kind, target)
 
 
 def get_job(kind: str) -> JobFn:
-    """Import and return the job function registered for `kind`."""
-    jobs = _registered_jobs()
-    if kind not in jobs:
-        raise InputError(f"Unknown job kind {kind!r}; known kinds: {', '.join(sorted(jobs))}.")
-    module_name, func_name = jobs[kind].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    """Import and return the job function of kind `kind` (its spec's `job`)."""
+    return load_part(get_kind(kind), "job")
 
 
 class StopRun(Exception):

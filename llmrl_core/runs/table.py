@@ -7,10 +7,12 @@ a correlated subquery that SQLite answers from the index metrics(run_id, name, s
 index), and the model, environment and algorithm come out of the config JSON with json_extract,
 so 1,000 runs over 2,000,000 metric rows take a few tens of milliseconds (bench/bench_runs.py).
 
-The reward of a run is the metric its kind logs as "how well is it doing" (REWARD_METRICS):
-'reward' (the mean reward of a step's completions) for language-model runs, SB3's episode return
-'charts/episodic_return' for Gymnasium runs. Disk use (optional, it walks folders) counts
-what `files.compute_run_disk_bytes` counts.
+The reward of a run is the metric its kind declares as "how well is it doing" (RunKindSpec.main_metric:
+'reward', the mean reward of a step's completions, for language-model runs; SB3's episode return
+'charts/episodic_return' for Gymnasium runs), its best the maximum (the minimum where the kind says
+lower is better); the model and algorithm columns are the config fields its kind names
+(RunKindSpec.table_columns). Disk use (optional, it walks folders) counts what
+`files.compute_run_disk_bytes` counts.
 """
 
 from __future__ import annotations
@@ -24,26 +26,50 @@ import pandas as pd
 from llmrl_core.core.errors import InputError
 from llmrl_core.core.paths import get_home
 from llmrl_core.runs.files import compute_tree_bytes
+from llmrl_core.runs.kinds import list_kinds
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore
 
-REWARD_METRICS = {"lm_rl": "reward", "gym": "charts/episodic_return", "agent": "charts/episodic_return"}  # by kind
-DEFAULT_REWARD_METRIC = "reward"  # other kinds (demo) log 'reward' too
+DEFAULT_REWARD_METRIC = "reward"  # a kind this installation does not know
 
 COLUMNS = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "first_reward", "best_reward",
            "last_reward", "solved_at_step", "created", "started", "ended", "duration_s", "disk_bytes", "note"]
 SORTABLE = tuple(c for c in COLUMNS if c != "note")
+CONFIG_COLUMNS = ("model", "algorithm")  # read from the config field each kind names (RunKindSpec.table_columns)
 
 
-def get_reward_metric(kind: str) -> str:
-    """The metric that stands for a run's reward: 'reward' for LM runs, the episode return for gym runs."""
-    return REWARD_METRICS.get(kind, DEFAULT_REWARD_METRIC)
+def _case_sql(values: dict[str, str], default: str | None) -> tuple[str, list[Any]]:
+    """A SQL CASE over runs.kind giving values[kind] (default otherwise), and its parameters."""
+    if not values:
+        return ("?", [default]) if default is not None else ("NULL", [])
+    cases = " ".join("WHEN ? THEN ?" for _ in values)
+    params: list[Any] = [x for pair in values.items() for x in pair]
+    if default is None:
+        return f"CASE r.kind {cases} ELSE NULL END", params
+    return f"CASE r.kind {cases} ELSE ? END", [*params, default]
 
 
-def _reward_name_sql() -> tuple[str, list[str]]:
-    """A SQL CASE over runs.kind giving each run's reward metric name, and its parameters."""
-    cases = " ".join("WHEN ? THEN ?" for _ in REWARD_METRICS)
-    params = [x for pair in REWARD_METRICS.items() for x in pair]
-    return f"CASE r.kind {cases} ELSE ? END", [*params, DEFAULT_REWARD_METRIC]
+def _select_kind_sql() -> tuple[str, list[Any]]:
+    """The SELECT list's kind-dependent part: config columns, then first, best and last reward, with parameters."""
+    specs = list_kinds()
+    parts, params = [], []
+    for column in CONFIG_COLUMNS:
+        path_sql, path_params = _case_sql({s.name: f"$.{s.table_columns[column]}" for s in specs
+                                           if column in s.table_columns}, None)
+        parts.append(f"json_extract(r.config, {path_sql}) AS {column}")
+        params += path_params
+    name_sql, name_params = _case_sql({s.name: s.main_metric for s in specs}, DEFAULT_REWARD_METRIC)
+    lower = [s.name for s in specs if not s.higher_is_better]
+    best = (f"CASE WHEN r.kind IN ({','.join('?' * len(lower))}) THEN MIN(m.value) ELSE MAX(m.value) END"
+            if lower else "MAX(m.value)")
+    parts += [
+        f"(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {name_sql} AND m.value IS NOT NULL"
+        "   ORDER BY m.step ASC LIMIT 1) AS first_reward",
+        f"(SELECT {best} FROM metrics m WHERE m.run_id = r.id AND m.name = {name_sql}) AS best_reward",
+        f"(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {name_sql} AND m.value IS NOT NULL"
+        "   ORDER BY m.step DESC LIMIT 1) AS last_reward",
+    ]
+    params += [*name_params, *lower, *name_params, *name_params]
+    return ", ".join(parts), params
 
 
 def _like_pattern(text: str) -> str:
@@ -62,15 +88,15 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
     - sort_by names a column (SORTABLE), descending by default (newest first); runs with no value sort last;
     - with_disk=False skips the disk walk (disk_bytes is then None): the rest is one SQL query.
     A run without a note, a model or an algorithm (a demo run) has "" there.
-    `model` is the model spec of an LM run or the environment id of a gym run; first/best/last_reward
-    are the run's reward metric at its first step, its maximum and at its last step (the "before -> after"
+    `model` is the model spec of an LM run or the environment id of a gym run (the config fields its kind
+    names); first/best/last_reward are the run's reward metric at its first step, its best and at its last step (the "before -> after"
     of a front page); solved_at_step is a gym run's step where it reached the environment's solved
     line (NaN when it did not, or has none); duration_s runs from start to end (to `now` for a run
     still active).
     """
     if sort_by not in SORTABLE:
         raise InputError(f"Cannot sort the runs table by {sort_by!r}; pick one of: {', '.join(SORTABLE)}.")
-    reward_name, params = _reward_name_sql()
+    kind_sql, params = _select_kind_sql()
     clauses: list[str] = []
     if statuses is not None:
         statuses = list(statuses)
@@ -87,24 +113,16 @@ def summarize_runs(store: RunStore, *, statuses: Iterable[str] | None = None, ki
         pattern = _like_pattern(search.strip())
         params_where += [pattern, pattern]
     sql = (
-        "SELECT r.id, r.name, r.status, r.kind,"
-        " COALESCE(json_extract(r.config, '$.model'), json_extract(r.config, '$.env_id')) AS model,"
-        " COALESCE(json_extract(r.config, '$.algorithm'), json_extract(r.config, '$.algo')) AS algorithm,"
-        " r.step, r.total_steps,"
-        f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name} AND m.value IS NOT NULL"
-        "   ORDER BY m.step ASC LIMIT 1) AS first_reward,"
-        f" (SELECT MAX(m.value) FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name}) AS best_reward,"
-        f" (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = {reward_name} AND m.value IS NOT NULL"
-        "   ORDER BY m.step DESC LIMIT 1) AS last_reward,"
+        f"SELECT r.id, r.name, r.status, r.kind, {kind_sql}, r.step, r.total_steps,"
         " json_extract(r.summary, '$.solved_at_step') AS solved_at_step,"
         " r.created, r.started, r.ended, r.note"
         " FROM runs r"
     )
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    rows = store.fetch_rows(sql, [*params, *params, *params, *params_where])
-    read = ["id", "name", "status", "kind", "model", "algorithm", "step", "total_steps", "first_reward", "best_reward",
-            "last_reward", "solved_at_step", "created", "started", "ended", "note"]
+    rows = store.fetch_rows(sql, [*params, *params_where])
+    read = ["id", "name", "status", "kind", "model", "algorithm", "first_reward", "best_reward", "last_reward", "step",
+            "total_steps", "solved_at_step", "created", "started", "ended", "note"]
     frame = pd.DataFrame.from_records(rows, columns=read)
     for col in ("first_reward", "best_reward", "last_reward", "solved_at_step", "created", "started", "ended"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)

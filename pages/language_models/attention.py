@@ -194,9 +194,9 @@ def head_view_ui(maps: att.AttentionMaps) -> None:
 def aggregates_ui(maps: att.AttentionMaps) -> None:
     """View 4: the mean over heads of a layer, or attention rollout up to a layer."""
     c1, c2 = st.columns([1, 3])
-    kind = c1.radio("Aggregate", ["Mean over heads", "Rollout"], key="att_agg_kind")
-    layer = c2.slider("Up to layer" if kind == "Rollout" else "Layer", 0, maps.n_layers - 1, maps.n_layers - 1, key="att_agg_layer")
-    if kind == "Rollout":
+    aggregate = c1.radio("Aggregate", ["Mean over heads", "Rollout"], key="att_agg_kind")
+    layer = c2.slider("Up to layer" if aggregate == "Rollout" else "Layer", 0, maps.n_layers - 1, maps.n_layers - 1, key="att_agg_layer")
+    if aggregate == "Rollout":
         if st.session_state.get("att_rollout_for") is not maps:
             st.session_state.att_rollout = att.compute_rollout(maps.weights)
             st.session_state.att_rollout_for = maps

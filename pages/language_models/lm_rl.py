@@ -1,7 +1,7 @@
 """RL fine-tuning: set up a run (presets, every RLConfig field, prompts, rewards, YAML), start it, watch it live.
 
-Runs are ordinary 'lm_rl' jobs in the run manager's background thread, so they keep going when
-the tab is closed; the Dashboard tab finds active and past runs in the store and polls the
+Runs are ordinary 'lm_rl' jobs, each in a worker process of its own (the run manager launches it), so
+they keep going when the tab is closed; the Dashboard tab finds active and past runs in the store and polls the
 newest active one once a second (ui/rl_dashboard.py). The form keeps its values in one dict in
 session state ("rl_config"), so presets, a loaded YAML file and "Edit a copy" all fill it the
 same way, and RLConfig's validation speaks for every field before anything starts.
@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from llmrl_core.lm_rl.algorithms.registry import REGISTRY
 from llmrl_core.lm_rl.config import PRESETS, RLConfig
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, load_prompt_set
@@ -35,7 +36,13 @@ VIEW_KEY = "rl_view"
 VIEWS = ("Dashboard", "New run")
 FIELD_PREFIX = "rl_f_"
 PROMPT_KEY = "rl_prompts"
-ALGORITHM_LABELS = {"grpo": "GRPO", "rloo": "RLOO", "reinforce": "REINFORCE", "ppo": "PPO"}
+SETTING_LABELS = {"lam": "lam (GAE lambda)"}  # an algorithm's setting whose field name needs words
+SETTING_STEPS = {"baseline_decay": 0.05, "vf_coef": 0.05, "cliprange_value": 0.05, "gamma": 0.01, "lam": 0.01}
+
+
+def label_algorithm(name: str) -> str:
+    """The algorithm's short name for the UI (its Algorithm.label), the name itself if unknown."""
+    return REGISTRY[name].label if name in REGISTRY else str(name)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -139,6 +146,15 @@ def run_and_model_ui() -> None:
         _field("lora_target_modules", container=c4)
 
 
+def algorithm_settings_ui(algo: str) -> None:
+    """The settings only the chosen algorithm reads (its Algorithm.settings), three to a row."""
+    settings = REGISTRY[algo].settings if algo in REGISTRY else ()
+    for start in range(0, len(settings), 3):
+        for column, name in zip(st.columns(3), settings[start:start + 3]):
+            steps = {"step": SETTING_STEPS[name]} if name in SETTING_STEPS else {}
+            _field(name, SETTING_LABELS.get(name), column, **steps)
+
+
 def sampling_and_algorithm_ui() -> None:
     """Sampling per step, the algorithm and its knobs (only the relevant ones shown)."""
     st.markdown("**Sampling**")
@@ -152,7 +168,7 @@ def sampling_and_algorithm_ui() -> None:
     _field("top_k", container=c3)
     st.markdown("**Algorithm**")
     c1, c2, c3 = st.columns(3)
-    algo = _field("algorithm", container=c1, format_func=lambda a: ALGORITHM_LABELS.get(a, a))
+    algo = _field("algorithm", container=c1, format_func=label_algorithm)
     _field("learning_rate", container=c2, step=1e-6)
     _field("num_epochs", "epochs per batch (num_epochs)", c3)
     c1, c2, c3 = st.columns(3)
@@ -164,18 +180,7 @@ def sampling_and_algorithm_ui() -> None:
         _field("epsilon", container=c1, step=0.01)
         _field("epsilon_high", container=c2, placeholder="empty: same as epsilon")
         _field("max_grad_norm", container=c3, step=0.1)
-        if algo == "grpo":
-            _field("scale_rewards")
-        if algo == "reinforce":
-            _field("baseline_decay", container=c1, step=0.05)
-        if algo == "ppo":
-            c1, c2, c3 = st.columns(3)
-            _field("vf_coef", container=c1, step=0.05)
-            _field("cliprange_value", container=c2, step=0.05)
-            _field("gamma", container=c3, step=0.01)
-            c1, c2 = st.columns(2)
-            _field("lam", "lam (GAE lambda)", c1, step=0.01)
-            _field("whiten_advantages", container=c2)
+        algorithm_settings_ui(algo)
         c1, c2, c3 = st.columns(3)
         _field("lr_scheduler", container=c1)
         _field("warmup_steps", container=c2)
@@ -277,8 +282,8 @@ def validate_config() -> RLConfig:
 
 
 def preflight_ui() -> None:
-    """Warnings for settings that are valid but ruinous on this machine (llmrl_core.core.preflight), above Start."""
-    from llmrl_core.core.preflight import preflight_rl_config
+    """Warnings for settings that are valid but ruinous on this machine (llmrl_core.lm_rl.preflight), above Start."""
+    from llmrl_core.lm_rl.preflight import preflight_rl_config
 
     try:
         warnings = preflight_rl_config(RLConfig.from_dict(dict(_config())))
@@ -377,7 +382,7 @@ def new_run_ui() -> None:
         yaml_ui()
     st.divider()
     cfg = _config()
-    st.caption(f"{ALGORITHM_LABELS.get(cfg.get('algorithm'), cfg.get('algorithm'))} · {cfg.get('steps')} steps × "
+    st.caption(f"{label_algorithm(cfg.get('algorithm'))} · {cfg.get('steps')} steps × "
                f"{cfg.get('prompts_per_step')} prompts × {cfg.get('num_generations')} samples · up to "
                f"{cfg.get('max_new_tokens')} new tokens · {'LoRA' if cfg.get('use_lora') else 'full fine-tuning'} of "
                f"{escape_markdown(cfg.get('model'))}")

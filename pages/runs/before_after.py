@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from llmrl_core.core.errors import WorkbenchError
+from llmrl_core.runs.kinds import list_kinds
 from ui.reward_lab import custom_code_policy_ui
 from llmrl_core.present.common import escape_markdown
 from ui.state import get_store
@@ -18,7 +19,9 @@ PROMPT_SOURCES = ("Held out from the run's prompt set", "A built-in set", "Typed
 def pick_checkpoint_ui() -> tuple[dict, str] | None:
     """An RL fine-tuning run that saved checkpoints, and one of them (newest first)."""
     store = get_store()
-    runs = store.list_runs(kind="lm_rl")
+    kinds = [spec.name for spec in list_kinds() if spec.before_after]  # kinds whose checkpoints answer prompts
+    runs = store.list_runs()
+    runs = runs[runs["kind"].isin(kinds)] if not runs.empty else runs
     if runs.empty:
         st.info("No RL fine-tuning runs yet: train one on the LM RL page, then compare it with its base model here.")
         st.page_link("pages/language_models/lm_rl.py", label="Fine-tune a language model", icon=":material/model_training:")

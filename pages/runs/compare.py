@@ -9,11 +9,11 @@ from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.present.compare import make_compare_figure
 from llmrl_core.present.common import escape_markdown
 from llmrl_core.runs.compare import X_AXES, diff_configs, list_common_metrics, read_compare_frame, summarize_finals
+from llmrl_core.runs.kinds import find_kind
 from ui.review import report_ui
 from ui.state import get_store
 
 X_LABELS = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
-PREFERRED = ("reward", "charts/episodic_return", "eval/mean_reward", "kl", "entropy")
 
 
 def pick_runs_ui() -> list[int]:
@@ -25,6 +25,17 @@ def pick_runs_ui() -> list[int]:
                           format_func=lambda i: f"#{i} {names.get(i, '')}", key="cmp_runs")
 
 
+def list_preferred_metrics(store, run_ids: list[int]) -> list[str]:
+    """The metrics drawn first: those the chosen runs' kinds name (RunKindSpec.compare_metrics, then main_metric)."""
+    preferred: list[str] = []
+    for run_id in run_ids:
+        run = store.get_run(int(run_id))
+        spec = find_kind(run["kind"]) if run else None
+        named = (*spec.compare_metrics, spec.main_metric) if spec is not None else ()
+        preferred += [m for m in named if m not in preferred]
+    return preferred
+
+
 def curves_ui(run_ids: list[int]) -> list[str]:
     """Pick metrics, x axis and smoothing; draw the overlaid curves. Returns the metrics drawn."""
     store = get_store()
@@ -32,7 +43,7 @@ def curves_ui(run_ids: list[int]) -> list[str]:
     if not every:
         st.info("These runs have no metrics yet.")
         return []
-    default = [m for m in PREFERRED if m in common][:2] or common[:1] or every[:1]
+    default = [m for m in list_preferred_metrics(store, run_ids) if m in common][:2] or common[:1] or every[:1]
     c_metrics, c_x, c_smooth = st.columns([3, 1, 1])
     metrics = c_metrics.multiselect("Metrics", every, default=default, key="cmp_metrics",
                                     help="Metrics every chosen run logged come first in the list's order.")

@@ -26,8 +26,9 @@ from ui.run_views import run_error_ui
 from ui.state import get_store
 
 from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files
+from llmrl_core.runs.kinds import list_kind_names
 from llmrl_core.runs.table import summarize_runs
-from ui.clone import request_clone
+from ui.clone import find_clone_page, request_clone
 from ui.review import alarms_ui, export_ui, report_ui
 
 PICK_KEY, SELECTED_KEY = "runs_pick", "runs_selected"
@@ -56,7 +57,7 @@ def runs_table_ui() -> None:
     search = c_search.text_input("Search name or note", key="runs_search", placeholder="e.g. positive")
     statuses = c_status.multiselect("Status", ["queued", "running", "paused", "completed", "stopped", "failed",
                                                "interrupted"], key="runs_status")
-    kinds = c_kind.multiselect("Kind", ["lm_rl", "gym", "agent", "demo"], key="runs_kind")
+    kinds = c_kind.multiselect("Kind", list_kind_names(), key="runs_kind")
     sort_by = c_sort.selectbox("Sort by", ["id", "best_reward", "last_reward", "duration_s", "disk_bytes", "step"],
                                key="runs_sort")
     table = summarize_runs(store, statuses=statuses or None, kinds=kinds or None, search=search or None,
@@ -106,7 +107,7 @@ def manage_ui(view: LiveRun, disk: int | None) -> None:
         if st.button("Save note", key=f"note_btn_{run_id}"):
             store.set_note(run_id, note.strip() or None)
             st.rerun()
-    if run["kind"] in ("lm_rl", "gym", "agent") and c_clone.button("Clone", key=f"clone_{run_id}",
+    if find_clone_page(run["kind"]) and c_clone.button("Clone", key=f"clone_{run_id}",
                                                                  help="A new run with the same config: opens its page with the form filled."):
         request_clone(*store.clone_config(run_id))
     with c_delete.popover("Delete"):

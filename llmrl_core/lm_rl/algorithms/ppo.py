@@ -10,16 +10,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate, compute_kl, masked_mean, masked_whiten
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig, Loss, LossInputs
 
-if TYPE_CHECKING:
-    from llmrl_core.lm_rl.config import RLConfig
 
 
 class ValueHead(nn.Module):
@@ -84,11 +82,11 @@ def compute_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
 # ---------------------------------------------------------------------- the algorithm, for the trainer
 
 
-def validate(cfg: "RLConfig") -> None:
+def validate(cfg: AlgorithmConfig) -> None:
     """Nothing PPO-specific to refuse: beta = 0 (no KL penalty) is pure score maximisation, and allowed."""
 
 
-def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+def compute_advantages(cfg: AlgorithmConfig, batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
     """GAE over per-token rewards (score at the last token, -beta * KL on every token), optionally whitened."""
     mask = batch.mask  # (B, T)
     if batch.ref_logp is not None:
@@ -102,7 +100,7 @@ def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str,
     return Advantages(advantages, returns=returns)
 
 
-def compute_loss(cfg: "RLConfig", mb: LossInputs) -> Loss:
+def compute_loss(cfg: AlgorithmConfig, mb: LossInputs) -> Loss:
     """Clipped ratio per token (the KL is already in the rewards) plus vf_coef x the clipped value loss."""
     per_token, ratio = compute_clipped_surrogate(mb.logp, mb.old_logp, mb.advantages, cfg.epsilon, cfg.clip_high)  # (b, T)
     policy_loss = (per_token * mb.weights).sum()
@@ -119,6 +117,7 @@ PPO = Algorithm(
                 "the KL penalty folded into the reward.",
     paper="arXiv 1707.06347, GAE arXiv 1506.02438",
     needs_value_head=True,
+    settings=("vf_coef", "cliprange_value", "gamma", "lam", "whiten_advantages"),
     metric_keys=frozenset({"loss/value", "value/mean", "value/clipfrac"}),
     validate=validate,
     compute_advantages=compute_advantages,

@@ -7,15 +7,13 @@ because b does not depend on the current sample. No ratio, no clipping: one upda
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from llmrl_core.core.errors import InputError
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, Loss, LossInputs
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig, Loss, LossInputs
 
-if TYPE_CHECKING:
-    from llmrl_core.lm_rl.config import RLConfig
 
 
 def compute_reinforce_advantages(rewards: torch.Tensor, baseline: float | None) -> torch.Tensor:
@@ -40,7 +38,7 @@ def compute_reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor) -> torc
 # ---------------------------------------------------------------------- the algorithm, for the trainer
 
 
-def validate(cfg: "RLConfig") -> None:
+def validate(cfg: AlgorithmConfig) -> None:
     """REINFORCE has no ratio to clip, so it cannot reuse a batch: one epoch only."""
     if cfg.num_epochs != 1:
         raise InputError("REINFORCE is on-policy (no ratio, no clipping): set num_epochs to 1, or choose grpo, rloo or ppo for several update epochs.")
@@ -51,14 +49,14 @@ def init_state() -> dict[str, Any]:
     return {"baseline": None}
 
 
-def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+def compute_advantages(cfg: AlgorithmConfig, batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
     """R - b per completion (B,), then the baseline moves toward this batch's mean (in `state`)."""
     advantages = compute_reinforce_advantages(batch.rewards, state["baseline"])  # (B,)
     state["baseline"] = update_baseline(state["baseline"], batch.rewards, cfg.baseline_decay)
     return Advantages(advantages, metrics={"baseline": float(state["baseline"])})
 
 
-def compute_loss(cfg: "RLConfig", mb: LossInputs) -> Loss:
+def compute_loss(cfg: AlgorithmConfig, mb: LossInputs) -> Loss:
     """-(R - b) * log pi per token, plus beta * KL per token; the ratio is only reported."""
     per_token = compute_reinforce_loss(mb.logp, mb.advantages)  # (b, T)
     ratio = torch.exp(mb.logp.detach() - mb.old_logp)  # (b, T)
@@ -77,6 +75,7 @@ REINFORCE = Algorithm(
     metric_keys=frozenset({"baseline"}),
     validate=validate,
     init_state=init_state,
+    settings=("baseline_decay",),
     compute_advantages=compute_advantages,
     compute_loss=compute_loss,
 )

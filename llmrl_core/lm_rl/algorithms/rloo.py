@@ -9,15 +9,13 @@ these advantages to the same clipped-ratio loss as GRPO (with one update epoch t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from llmrl_core.lm_rl.algorithms.grpo import check_groups, compute_clipped_loss
-from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm
+from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig
 
-if TYPE_CHECKING:
-    from llmrl_core.lm_rl.config import RLConfig
 
 
 def compute_rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -35,7 +33,7 @@ def compute_rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Ten
 # ---------------------------------------------------------------------- the algorithm, for the trainer
 
 
-def compute_advantages(cfg: "RLConfig", batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
+def compute_advantages(cfg: AlgorithmConfig, batch: AdvantageInputs, state: dict[str, Any]) -> Advantages:
     """RLOO's leave-one-out advantages, one per completion (B,)."""
     return Advantages(compute_rloo_advantages(batch.rewards, cfg.num_generations))
 

@@ -9,7 +9,8 @@ score, advantages, update. It asks the algorithm only for what differs between t
   * `init_state()`: what it carries from step to step (kept in checkpoints), e.g. REINFORCE's baseline;
   * `compute_advantages(cfg, batch, state)`: advantages (and value targets) for the scored batch;
   * `compute_loss(cfg, mb)`: the loss of one micro-batch, from log-probs the trainer computed;
-  * `metric_keys`: the metrics it logs on top of the common ones; `label`/`description` for the UI.
+  * `metric_keys`: the metrics it logs on top of the common ones; `label`/`description` for the UI;
+  * `settings`: the config fields only it reads (the form shows them when it is picked).
 
 The dataclasses below are the plain tensors passed across that line; shapes use B for
 sequences (prompts x samples) and T for completion positions, b for a micro-batch's rows.
@@ -18,12 +19,34 @@ sequences (prompts x samples) and T for completion positions, b for a micro-batc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from llmrl_core.lm_rl.config import RLConfig
+
+class AlgorithmConfig(Protocol):
+    """The RLConfig fields the algorithms read. RLConfig has them all; the algorithms name this protocol
+    instead of RLConfig, because the config imports the algorithms (to check its own `algorithm`)."""
+
+    algorithm: str  # the algorithm's name
+    num_generations: int  # samples per prompt
+    num_epochs: int  # optimisation passes over one batch
+    beta: float  # KL coefficient (0: no reference model)
+    kl_estimator: str  # 'k1', 'k2' or 'k3'
+    epsilon: float  # lower clip of the ratio
+    scale_rewards: bool  # GRPO: divide by the group's std
+    baseline_decay: float  # REINFORCE: moving-average decay of the baseline
+    vf_coef: float  # PPO: weight of the value loss
+    cliprange_value: float  # PPO: clip of the value update
+    gamma: float  # PPO: discount
+    lam: float  # PPO: GAE lambda
+    whiten_advantages: bool  # PPO: normalise advantages over the batch
+
+    @property
+    def clip_high(self) -> float: ...  # upper clip of the ratio (epsilon_high, else epsilon)
+
+    @property
+    def needs_reference(self) -> bool: ...  # a reference model is needed (beta > 0)
 
 
 @dataclass
@@ -78,7 +101,7 @@ def make_no_state() -> dict[str, Any]:
     return {}
 
 
-def accept_any_config(cfg: "RLConfig") -> None:
+def accept_any_config(cfg: AlgorithmConfig) -> None:
     """The check of an algorithm that runs with any valid RLConfig."""
 
 
@@ -93,10 +116,11 @@ class Algorithm:
     label: str  # short name for the UI, e.g. 'GRPO'
     description: str  # one line for the UI: what it does and what it needs
     paper: str  # reference for the math
-    compute_advantages: Callable[["RLConfig", AdvantageInputs, dict[str, Any]], Advantages]
-    compute_loss: Callable[["RLConfig", LossInputs], Loss]
-    validate: Callable[["RLConfig"], None] = accept_any_config  # raise InputError for a config it cannot run
+    compute_advantages: Callable[[AlgorithmConfig, AdvantageInputs, dict[str, Any]], Advantages]
+    compute_loss: Callable[[AlgorithmConfig, LossInputs], Loss]
+    validate: Callable[[AlgorithmConfig], None] = accept_any_config  # raise InputError for a config it cannot run
     needs_groups: bool = False  # compares the samples of one prompt: num_generations must be 2 or more
     needs_value_head: bool = False  # trains a value head next to the policy (and needs old values)
     metric_keys: frozenset[str] = frozenset()  # metrics logged on top of the common ones
     init_state: Callable[[], dict[str, Any]] = make_no_state  # state carried between steps; saved in checkpoints
+    settings: tuple[str, ...] = ()  # the RLConfig fields only it reads: the form shows them when it is picked

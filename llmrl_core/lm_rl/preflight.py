@@ -11,17 +11,11 @@ What it catches:
   * a model whose weights, gradients and AdamW state alone exceed the free memory;
   * a batch whose activations push the estimate past the free memory.
 
-The memory estimate (bytes) for RL fine-tuning as llmrl_core/lm_rl/trainer.py does it (weights in float32):
-  weights     = P x 4                       (P: parameters, counted from config.json)
-  reference   = P x 4 when beta > 0 and full fine-tuning (LoRA disables its adapters instead)
-  gradients   = T x 4,  AdamW state = T x 8 (T: trainable parameters: P, or the LoRA matrices)
-  activations = b x s x L x (34 h + 5 a s) x e / 2  +  2 x b x s x V x 4
-where b is the micro-batch (prompts_per_step x num_generations / grad_accum_steps), s the sequence
-(PROMPT_TOKENS_GUESS + max_new_tokens), L layers, h hidden size, a attention heads, V the vocabulary
-and e the bytes of an activation (4 in fp32, 2 under bf16 autocast). The first term is Korthikanti
-et al.'s activation memory per transformer layer (arXiv 2205.05198, eq. 1: s b h (34 + 5 a s / h)
-bytes in 16-bit); the second the float32 logits and their log-softmax over the vocabulary.
-It is a rough upper estimate: good to a factor of about 1.5, enough to tell "fits" from "will not".
+The memory estimate is llmrl_core/lm_rl/memory.py's (one formula for the page, the CLI and these
+checks): the model's size comes from its config.json (`compute_model_shape`, no weights read), the
+batch is split over the run's processes and grad_accum_steps, and "auto" precision counts as bf16
+where the device runs bf16 natively (`memory.resolve_activation_bytes`). It is a floor, good to tell
+"fits" from "will not".
 """
 
 from __future__ import annotations
@@ -32,13 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROMPT_TOKENS_GUESS = 64  # prompt length assumed for the estimate (prompt sets here are short sentences)
-ACTIVATION_FACTOR = 34  # bytes per hidden unit per token per layer at 16 bits (arXiv 2205.05198, eq. 1)
-ATTENTION_FACTOR = 5  # bytes per attention score per head at 16 bits (same equation)
+from llmrl_core.lm_rl.memory import DEFAULT_PROMPT_TOKENS, MemoryEstimate, estimate_from_config
+
 HEADROOM = 0.9  # warn when the estimate exceeds this share of the free memory (the OS and the app need some)
 BF16_CPU_CAPABILITIES = ("AVX512_BF16", "AMX")  # torch.backends.cpu.get_cpu_capability() values with native bf16
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags with native bf16
-LORA_TARGETS_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -89,25 +81,15 @@ class ModelShape:
     intermediate: int
     vocab: int
 
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes a training step needs, by part (see the module docstring for the formulas)."""
-
-    weights: int
-    reference: int
-    gradients: int
-    optimizer: int
-    activations: int
-
-    @property
-    def static(self) -> int:
-        """What the run holds whatever the batch: weights, reference, gradients, optimizer state."""
-        return self.weights + self.reference + self.gradients + self.optimizer
-
-    @property
-    def total(self) -> int:
-        return self.static + self.activations
+    def to_facts(self) -> dict[str, Any]:
+        """The model facts memory.estimate_from_config reads, with the Llama layout's linear layers
+        (name -> [in, out, how many]) for counting LoRA's adapters."""
+        q = self.hidden  # query/output width (heads x head_dim; equal to hidden for these models)
+        shapes = {"q_proj": (self.hidden, q), "k_proj": (self.hidden, self.kv_dim), "v_proj": (self.hidden, self.kv_dim),
+                  "o_proj": (q, self.hidden), "gate_proj": (self.hidden, self.intermediate),
+                  "up_proj": (self.hidden, self.intermediate), "down_proj": (self.intermediate, self.hidden)}
+        return {"n_params": self.n_params, "hidden_size": self.hidden, "n_layers": self.layers, "vocab_size": self.vocab,
+                "linear_shapes": {name: [n_in, n_out, self.layers] for name, (n_in, n_out) in shapes.items()}}
 
 
 # ----------------------------------------------------------------------------- measuring the machine
@@ -173,8 +155,8 @@ def find_model_config(spec: str) -> dict | None:
     """The config.json of a model spec without loading it: a folder's, the converted bundled/GGUF folder's
     (None until converted once), a LoRA adapter's base, or a hub id's from the local HF cache."""
     from llmrl_core.core.errors import WorkbenchError
-    from llmrl_core.lm.models import make_gguf_cache_key, resolve_spec
     from llmrl_core.core.paths import get_cache_dir
+    from llmrl_core.lm.models import make_gguf_cache_key, resolve_spec
 
     try:
         resolved = resolve_spec(spec)
@@ -245,31 +227,9 @@ def compute_model_shape(config: dict) -> ModelShape | None:
     return ModelShape(n, hidden, layers, heads, kv, inter, vocab)
 
 
-def count_lora_parameters(shape: ModelShape, r: int, targets: list[str]) -> int:
-    """LoRA's trainable parameters: r x (in + out) per adapted matrix per layer (attention and MLP names)."""
-    q = shape.hidden  # query/output width (heads x head_dim; equal to hidden for these models)
-    sizes = {
-        "q_proj": (shape.hidden, q), "k_proj": (shape.hidden, shape.kv_dim), "v_proj": (shape.hidden, shape.kv_dim),
-        "o_proj": (q, shape.hidden), "gate_proj": (shape.hidden, shape.intermediate),
-        "up_proj": (shape.hidden, shape.intermediate), "down_proj": (shape.intermediate, shape.hidden),
-    }
-    names = LORA_TARGETS_ALL_LINEAR if "all-linear" in targets else targets
-    per_layer = sum(r * (sizes[n][0] + sizes[n][1]) for n in names if n in sizes)
-    return shape.layers * per_layer
-
-
-def estimate_memory(shape: ModelShape, cfg: Any) -> MemoryEstimate:
-    """Bytes one training step of `cfg` (an RLConfig) needs on `shape` (formulas in the module docstring)."""
-    weights = shape.n_params * 4
-    trainable = count_lora_parameters(shape, cfg.lora_r, list(cfg.lora_target_modules)) if cfg.use_lora else shape.n_params
-    reference = weights if (cfg.beta > 0 and not cfg.use_lora) else 0
-    micro = -(-cfg.prompts_per_step * cfg.num_generations // cfg.grad_accum_steps)  # ceil
-    seq = PROMPT_TOKENS_GUESS + cfg.max_new_tokens
-    act_bytes = 2 if cfg.mixed_precision == "bf16" else 4
-    per_layer = ACTIVATION_FACTOR * shape.hidden + ATTENTION_FACTOR * shape.heads * seq
-    activations = micro * seq * shape.layers * per_layer * act_bytes // 2 + 2 * micro * seq * shape.vocab * 4
-    return MemoryEstimate(weights=weights, reference=reference, gradients=trainable * 4, optimizer=trainable * 8,
-                          activations=activations)
+def estimate_memory(shape: ModelShape, cfg: Any, bf16_native: bool = True) -> MemoryEstimate:
+    """Bytes per device one training step of `cfg` (an RLConfig) needs on `shape`: memory.estimate_from_config."""
+    return estimate_from_config(cfg.to_dict(), shape.to_facts(), bf16_native=bf16_native)
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -298,7 +258,7 @@ def check_rl_config(cfg: Any, device_info: DeviceInfo, shape: ModelShape | None 
         shape = compute_model_shape(config) if config else None
     if shape is None or not device_info.free_bytes:
         return warnings
-    est = estimate_memory(shape, cfg)
+    est = estimate_memory(shape, cfg, bf16_native=device_info.kind != "cpu" or device_info.bf16_native)
     budget = device_info.free_bytes * HEADROOM
     where = f"{_gib(device_info.free_bytes)} free on {device_info.kind}"
     if est.static > budget:
@@ -315,14 +275,14 @@ def check_rl_config(cfg: Any, device_info: DeviceInfo, shape: ModelShape | None 
         ))
     elif est.total > budget:
         room = budget - est.static
-        per_sample = est.activations / max(1, -(-cfg.prompts_per_step * cfg.num_generations // cfg.grad_accum_steps))
-        fits = max(1, int(room // per_sample)) if room > 0 else 1
-        accum = -(-cfg.prompts_per_step * cfg.num_generations // fits)
+        per_device = -(-cfg.prompts_per_step * cfg.num_generations // est.n_processes)  # completions per process
+        micro = -(-per_device // cfg.grad_accum_steps)
+        fits = max(1, int(room // (est.batch / micro))) if room > 0 else 1
+        accum = -(-per_device // fits)
         warnings.append(PreflightWarning(
             "grad_accum_steps",
-            f"one step needs about {_gib(est.total)} ({_gib(est.activations)} of it activations for micro-batches of "
-            f"{cfg.prompts_per_step * cfg.num_generations // cfg.grad_accum_steps} completions of up to "
-            f"{PROMPT_TOKENS_GUESS + cfg.max_new_tokens} tokens), with {where}.",
+            f"one step needs about {_gib(est.total)} ({_gib(est.batch)} of it activations and logits for micro-batches "
+            f"of {micro} completions of up to {DEFAULT_PROMPT_TOKENS + cfg.max_new_tokens} tokens), with {where}.",
             f"raise grad_accum_steps to {accum} (same update, less memory), or lower prompts_per_step, "
             "num_generations or max_new_tokens.", severity="error",
         ))
