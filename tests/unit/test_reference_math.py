@@ -265,3 +265,33 @@ def test_lm_ppo_clipped_value_loss_is_cleanrls_not_sb3s() -> None:
     moved = t["old_values"] + torch.clamp(t["values"] - t["old_values"], -0.2, 0.2)
     assert logged["train/value_loss"] == pytest.approx(float(((moved - t["returns"]) ** 2).mean()), abs=1e-6)
     assert 0 < frac < 1 and abs(2 * float(ours.mean()) - logged["train/value_loss"]) > 1e-3  # really different
+
+
+def test_agent_ppo_loss_equals_sb3_ppo_train() -> None:
+    """The agent's minibatch loss (llmrl_core/agent/train.py compute_ppo_loss) on SB3's PPO.train.
+
+    Same per-minibatch advantage normalisation, clipped surrogate, approx_kl and clip fraction. On
+    purpose: our value loss is CleanRL's 0.5 * squared error, SB3's has no 0.5, so SB3's vf_coef 0.25
+    is our 0.5; and SB3 adds ent_coef * (-entropy) where we subtract ent_coef * entropy (the same).
+    """
+    from llmrl_core.agent.train import compute_ppo_loss
+
+    t = make_transitions(seed=11)
+    new_logp = t["new"].clone().requires_grad_(True)
+    values = t["values"].clone().requires_grad_(True)
+    entropy = t["entropy"].clone().requires_grad_(True)
+    ours = compute_ppo_loss(new_logp, t["old"], t["adv"], values, t["returns"], entropy, clip_range=0.2,
+                            ent_coef=0.01, vf_coef=0.5)
+    ours.loss.backward()
+    logged, grads = ref.run_sb3_ppo_train(t["old"], t["new"], t["adv"], t["returns"], t["old_values"], t["values"],
+                                          t["entropy"], clip_range=0.2, ent_coef=0.01, vf_coef=0.25,
+                                          normalize_advantage=True)
+    assert float(ours.policy_loss.detach()) == pytest.approx(logged["train/policy_gradient_loss"], abs=1e-6)
+    assert float(ours.value_loss.detach()) == pytest.approx(0.5 * logged["train/value_loss"], abs=1e-6)
+    assert -float(ours.entropy.detach()) == pytest.approx(logged["train/entropy_loss"], abs=1e-6)
+    assert float(ours.loss.detach()) == pytest.approx(logged["train/loss"], abs=1e-6)
+    assert ours.approx_kl == pytest.approx(logged["train/approx_kl"], abs=1e-6)
+    assert ours.clipfrac == pytest.approx(logged["train/clip_fraction"], abs=1e-6) and 0 < ours.clipfrac < 1
+    torch.testing.assert_close(new_logp.grad, grads["logp"], **TOL)
+    torch.testing.assert_close(values.grad, grads["values"], **TOL)
+    torch.testing.assert_close(entropy.grad, grads["entropy"], **TOL)
