@@ -153,6 +153,20 @@ def compute_return_difference(before: Sequence[float], after: Sequence[float], c
     return {"diff": diff, "ci_low": diff - half, "ci_high": diff + half}
 
 
+def compute_rollout_diagnostics(actions: torch.Tensor, entropy: torch.Tensor | None) -> dict[str, float]:
+    """How much exploration a rollout had (issue 17, 1d): its mean policy entropy and its minority actions.
+
+    actions: (T, N) sampled action indices; entropy: (T, N) in nats, or None. `diag/minority_actions`
+    counts the samples that differ from the rollout's most frequent action: when it nears 0, few
+    samples carry a learning signal, whatever the advantages say.
+    """
+    counts = torch.bincount(actions.reshape(-1))
+    out = {"diag/minority_actions": float(actions.numel() - int(counts.max()))}
+    if entropy is not None:
+        out["diag/entropy"] = float(entropy.mean())
+    return out
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -198,6 +212,7 @@ class Rollout:
     dones: torch.Tensor  # (T, N)
     next_value: torch.Tensor  # (N,)
     seconds: float
+    entropy: torch.Tensor | None = None  # (T, N) entropy of the action distribution each action was sampled from
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -320,7 +335,7 @@ class AgentTrainer:
         cfg, n = self.config, self.config.n_envs
         t0 = time.perf_counter()
         actions = torch.zeros(cfg.n_steps, n, dtype=torch.long)
-        logps, values = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
+        logps, values, entropy = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
         rewards, dones = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
         b_state_ids: list[list[int]] = []
         for t in range(cfg.n_steps):
@@ -329,6 +344,7 @@ class AgentTrainer:
             act, logp, value, probs, state_ids = self.act(self.obs)
             b_state_ids.extend(state_ids)
             actions[t], logps[t], values[t] = torch.as_tensor(act), logp, value
+            entropy[t] = -(probs * probs.clamp(min=1e-30).log()).sum(-1)  # (N,)
             for i, env in enumerate(self.envs):
                 obs, reward, terminated, truncated, _ = env.step(int(act[i]))
                 rewards[t, i] = float(reward)
@@ -343,7 +359,7 @@ class AgentTrainer:
                 self.obs[i] = obs
             self.steps += n
         _, _, next_value, _, _ = self.act(self.obs)
-        return Rollout(b_state_ids, actions, logps, values, rewards, dones, next_value, time.perf_counter() - t0)
+        return Rollout(b_state_ids, actions, logps, values, rewards, dones, next_value, time.perf_counter() - t0, entropy)
 
     def _finish_episode(self, i: int, terminated: bool) -> None:
         self.finished_returns.append(float(self.ep_return[i]))
