@@ -9,6 +9,9 @@ a value head) and the optimiser. One iteration, CleanRL style:
 2. `update`: advantages by GAE (arXiv 1506.02438) with the episode ends inside the rollout;
    PPO (arXiv 1707.06347) takes n_epochs passes of clipped-ratio minibatch steps; REINFORCE
    (Williams 1992) one gradient step on (Monte Carlo return - value) * log pi over the whole rollout.
+   The value head learns returns normalised by their running mean and std (`ReturnNormaliser`), and the
+   adapters' and the value head's gradients are clipped each on their own: one joint clip let the
+   value head's gradient shrink the adapters' below AdamW's eps (issue 17).
 
 `evaluate` plays whole episodes in lockstep (greedy by default) and records the first one, with
 the model's action probabilities at each step, for the episode player.
