@@ -9,7 +9,9 @@ Printed, on the bundled model (SmolLM2-135M-Instruct) and this machine:
      temporary store): the random policy's mean return and the untrained (zero-shot) return over
      20 episodes, training for --minutes minutes, then the trained return, the difference with its
      95% CI, the best mean-of-100 training return and when (if ever) it reached 195;
-  4. what limits it: the measured steps/s against the steps PPO needs on CartPole.
+  4. the diagnostics per update (issue 17): p(push toward the lean) on the probe states before
+     training and after the first and last updates, the policy entropy and minority actions per rollout;
+  5. what limits it: the measured steps/s against the steps PPO needs on CartPole.
 Aim (issue 11): a trained mean return of at least 195 (CartPole-v0's solved line) within 15 minutes.
 
 Run: python bench/bench_lm_agent.py [--minutes 15] [--model bundled] [--n-envs 8] [--algo ppo] [--n-steps 16]
@@ -129,6 +131,7 @@ def main() -> None:
             start = store.read_metrics(run_id, names=["baseline/random_return"])["wall_time"].iloc[0]
             print(f"reached {SOLVED:g} (training mean of 100) at step {int(first['step'])}, "
                   f"{(first['wall_time'] - start) / 60:.1f} min after the job started")
+    print_diagnostics(store, run_id)
     target = max(s["trained_return"], float(np.nan_to_num(curve["value"].max() if not curve.empty else 0.0)))
     if target >= SOLVED:
         print(f"aim met: a mean return of at least {SOLVED:g} within {args.minutes:g} minutes")
@@ -138,6 +141,20 @@ def main() -> None:
               f"this CPU; at {s['steps_per_second']:.1f} steps/s (rollout and updates) 15 minutes hold about "
               f"{possible:,.0f} environment steps, while PPO with a 64-unit MLP needs about {SB3_PPO_STEPS:,} steps to "
               "solve CartPole and a language-model policy with LoRA typically needs more, not fewer.")
+
+
+def print_diagnostics(store, run_id: int) -> None:
+    """p(toward the lean), entropy and minority actions: at the start, after the first update, after the last."""
+    names = ["diag/p_toward_lean", "diag/entropy", "diag/minority_actions", "losses/approx_kl"]
+    wide = store.read_metrics_wide(run_id)
+    present = [n for n in names if n in wide.columns]
+    if not present:
+        return
+    rows = wide[["step", *present]].dropna(how="all", subset=present)
+    for label, row in (("before training", rows.iloc[0]), ("first update", rows.iloc[min(1, len(rows) - 1)]),
+                       ("last update", rows.iloc[-1])):
+        values = " · ".join(f"{n.split('/')[-1]} {row[n]:.4g}" for n in present if row[n] == row[n])
+        print(f"diagnostics, {label} (step {int(row['step'])}): {values}")
 
 
 def loaded_params(spec: str) -> str:

@@ -66,7 +66,11 @@ class AgentConfig(ConfigBase):
     vf_coef: float = 0.5
     """value loss weight"""
     max_grad_norm: float = 0.5
-    """gradient clipping norm"""
+    """gradient clipping norm, applied to the adapters and to the value head each on its own"""
+    adam_eps: float = 1e-8
+    """AdamW's eps; adapters' gradients are small (1e-3 and below), and 1e-5 would swallow them"""
+    normalize_values: bool = True
+    """value head learns returns normalised by their running mean and std (raw CartPole returns reach 100)"""
     share_value_gradients: bool = False
     """let the value loss train the model too (GLAM); off: the value head learns alone on the model's features"""
 
@@ -135,6 +139,7 @@ class AgentConfig(ConfigBase):
         _check(self.ent_coef >= 0, f"ent_coef must be 0 or more (got {self.ent_coef}).")
         _check(self.vf_coef >= 0, f"vf_coef must be 0 or more (got {self.vf_coef}).")
         _check(self.max_grad_norm > 0, f"max_grad_norm must be above 0 (got {self.max_grad_norm}).")
+        _check(0.0 < self.adam_eps <= 1e-3, f"adam_eps must be above 0 and at most 1e-3, e.g. 1e-8 (got {self.adam_eps}).")
         _check(1 <= self.lora_r <= 1024, f"lora_r must be between 1 and 1024 (got {self.lora_r}).")
         _check(self.lora_alpha >= 1, f"lora_alpha must be at least 1 (got {self.lora_alpha}).")
         _check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be at least 0 and below 1 (got {self.lora_dropout}).")

@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from llmrl_core.agent.config import AgentConfig
-from llmrl_core.agent.train import AgentTrainer, RecordedEpisode, compute_return_difference, play_random
+from llmrl_core.agent.train import (
+    AgentTrainer,
+    RecordedEpisode,
+    compute_return_difference,
+    compute_rollout_diagnostics,
+    play_random,
+)
 from llmrl_core.core.paths import get_artifact_dir
 from llmrl_core.runs.manager import JobContext
 
@@ -41,6 +47,20 @@ def save_recorded_episode(ctx: JobContext, episode: RecordedEpisode, step: int, 
     ctx.add_artifact(step, "episode", path, {"return": data["return"], "length": data["length"],
                                              "policy": episode.policy, "fps": episode.fps})
     return path
+
+
+PROBE_METRIC = "diag/p_toward_lean"
+"""Mean probability of pushing toward the pole's lean on CartPole's probe states (text_env.make_probe_states)."""
+
+
+def measure_probe_metrics(trainer: AgentTrainer) -> dict[str, float]:
+    """The probe states' mean probability of the good action, as a metric ({} for envs without probes).
+
+    Greedy returns cannot show the first phase of learning ('always left' and 'always right' both
+    score about 9 on CartPole); this moves from the first update (issue 17, 1c).
+    """
+    value = trainer.measure_probes()
+    return {} if value is None else {PROBE_METRIC: value}
 
 
 def run_agent_job(ctx: JobContext) -> dict:
@@ -80,6 +100,8 @@ def _run(ctx: JobContext, config: AgentConfig, trainer: AgentTrainer) -> dict:
     ctx.log_metrics(0, {"eval/mean_reward": zero_mean, "eval/std_reward": float(np.std(zero_returns)),
                         "eval/zero_shot_return": zero_mean, "eval/mean_ep_length": float(np.mean(zero_lengths))})
     save_recorded_episode(ctx, zero_episode, 0, "zero-shot")
+    if probes := measure_probe_metrics(trainer):
+        ctx.log_metrics(0, probes)
     ctx.log(f"Zero-shot: mean return {zero_mean:.1f} over {config.eval_episodes} episodes "
             f"(random policy {random_mean:.1f}); {sum(zero_lengths) / max(zero_seconds, 1e-9):.1f} steps/s.")
 
@@ -102,6 +124,8 @@ def _run(ctx: JobContext, config: AgentConfig, trainer: AgentTrainer) -> dict:
             break
         rollout_seconds += rollout.seconds
         metrics = trainer.update(rollout)
+        metrics.update(compute_rollout_diagnostics(rollout.actions, rollout.entropy))
+        metrics.update(measure_probe_metrics(trainer))
         updates += 1
         elapsed = time.perf_counter() - t_train
         metrics.update({
@@ -148,6 +172,7 @@ def _run(ctx: JobContext, config: AgentConfig, trainer: AgentTrainer) -> dict:
     folder = get_artifact_dir(ctx.run_id) / "policy"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(trainer.policy.value_head.state_dict(), folder / "value_head.pt")
+    (folder / "value_normaliser.json").write_text(json.dumps(trainer.returns.to_dict()))
     if config.use_lora:
         trainer.policy.model.save_pretrained(str(folder))
     ctx.add_artifact(trainer.steps, "checkpoint", folder, {"lora": config.use_lora, "model": config.model,

@@ -118,6 +118,29 @@ ADAPTERS: dict[str, TextAdapter] = {
 }
 
 
+PROBE_ANGLES_DEG = (1.0, 3.0, 6.0, 10.0)
+"""Pole angles of the CartPole probe states, each leaning left and right: small to near the 12-degree limit."""
+
+
+def make_probe_states(env_id: str) -> tuple[list[np.ndarray], list[int]] | None:
+    """Fixed states to watch the policy on, with the action a good policy takes in each; None without probes.
+
+    CartPole-v1: the cart at rest in the middle, the pole leaning left or right by PROBE_ANGLES_DEG
+    and falling that way (angular velocity 0.3 rad/s toward the lean); the good action pushes the
+    cart toward the lean (action 1, right, when the angle is positive). The mean probability of that
+    action moves before the greedy return can: 'always left' and 'always right' score the same.
+    """
+    if env_id != "CartPole-v1":
+        return None
+    observations, toward = [], []
+    for degrees in PROBE_ANGLES_DEG:
+        for side in (-1.0, 1.0):
+            theta = side * math.radians(degrees)
+            observations.append(np.array([0.0, 0.0, theta, side * 0.3], dtype=np.float32))
+            toward.append(1 if side > 0 else 0)
+    return observations, toward
+
+
 def get_adapter(env_id: str) -> TextAdapter:
     """The text adapter of `env_id`, or InputError naming the ones there are."""
     if env_id not in ADAPTERS:

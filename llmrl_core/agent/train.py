@@ -9,6 +9,9 @@ a value head) and the optimiser. One iteration, CleanRL style:
 2. `update`: advantages by GAE (arXiv 1506.02438) with the episode ends inside the rollout;
    PPO (arXiv 1707.06347) takes n_epochs passes of clipped-ratio minibatch steps; REINFORCE
    (Williams 1992) one gradient step on (Monte Carlo return - value) * log pi over the whole rollout.
+   The value head learns returns normalised by their running mean and std (`ReturnNormaliser`), and the
+   adapters' and the value head's gradients are clipped each on their own: one joint clip let the
+   value head's gradient shrink the adapters' below AdamW's eps (issue 17).
 
 `evaluate` plays whole episodes in lockstep (greedy by default) and records the first one, with
 the model's action probabilities at each step, for the episode player.
@@ -28,7 +31,7 @@ import torch
 
 from llmrl_core.agent.config import AgentConfig
 from llmrl_core.agent.policy import TextPolicy, check_state_fits
-from llmrl_core.agent.text_env import get_adapter, make_env, make_example_observation, render_state
+from llmrl_core.agent.text_env import get_adapter, make_env, make_example_observation, make_probe_states, render_state
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate
 from llmrl_core.lm_rl.algorithms.reinforce import compute_reinforce_loss
@@ -60,6 +63,83 @@ def compute_env_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Te
     return advantages, advantages + values
 
 
+@dataclass
+class PPOLoss:
+    """One minibatch's PPO loss and its parts (CleanRL's names)."""
+
+    loss: torch.Tensor  # () what is backpropagated
+    policy_loss: torch.Tensor  # () clipped surrogate, negated
+    value_loss: torch.Tensor  # () 0.5 * mean squared error of the value
+    entropy: torch.Tensor  # () mean entropy of the action distribution
+    approx_kl: float  # mean of (ratio - 1) - log ratio (Schulman's k3), before the step
+    clipfrac: float  # fraction of transitions whose ratio left [1 - clip, 1 + clip]
+
+
+def compute_ppo_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor,
+                     returns: torch.Tensor, entropy: torch.Tensor, clip_range: float, ent_coef: float,
+                     vf_coef: float) -> PPOLoss:
+    """PPO's minibatch loss (arXiv 1707.06347) as CleanRL's ppo.py and SB3's PPO.train compute it; all inputs (M,).
+
+    Advantages are normalised per minibatch (unbiased std + 1e-8, as both do); the value loss is
+    CleanRL's 0.5 * squared error without value clipping (SB3 has no 0.5: its vf_coef c equals our 2c).
+    tests/unit/test_reference_math.py checks this against SB3's PPO.train on the same numbers.
+    """
+    if len(advantages) > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    per_step, ratio = compute_clipped_surrogate(new_logp.unsqueeze(1), old_logp.unsqueeze(1), advantages,
+                                                clip_range, clip_range)  # (M, 1) each
+    policy_loss = per_step.mean()
+    value_loss = 0.5 * ((values - returns) ** 2).mean()
+    entropy = entropy.mean()
+    with torch.no_grad():
+        log_ratio = new_logp - old_logp
+        approx_kl = float(((log_ratio.exp() - 1) - log_ratio).mean())
+        clipfrac = float(((ratio - 1.0).abs() > clip_range).float().mean())
+    loss = policy_loss - ent_coef * entropy + vf_coef * value_loss
+    return PPOLoss(loss, policy_loss, value_loss, entropy, approx_kl, clipfrac)
+
+
+@dataclass
+class ReturnNormaliser:
+    """Running mean and variance of the value targets; the value head learns returns in these units.
+
+    CartPole's returns reach tens to a hundred: regressed raw, the value loss is in the hundreds and
+    its gradient dwarfs the adapters' (issue 17). Normalised, targets stay near unit scale whatever
+    the environment's reward scale. The update is Chan et al.'s parallel formula, as SB3's RunningMeanStd.
+    """
+
+    enabled: bool = True
+    mean: float = 0.0
+    var: float = 1.0
+    count: float = 1e-4
+
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch of returns into the running moments."""
+        if not self.enabled or x.numel() == 0:
+            return
+        batch_mean, batch_var, n = float(x.mean()), float(x.var(unbiased=False)), float(x.numel())
+        delta, total = batch_mean - self.mean, self.count + n
+        m2 = self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total
+        self.mean, self.var, self.count = self.mean + delta * n / total, m2 / total, total
+
+    @property
+    def std(self) -> float:
+        """The running standard deviation (1 when disabled)."""
+        return math.sqrt(self.var + 1e-8) if self.enabled else 1.0
+
+    def normalise(self, returns: torch.Tensor) -> torch.Tensor:
+        """Returns in the value head's units."""
+        return (returns - self.mean) / self.std if self.enabled else returns
+
+    def denormalise(self, values: torch.Tensor) -> torch.Tensor:
+        """The value head's output in returns."""
+        return values * self.std + self.mean if self.enabled else values
+
+    def to_dict(self) -> dict[str, float]:
+        """The moments, for saving next to the value head."""
+        return {"enabled": self.enabled, "mean": self.mean, "var": self.var, "count": self.count}
+
+
 def compute_return_difference(before: Sequence[float], after: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Mean(after) - mean(before) with a Welch t confidence interval (unequal variances)."""
     a, b = np.asarray(after, dtype=float), np.asarray(before, dtype=float)
@@ -74,6 +154,20 @@ def compute_return_difference(before: Sequence[float], after: Sequence[float], c
 
     half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * math.sqrt(var)
     return {"diff": diff, "ci_low": diff - half, "ci_high": diff + half}
+
+
+def compute_rollout_diagnostics(actions: torch.Tensor, entropy: torch.Tensor | None) -> dict[str, float]:
+    """How much exploration a rollout had (issue 17, 1d): its mean policy entropy and its minority actions.
+
+    actions: (T, N) sampled action indices; entropy: (T, N) in nats, or None. `diag/minority_actions`
+    counts the samples that differ from the rollout's most frequent action: when it nears 0, few
+    samples carry a learning signal, whatever the advantages say.
+    """
+    counts = torch.bincount(actions.reshape(-1))
+    out = {"diag/minority_actions": float(actions.numel() - int(counts.max()))}
+    if entropy is not None:
+        out["diag/entropy"] = float(entropy.mean())
+    return out
 
 
 # ----------------------------------------------------------------------------- data
@@ -121,6 +215,7 @@ class Rollout:
     dones: torch.Tensor  # (T, N)
     next_value: torch.Tensor  # (N,)
     seconds: float
+    entropy: torch.Tensor | None = None  # (T, N) entropy of the action distribution each action was sampled from
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -179,10 +274,12 @@ class AgentTrainer:
         self.policy.check_tokenised(render_state(self.adapter, config.state_template, make_example_observation(self.adapter)),
                                     self.context_length)
         trainable = [p for p in model.parameters() if p.requires_grad]
+        # Two groups, clipped apart in _step: the value head's gradient must never scale the adapters' down.
         self.optimizer = torch.optim.AdamW([
-            {"params": trainable, "lr": config.learning_rate},
-            {"params": list(self.policy.value_head.parameters()), "lr": config.value_learning_rate},
-        ], eps=1e-5)
+            {"params": trainable, "lr": config.learning_rate, "name": "policy"},
+            {"params": list(self.policy.value_head.parameters()), "lr": config.value_learning_rate, "name": "value"},
+        ], eps=config.adam_eps)
+        self.returns = ReturnNormaliser(enabled=config.normalize_values)
         self.n_trainable = sum(p.numel() for p in trainable)
         self.rng = np.random.default_rng(config.seed)
         self.envs = [make_env(config.env_id, config.seed + i) for i in range(config.n_envs)]
@@ -196,6 +293,7 @@ class AgentTrainer:
         self.new_returns: list[float] = []
         self.recording = self._new_recording("lm")
         self.last_episode: RecordedEpisode | None = None
+        self.probes = make_probe_states(config.env_id)
 
     # ------------------------------------------------------------------ acting
 
@@ -215,7 +313,18 @@ class AgentTrainer:
         else:
             actions = torch.multinomial(probs, 1).squeeze(-1)  # (B,)
         chosen = out.logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B,)
-        return actions.cpu().numpy(), chosen.cpu(), out.value.cpu(), probs.cpu(), state_ids
+        values = self.returns.denormalise(out.value)  # (B,) in returns
+        return actions.cpu().numpy(), chosen.cpu(), values.cpu(), probs.cpu(), state_ids
+
+    @torch.no_grad()
+    def measure_probes(self) -> float | None:
+        """Mean probability of the good action over the environment's probe states (CartPole: push toward the
+        lean); None for an environment without probes. No sampling, so the training's random stream is untouched."""
+        if self.probes is None:
+            return None
+        observations, good = self.probes
+        _, _, _, probs, _ = self.act(observations, greedy=True)  # probs: (P, A)
+        return float(probs[torch.arange(len(good)), torch.tensor(good)].mean())
 
     def _new_recording(self, policy: str) -> RecordedEpisode:
         return RecordedEpisode(self.config.env_id, policy, self.steps, list(self.config.action_words),
@@ -229,7 +338,7 @@ class AgentTrainer:
         cfg, n = self.config, self.config.n_envs
         t0 = time.perf_counter()
         actions = torch.zeros(cfg.n_steps, n, dtype=torch.long)
-        logps, values = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
+        logps, values, entropy = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
         rewards, dones = torch.zeros(cfg.n_steps, n), torch.zeros(cfg.n_steps, n)
         b_state_ids: list[list[int]] = []
         for t in range(cfg.n_steps):
@@ -238,6 +347,7 @@ class AgentTrainer:
             act, logp, value, probs, state_ids = self.act(self.obs)
             b_state_ids.extend(state_ids)
             actions[t], logps[t], values[t] = torch.as_tensor(act), logp, value
+            entropy[t] = -(probs * probs.clamp(min=1e-30).log()).sum(-1)  # (N,)
             for i, env in enumerate(self.envs):
                 obs, reward, terminated, truncated, _ = env.step(int(act[i]))
                 rewards[t, i] = float(reward)
@@ -252,7 +362,7 @@ class AgentTrainer:
                 self.obs[i] = obs
             self.steps += n
         _, _, next_value, _, _ = self.act(self.obs)
-        return Rollout(b_state_ids, actions, logps, values, rewards, dones, next_value, time.perf_counter() - t0)
+        return Rollout(b_state_ids, actions, logps, values, rewards, dones, next_value, time.perf_counter() - t0, entropy)
 
     def _finish_episode(self, i: int, terminated: bool) -> None:
         self.finished_returns.append(float(self.ep_return[i]))
@@ -275,9 +385,12 @@ class AgentTrainer:
                                               cfg.gamma, lam)
         b_actions, b_logp = rollout.actions.reshape(-1), rollout.logp.reshape(-1)  # (T * N,)
         b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
+        self.returns.update(b_returns)
+        b_targets = self.returns.normalise(b_returns)  # (T * N,) value targets in the value head's units
         size = len(b_actions)
         epochs = cfg.n_epochs if cfg.algo == "ppo" else 1
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac",
+                                                         "grad_norm_policy", "grad_norm_value")}
         self.policy.train(False)
         for _ in range(epochs):
             order = self.rng.permutation(size)
@@ -290,41 +403,41 @@ class AgentTrainer:
                                                  prefix_kv=self.policy.compute_prefix_kv(),
                                                  detach_value=not cfg.share_value_gradients)
                 new_logp = out.logp.gather(-1, b_actions[mb_t].to(self.device).unsqueeze(-1)).squeeze(-1).cpu()  # (M,)
-                entropy = -(out.logp.exp() * out.logp).sum(-1).mean().cpu()
-                value_loss = 0.5 * ((out.value.cpu() - b_returns[mb_t]) ** 2).mean()
-                mb_adv = b_adv[mb_t]
+                entropy = -(out.logp.exp() * out.logp).sum(-1).cpu()  # (M,)
                 if cfg.algo == "ppo":
-                    if len(mb) > 1:
-                        mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                    per_step, ratio = compute_clipped_surrogate(new_logp.unsqueeze(1), b_logp[mb_t].unsqueeze(1), mb_adv,
-                                                                cfg.clip_range, cfg.clip_range)
-                    policy_loss = per_step.mean()
-                    with torch.no_grad():
-                        log_ratio = new_logp - b_logp[mb_t]
-                        stats["approx_kl"].append(float(((log_ratio.exp() - 1) - log_ratio).mean()))
-                        stats["clipfrac"].append(float(((ratio - 1.0).abs() > cfg.clip_range).float().mean()))
-                    loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+                    part = compute_ppo_loss(new_logp, b_logp[mb_t], b_adv[mb_t], out.value.cpu(), b_targets[mb_t], entropy,
+                                            cfg.clip_range, cfg.ent_coef, cfg.vf_coef)
+                    stats["approx_kl"].append(part.approx_kl)
+                    stats["clipfrac"].append(part.clipfrac)
+                    policy_loss, value_loss, entropy = part.policy_loss, part.value_loss, part.entropy
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self._step()
+                    part.loss.backward()
+                    self._step(stats)
                 else:  # REINFORCE: the advantage is the Monte Carlo return minus the value baseline (lambda = 1)
-                    policy_loss = compute_reinforce_loss(new_logp.unsqueeze(1), mb_adv).mean()
+                    policy_loss = compute_reinforce_loss(new_logp.unsqueeze(1), b_adv[mb_t]).mean()
+                    value_loss = 0.5 * ((out.value.cpu() - b_targets[mb_t]) ** 2).mean()
+                    entropy = entropy.mean()
                     loss = (policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss) * (len(mb) / size)
                     loss.backward()
                 stats["policy_loss"].append(float(policy_loss.detach()))
                 stats["value_loss"].append(float(value_loss.detach()))
                 stats["entropy"].append(float(entropy.detach()))
             if cfg.algo == "reinforce":
-                self._step()
+                self._step(stats)
         explained = 1.0 - float(torch.var(b_returns - rollout.values.reshape(-1)) / torch.var(b_returns).clamp(min=1e-8))
         metrics = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items() if v}
         metrics["losses/explained_variance"] = explained
         return metrics
 
-    def _step(self) -> None:
-        """Clip, step, and drop the prefix cache the old weights made."""
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+    def _step(self, stats: dict[str, list[float]]) -> None:
+        """Clip each parameter group's gradient on its own, step, and drop the prefix cache the old weights made.
+
+        One joint clip let the value head's gradient (about 100 on raw CartPole returns) scale the
+        adapters' down about 200-fold, below AdamW's eps, and the policy never moved (issue 17).
+        """
+        for group in self.optimizer.param_groups:
+            norm = torch.nn.utils.clip_grad_norm_(group["params"], self.config.max_grad_norm)
+            stats[f"grad_norm_{group['name']}"].append(float(norm))
         self.optimizer.step()
         self.policy.refresh_prefix()
 

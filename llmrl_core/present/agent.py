@@ -4,6 +4,9 @@
   against environment steps, with the random policy's return, a Stable-Baselines3 agent's (from a
   Gym run, when one exists) and the solved line as horizontal references.
 - `make_agent_losses_figure`: policy and value losses, entropy, approx KL and clip fraction.
+- `make_agent_diagnostics_figure`: what shows learning before the greedy return can: the mean
+  probability of pushing toward the pole's lean on fixed probe states, the policy's entropy and the
+  minority actions per rollout (exploration).
 - `render_agent_player_html`: the Gym page's episode player (present/gym.py) with the model's action
   probabilities at each step drawn as bars beneath the scene, and FrozenLake drawn as its grid. The
   bars follow the player's frame through its `data-frame` attribute, so the player itself is unchanged.
@@ -25,6 +28,12 @@ PROB_ROW_PX = 22
 """Height of one action's probability bar in the player."""
 LOSS_KEYS = ("losses/policy_loss", "losses/value_loss")
 SIDE_KEYS = ("losses/entropy", "losses/approx_kl", "losses/clipfrac")
+DIAGNOSTIC_PANELS = (
+    ("diag/p_toward_lean", "p(push toward the lean), probe states"),
+    ("diag/entropy", "policy entropy per rollout (nats)"),
+    ("diag/minority_actions", "minority actions per rollout"),
+)
+"""(metric, panel title) of the diagnostics figure, left to right."""
 
 
 def make_agent_return_figure(metrics: pd.DataFrame, random_return: float | None = None,
@@ -57,6 +66,24 @@ def make_agent_losses_figure(metrics: pd.DataFrame, height: int = 340) -> go.Fig
     fig.update_xaxes(title_text="environment steps")
     fig.update_layout(height=height, margin=dict(l=50, r=20, t=40, b=40), hovermode="x unified",
                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    return fig
+
+
+def make_agent_diagnostics_figure(metrics: pd.DataFrame, height: int = 300) -> go.Figure:
+    """Three panels against environment steps: p(toward the lean) with 0.5 (no preference) dotted, entropy,
+    minority actions. A panel whose metric the run does not log (FrozenLake has no probes) stays empty."""
+    fig = make_subplots(rows=1, cols=len(DIAGNOSTIC_PANELS), subplot_titles=[t for _, t in DIAGNOSTIC_PANELS])
+    for col, (key, title) in enumerate(DIAGNOSTIC_PANELS, start=1):
+        if metrics is None or metrics.empty or key not in metrics.columns:
+            continue
+        data = metrics[["step", key]].dropna()
+        if not data.empty:
+            fig.add_trace(go.Scatter(x=data["step"], y=data[key], name=title, mode="lines+markers",
+                                     marker=dict(size=4)), row=1, col=col)
+    fig.add_hline(y=0.5, line=dict(color="#888", dash="dot"), row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_xaxes(title_text="environment steps")
+    fig.update_layout(height=height, margin=dict(l=50, r=20, t=40, b=40), hovermode="x unified", showlegend=False)
     return fig
 
 

@@ -24,6 +24,7 @@ from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.gym.config import ENVS
 from llmrl_core.present.agent import (
     compute_agent_player_height,
+    make_agent_diagnostics_figure,
     make_agent_losses_figure,
     make_agent_return_figure,
     render_agent_player_html,
@@ -243,6 +244,9 @@ def agent_run_ui(view: LiveRun) -> None:
         view.chart("return", lambda: make_agent_return_figure(plot, random_return, None if sb3 is None else sb3[2], solved))
     with right:
         episode_ui(view)
+    st.caption("Learning shows here before the greedy return moves: the probability of pushing toward the pole's "
+               "lean on fixed probe states, and whether the rollouts still explore (entropy, minority actions).")
+    view.chart("diagnostics", lambda: make_agent_diagnostics_figure(plot))
     view.chart("losses", lambda: make_agent_losses_figure(plot))
     with st.expander("Config and summary"):
         st.code(json.dumps(config, indent=2), language="json")

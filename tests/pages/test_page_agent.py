@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,17 @@ def test_tiny_run_from_the_page_shows_curves_comparison_and_player(tiny_model_di
     assert run["status"] == "completed", run.get("error")
     assert run["config"]["model"] == str(tiny_model_dir) and run["config"]["total_steps"] == 16
     assert at.selectbox(key="agent_pick").value == run_id
-    assert len(at.get("plotly_chart")) >= 2
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3  # return, diagnostics, losses
+    specs = [json.loads(c.proto.spec) for c in charts]
+    diagnostics = [s for s in specs if any("probe states" in str(t.get("name")) for t in s.get("data", []))]
+    assert len(diagnostics) == 1, [[t.get("name") for t in s.get("data", [])] for s in specs]
+    names = {t["name"]: t for t in diagnostics[0]["data"]}
+    assert set(names) == {"p(push toward the lean), probe states", "policy entropy per rollout (nats)",
+                          "minority actions per rollout"}
+    recorded = get_run_manager().store.read_metrics(run_id, names=["diag/p_toward_lean", "diag/minority_actions"])
+    assert sorted(recorded["step"]) == [0, 16, 16]  # the probes before training and after the one update
+    assert any("probe states" in c.value for c in at.caption)
     assert len(at.get("iframe")) >= 1  # the latest episode's player
     assert any("difference" in s.value and "95% CI" in s.value for s in at.success), [s.value for s in at.success]
     tiles = {m.label: m.value for m in at.metric}

@@ -10,6 +10,7 @@ import pandas as pd
 from llmrl_core.agent.job import find_gym_baseline
 from llmrl_core.present.agent import (
     compute_agent_player_height,
+    make_agent_diagnostics_figure,
     make_agent_losses_figure,
     make_agent_return_figure,
     render_agent_player_html,
@@ -85,3 +86,21 @@ def test_gym_baseline_is_the_newest_completed_ppo_run_on_the_env(store) -> None:
     gym_run("ppo", "CartPole-v1", 100.0, status="failed")
     gym_run("ppo", "Acrobot-v1", -90.0)
     assert find_gym_baseline(store, "CartPole-v1") == (ppo, "ppo", 480.0)
+
+
+def test_diagnostics_figure_draws_probe_probability_entropy_and_minority_actions() -> None:
+    metrics = pd.DataFrame({"step": [0, 64, 128], "diag/p_toward_lean": [0.48, 0.52, 0.61],
+                            "diag/entropy": [None, 0.69, 0.66], "diag/minority_actions": [None, 30.0, 22.0],
+                            "losses/value_loss": [None, 1.0, 0.5]})
+    fig = make_agent_diagnostics_figure(metrics)
+    ys = {t.name: [y for y in t.y] for t in fig.data}
+    assert ys == {"p(push toward the lean), probe states": [0.48, 0.52, 0.61],
+                  "policy entropy per rollout (nats)": [0.69, 0.66], "minority actions per rollout": [30.0, 22.0]}
+    assert [s.y0 for s in fig.layout.shapes] == [0.5]  # no preference, dotted
+
+
+def test_diagnostics_figure_of_a_run_without_probes_has_empty_panels() -> None:
+    metrics = pd.DataFrame({"step": [64], "diag/entropy": [1.2], "diag/minority_actions": [40.0]})
+    fig = make_agent_diagnostics_figure(metrics)
+    assert [t.name for t in fig.data] == ["policy entropy per rollout (nats)", "minority actions per rollout"]
+    assert len(make_agent_diagnostics_figure(pd.DataFrame()).data) == 0

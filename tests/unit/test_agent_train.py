@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmrl_core.agent.config import AgentConfig
-from llmrl_core.agent.train import compute_env_gae, compute_return_difference
+from llmrl_core.agent.train import compute_env_gae, compute_return_difference, compute_rollout_diagnostics
 from llmrl_core.runs import RunManager
 
 
@@ -25,6 +25,16 @@ def test_env_gae_restarts_at_episode_ends_by_hand() -> None:
     a0 = (1.0 + 0.9 * 0.4 - 0.5) + 0.9 * 0.5 * a1  # 0.86 + 0.27
     torch.testing.assert_close(adv, torch.tensor([[a0], [a1], [a2]]))
     torch.testing.assert_close(ret, adv + values)
+
+
+def test_rollout_diagnostics_by_hand() -> None:
+    actions = torch.tensor([[0, 1], [1, 1], [1, 0]])  # four of action 1, two of action 0
+    probs = torch.tensor([0.9, 0.1])
+    entropy = torch.full((3, 2), float(-(probs * probs.log()).sum()))
+    out = compute_rollout_diagnostics(actions, entropy)
+    assert out["diag/minority_actions"] == 2.0
+    assert out["diag/entropy"] == pytest.approx(0.325083, abs=1e-6)  # -(0.9 ln 0.9 + 0.1 ln 0.1)
+    assert compute_rollout_diagnostics(torch.tensor([[2, 2]]), None) == {"diag/minority_actions": 0.0}
 
 
 def test_return_difference_is_welch_by_hand() -> None:
@@ -50,7 +60,12 @@ def test_tiny_run_logs_metrics_episodes_and_the_comparison(store, tiny_model_dir
     assert status == "completed", run["error"]
     names = set(store.metric_names(run_id))
     assert {"baseline/random_return", "eval/mean_reward", "eval/zero_shot_return", "eval/trained_return",
-            "losses/policy_loss", "losses/value_loss", "losses/entropy", "time/fps", "time/rollout_sps"} <= names, names
+            "losses/policy_loss", "losses/value_loss", "losses/entropy", "time/fps", "time/rollout_sps",
+            "diag/p_toward_lean", "diag/entropy", "diag/minority_actions"} <= names, names
+    probes = store.read_metrics(run_id, names=["diag/p_toward_lean"])
+    assert list(probes["step"]) == [0, 16, 32] and probes["value"].between(0, 1).all()  # before training, then per update
+    minority = store.read_metrics(run_id, names=["diag/minority_actions"])["value"]
+    assert minority.between(0, 8).all()  # at most half of a rollout's 16 actions
     if algo == "ppo":
         assert "losses/approx_kl" in names
     summary = run["summary"]
