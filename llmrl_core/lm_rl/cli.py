@@ -95,7 +95,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from llmrl_core.runs import RunManager
-    from llmrl_core.lm_rl.trainer import StepResult, run_lm_rl_job
+    from llmrl_core.lm_rl.job import run_lm_rl_job
+    from llmrl_core.lm_rl.trainer import StepResult
 
     manager = RunManager()
     bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=args.quiet)

@@ -154,10 +154,10 @@ def expected_update(trainer: RLTrainer, ro, rewards: torch.Tensor) -> tuple[dict
     rows = torch.arange(mask.shape[0])
     ppo = cfg.algorithm == "ppo"
     trainer.policy.train()
-    logp, _, values = trainer._forward(trainer.policy, ro, rows, want_values=ppo)  # (B, T) each, with gradient
+    logp, _, values = trainer.updater.compute_logprobs(trainer.policy, ro, rows, want_values=ppo)  # (B, T) each, with gradient
     kl = None
     if cfg.beta > 0:
-        kl = compute_kl(logp, trainer._reference_logprobs(ro, [rows]), cfg.kl_estimator)  # (B, T)
+        kl = compute_kl(logp, trainer.updater.compute_reference_logprobs(ro, [rows]), cfg.kl_estimator)  # (B, T)
     weights = compute_token_weights(mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
     out = {}
     if cfg.algorithm == "ppo":

@@ -9,7 +9,8 @@ import torch
 from llmrl_core.lm_rl.config import RLConfig
 from llmrl_core.lm_rl.rewards import RewardSet
 from llmrl_core.runs import RunManager
-from llmrl_core.lm_rl.trainer import RLTrainer, expected_metric_keys, run_lm_rl_job
+from llmrl_core.lm_rl.job import run_lm_rl_job
+from llmrl_core.lm_rl.trainer import RLTrainer, expected_metric_keys
 
 PROMPTS = pd.DataFrame({"prompt": ["Hello there", "The movie was", "Today I feel", "Once upon a time"],
                         "answer": ["1", "2", "3", "4"]})
@@ -59,7 +60,7 @@ def test_batched_logprobs_match_one_sequence_at_a_time(tiny_model_dir):
     trainer = RLTrainer(cfg, prompts=frame)
     ro = trainer.generate_rollout()
     with torch.no_grad():
-        batched, _, _ = trainer._forward(trainer.policy, ro, torch.arange(2))
+        batched, _, _ = trainer.updater.compute_logprobs(trainer.policy, ro, torch.arange(2))
         for row in range(2):
             keep = ro.attention_mask[row].bool()
             ids = ro.input_ids[row][keep].unsqueeze(0)  # (1, L) no padding at all
@@ -139,10 +140,10 @@ def test_failing_reward_marks_the_run_failed_and_keeps_metrics(tiny_model_dir, s
 
 
 def test_nan_loss_stops_with_advice(tiny_model_dir, store, monkeypatch):
-    import llmrl_core.lm_rl.trainer as trainer_module
+    import llmrl_core.lm_rl.update as update_module
 
-    real = trainer_module.compute_token_weights
-    monkeypatch.setattr(trainer_module, "compute_token_weights", lambda *a: real(*a) * float("nan"))
+    real = update_module.compute_token_weights
+    monkeypatch.setattr(update_module, "compute_token_weights", lambda *a: real(*a) * float("nan"))
     manager = RunManager(store)
     run_id, status = manager.run_foreground("lm_rl", tiny_config(tiny_model_dir, steps=2).to_dict())
     error = store.get_run(run_id)["error"]
