@@ -8,8 +8,11 @@ this module does the model calls and hands the algorithm plain tensors.
   1. log-probs before the update, without gradient, only where they are needed:
      the reference's when beta > 0 (the frozen copy, or with LoRA the same model with its adapters
      switched off); the policy's own ("old") and its values only with several epochs or a value head.
-     With one epoch and no value head the old log-probs are the training forward's own, detached
-     (as TRL does): the ratio is exactly 1 and no separate forward runs;
+     With one epoch the old log-probs are the training forward's own, detached (as TRL does): the
+     ratio is exactly 1 and no separate forward runs. A value head needs its old values before the
+     advantages, so with one epoch and one micro-batch the training forward runs first and its
+     detached log-probs and values serve as the old ones (with several micro-batches that would keep
+     every micro-batch's graph alive at once, so a separate forward without gradient runs instead);
   2. advantages and loss weights over the whole batch (gathered from every process);
   3. per epoch: forward and backward each of grad_accum_steps micro-batches, clip, AdamW step.
 
@@ -170,14 +173,20 @@ class PolicyUpdater:
 
     # ------------------------------------------------------------------ the update
 
-    def prepare_batch(self, ro: Rollout, rewards: torch.Tensor) -> UpdateBatch:
-        """The log-probs before the update (only those needed), then advantages and loss weights over the whole batch."""
+    def prepare_batch(self, ro: Rollout, rewards: torch.Tensor, chunks: list[torch.Tensor],
+                      first_forward: tuple | None = None) -> UpdateBatch:
+        """The log-probs before the update (only those needed), then advantages and loss weights over the whole batch.
+
+        `first_forward`: the training forward of the only micro-batch, already run (one epoch with a value
+        head); its detached log-probs and values are the old ones.
+        """
         cfg, comm = self.cfg, self.comm
         mask = ro.completion_mask  # (b, T)
-        chunks = list(torch.arange(mask.shape[0], device=self.device).chunk(cfg.grad_accum_steps))
         ref_logp = self.compute_reference_logprobs(ro, chunks) if cfg.needs_reference else None  # (b, T)
         old_logp = old_values = None
-        if cfg.num_epochs > 1 or self.value_head is not None:  # a fixed pi_old for several epochs; old values
+        if first_forward is not None:
+            old_logp, old_values = first_forward[0].detach(), first_forward[2].detach()  # (b, T) each
+        elif cfg.num_epochs > 1 or self.value_head is not None:  # a fixed pi_old for several epochs; old values
             old_logp, old_values = self.compute_old_logprobs_and_values(ro, chunks)  # (b, T) each
         # advantages and loss weights over the whole batch (B rows of every process; the identity on one)
         whole, width = distributed.gather_advantage_inputs(comm, AdvantageInputs(rewards, mask, old_logp, ref_logp, old_values))
@@ -195,12 +204,18 @@ class PolicyUpdater:
         """Advantages, then num_epochs optimizer steps on one scored rollout (step `step`, 1-based, for messages).
 
         Returns the update's metrics, its per-token results (for the stored samples) and its timings:
-        time/old_logprobs (the forwards before the update) and time/update (the epochs).
+        time/old_logprobs (the forwards without gradient before the update, and the advantages) and
+        time/update (the training forwards, backwards and optimizer steps).
         """
         cfg = self.cfg
         self.policy.train()
         start = time.perf_counter()
-        batch = self.prepare_batch(ro, rewards)
+        chunks = list(torch.arange(ro.completion_mask.shape[0], device=self.device).chunk(cfg.grad_accum_steps))
+        first_forward = None  # (logp, logits, values) of the only micro-batch, when the old values can come from it
+        if self.value_head is not None and cfg.num_epochs == 1 and len(chunks) == 1:
+            first_forward = self.compute_logprobs(self.train_model, ro, chunks[0], want_values=True)
+        prepare_start = time.perf_counter()
+        batch = self.prepare_batch(ro, rewards, chunks, first_forward)
         epochs_start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         for epoch in range(cfg.num_epochs):
@@ -209,7 +224,8 @@ class PolicyUpdater:
                 # several processes: gradients are all-reduced on the last micro-batch only
                 sync = self.comm.no_sync(self.train_model) if i < len(batch.chunks) - 1 else contextlib.nullcontext()
                 with sync:
-                    self.accumulate_micro_batch(batch, idx, totals, step, record=epoch == cfg.num_epochs - 1)
+                    self.accumulate_micro_batch(batch, idx, totals, step, record=epoch == cfg.num_epochs - 1,
+                                                forward=first_forward if epoch == 0 else None)
             if self.value_head is not None:  # the value head is outside DDP's wrapper
                 distributed.average_gradients(self.comm, list(self.value_head.parameters()))
             grad_norm = self.clip_gradients(step)
@@ -217,17 +233,19 @@ class PolicyUpdater:
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.policy.eval()
-        timings = {"time/old_logprobs": epochs_start - start, "time/update": time.perf_counter() - epochs_start}
+        timings = {"time/old_logprobs": epochs_start - prepare_start,
+                   "time/update": (prepare_start - start) + (time.perf_counter() - epochs_start)}
         stats, token = self.summarize(batch, totals, grad_norm, lr)
         return stats, token, timings
 
     def accumulate_micro_batch(self, batch: UpdateBatch, idx: torch.Tensor, totals: EpochTotals, step: int,
-                               record: bool) -> None:
-        """Forward and backward the micro-batch of rows `idx`; add its losses (and, if `record`, its
-        per-token results) to `totals`."""
+                               record: bool, forward: tuple | None = None) -> None:
+        """Forward (unless `forward` is its result already) and backward the micro-batch of rows `idx`; add its
+        losses (and, if `record`, its per-token results) to `totals`."""
         cfg = self.cfg
-        logp, logits, values = self.compute_logprobs(self.train_model, batch.ro, idx,
-                                                     want_values=self.value_head is not None)  # (b, T), (b, T, V)
+        if forward is None:
+            forward = self.compute_logprobs(self.train_model, batch.ro, idx, want_values=self.value_head is not None)
+        logp, logits, values = forward  # (b, T), (b, T, V), (b, T) or None
         old = batch.old_logp[idx] if batch.old_logp is not None else logp.detach()  # ratio 1 on a single epoch
         kl = compute_kl(logp, batch.ref_logp[idx], cfg.kl_estimator) if batch.ref_logp is not None else None  # (b, T)
         part = self.algorithm.compute_loss(cfg, LossInputs(

@@ -254,3 +254,37 @@ def test_fp32_numbers_match_the_recorded_reference(tiny_model_dir):
         assert len(got["metrics"]) == len(want["metrics"]) == ref.STEPS
         assert got["weights"]["tensors"] == want["weights"]["tensors"], name
         assert got["weights"]["sha256"] == want["weights"]["sha256"], name
+
+
+@pytest.mark.parametrize("changes, reference, old, train", [
+    ({"algorithm": "grpo"}, 0, 0, 2),  # one epoch: the training forward's own log-probs are the old ones
+    ({"algorithm": "grpo", "beta": 0.1}, 2, 0, 2),  # beta > 0: the reference runs, once per micro-batch
+    ({"algorithm": "rloo", "num_epochs": 2}, 0, 2, 4),  # several epochs need a fixed pi_old
+    ({"algorithm": "ppo", "grad_accum_steps": 1}, 0, 0, 1),  # one micro-batch: old values from the training forward
+    ({"algorithm": "ppo"}, 0, 2, 2),  # several micro-batches: a forward without gradient for the old values
+], ids=["grpo", "grpo-beta", "rloo-2-epochs", "ppo-one-micro-batch", "ppo-accum"])
+def test_a_step_runs_each_forward_only_where_it_is_needed(tiny_model_dir, changes, reference, old, train):
+    """Issue 16 item 4: no forward pass twice; a reference model only when beta > 0; what the metrics and
+    samples keep is detached from the backward graph."""
+    cfg = tiny_config(tiny_model_dir, steps=1, **{"grad_accum_steps": 2, **changes})
+    trainer = RLTrainer(cfg, prompts=PROMPTS)
+    assert (trainer.ref_model is None) == (cfg.beta == 0)
+    calls = {"reference": 0, "old": 0, "train": 0}
+    real = trainer.updater.compute_logprobs
+
+    def counting(model, ro, idx, want_values=False):
+        grad = torch.is_grad_enabled()
+        kind = "train" if grad else ("reference" if model is trainer.ref_model else "old")
+        calls[kind] += 1
+        return real(model, ro, idx, want_values)
+
+    trainer.updater.compute_logprobs = counting
+    ro = trainer.generate_rollout()
+    rewards = torch.linspace(-1.0, 1.0, ro.completion_ids.shape[0])  # (B,)
+    stats, token = trainer.update_policy(ro, rewards)
+    assert calls == {"reference": reference, "old": old, "train": train}
+    for name in ("logp", "ratio", "advantages", "kl", "values"):
+        value = getattr(token, name)
+        assert value is None or not value.requires_grad, name
+    if cfg.num_epochs == 1:
+        assert torch.equal(token.ratio, torch.ones_like(token.ratio))  # pi / pi_old is exactly 1 on-policy
