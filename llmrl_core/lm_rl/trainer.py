@@ -37,6 +37,7 @@ import torch
 
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm.generation import get_eos_ids
+from llmrl_core.lm.precision import resolve_precision
 from llmrl_core.lm_rl import distributed
 from llmrl_core.lm_rl.algorithms import compute_group_reward_stats, get_algorithm
 from llmrl_core.lm_rl.checkpoints import check_checkpoint, load_trainer_state, make_checkpoint_dir, save_checkpoint
@@ -122,11 +123,10 @@ class RLTrainer:
         resume = check_checkpoint(cfg.resume_from) if cfg.resume_from else None
         models = load_policy(cfg, resume, loaded, self.log)  # after seeding: LoRA's init and the value head draw from it
         self.loaded, self.tokenizer, self.device = models.loaded, models.loaded.tokenizer, models.loaded.device
-        self.use_bf16 = cfg.mixed_precision == "bf16" or (
-            cfg.mixed_precision == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        )
+        self.precision = resolve_precision(cfg.mixed_precision, self.device)  # 'auto': bf16 where the hardware has it
+        self.log(f"Precision: {self.precision.describe(cfg.mixed_precision)}.")
         self.policy, self.ref_model, self.value_head = models.model, models.ref_model, models.value_head
-        self.updater = PolicyUpdater(cfg, models, self.comm, self.use_bf16)
+        self.updater = PolicyUpdater(cfg, models, self.comm, self.precision)
         self.eos_ids = sorted(get_eos_ids(self.loaded))
         self.reward_set = reward_set if reward_set is not None else _build_reward_set(cfg)
         frame = prompts if prompts is not None else _load_prompts(cfg)
@@ -225,7 +225,7 @@ class RLTrainer:
                                                  self.loaded.context_length)  # (b, P) each
         start = time.perf_counter()
         self.policy.eval()
-        # On a CPU, bf16 autocast slows decoding (16-row matmuls re-cast the weights; measured in
+        # On a CPU, autocast slows decoding (16-row matmuls re-cast the weights; measured in
         # bench/bench_rl_step.py), so sampling stays in float32 there; on CUDA it is the faster choice.
         autocast = self.updater.autocast() if self.device.type == "cuda" else contextlib.nullcontext()
         try:

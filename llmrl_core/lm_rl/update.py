@@ -16,6 +16,10 @@ this module does the model calls and hands the algorithm plain tensors.
   2. advantages and loss weights over the whole batch (gathered from every process);
   3. per epoch: forward and backward each of grad_accum_steps micro-batches, clip, AdamW step.
 
+Precision (llmrl_core.lm.precision): the forwards run under autocast in the chosen dtype when
+there is one (weights and optimizer stay float32); fp16 adds a gradient scaler, whose overflowing
+steps are skipped (and the scale lowered) rather than reported as a divergence.
+
 Logits are kept only for completion tokens (`logits_to_keep`), never for the prompt (vocab ~49k).
 Everything recorded for metrics and samples is detached, so it stays out of the backward graph.
 """
@@ -48,6 +52,7 @@ from llmrl_core.lm_rl.rollout import Rollout
 from llmrl_core.lm_rl.samples import TokenStats
 
 if TYPE_CHECKING:
+    from llmrl_core.lm.precision import PrecisionChoice
     from llmrl_core.lm_rl.config import RLConfig
     from llmrl_core.lm_rl.policy import Policy
 
@@ -99,8 +104,8 @@ class EpochTotals:
 class PolicyUpdater:
     """Owns what the update changes: the optimizer, its schedule and the algorithm's state (e.g. REINFORCE's baseline)."""
 
-    def __init__(self, cfg: "RLConfig", models: "Policy", comm: Any, use_bf16: bool) -> None:
-        self.cfg, self.comm, self.use_bf16 = cfg, comm, use_bf16
+    def __init__(self, cfg: "RLConfig", models: "Policy", comm: Any, precision: "PrecisionChoice") -> None:
+        self.cfg, self.comm, self.precision = cfg, comm, precision
         self.algorithm = get_algorithm(cfg.algorithm)
         self.algorithm_state = self.algorithm.init_state()  # kept in checkpoints
         self.policy, self.ref_model, self.value_head = models.model, models.ref_model, models.value_head
@@ -114,16 +119,19 @@ class PolicyUpdater:
         )
         # what the training forward runs: the DDP/FSDP/ZeRO wrapper on several processes, the policy on one
         self.train_model, self.optimizer = comm.prepare(self.policy, self.optimizer, cfg.batch_size // comm.num_processes)
+        # fp16 only: scales the loss so small gradients do not underflow (not kept in checkpoints: a resumed
+        # run starts from the default scale, which settles within a few steps)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision.use_grad_scaler else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bfloat16 autocast when mixed precision is on, else nothing."""
-        if not self.use_bf16:
+        """Autocast in the chosen precision's dtype (bf16, fp16), or nothing in fp32."""
+        if not self.precision.use_autocast:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=self.device.type, dtype=self.precision.dtype)
 
     def check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
         """Stop the run with advice when the loss or gradient norm of step `step` is NaN or infinite."""
-        check_finite(value, what, step, self.optimizer.param_groups[0]["lr"], self.use_bf16)
+        check_finite(value, what, step, self.optimizer.param_groups[0]["lr"], self.precision.use_autocast)
 
     # ------------------------------------------------------------------ forward passes
 
@@ -229,7 +237,11 @@ class PolicyUpdater:
             if self.value_head is not None:  # the value head is outside DDP's wrapper
                 distributed.average_gradients(self.comm, list(self.value_head.parameters()))
             grad_norm = self.clip_gradients(step)
-            self.optimizer.step()
+            if self.scaler is None:
+                self.optimizer.step()
+            else:  # skips the step when the scaled gradients overflowed, and lowers the scale
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.policy.eval()
@@ -254,7 +266,7 @@ class PolicyUpdater:
             returns=_rows(batch.returns, idx), value_weights=batch.value_weights[idx],
         ))
         self.check_finite(part.loss.detach(), "loss", step)
-        self.comm.backward(part.loss)
+        self.comm.backward(part.loss if self.scaler is None else self.scaler.scale(part.loss))
         totals.policy_loss += float(part.policy_loss.detach())
         if part.value_loss is not None:
             totals.value_loss += float(part.value_loss.detach())
@@ -270,10 +282,13 @@ class PolicyUpdater:
         """Clip the gradients to max_grad_norm (0: no clipping) and return their norm before clipping (NaN
         under DeepSpeed, which clips by its own config and keeps the norm to itself)."""
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         grad_norm = self.comm.clip_grad_norm(self.params, max_norm)
         if grad_norm is None:
             return torch.tensor(float("nan"))
-        self.check_finite(grad_norm, "gradient norm", step)
+        if self.scaler is None:  # with a scaler an overflow skips the step instead (fp16)
+            self.check_finite(grad_norm, "gradient norm", step)
         return grad_norm
 
     def summarize(self, batch: UpdateBatch, totals: EpochTotals, grad_norm: torch.Tensor,
