@@ -48,15 +48,35 @@ def make_engine(steps: int, mixed_precision: str):
     return RLTrainer(cfg)
 
 
+# The phases the trainer times (its metrics), in step order: step breakdown lines print their medians.
+PHASES = {"generation": "time/generation", "scoring": "time/scoring", "old/ref log-probs": "time/old_logprobs",
+          "update": "time/update"}
+BREAKDOWN: dict[str, dict[str, list[float]]] = {}  # engine name -> phase -> seconds per step (warm-up included)
+
+
 def time_engine_step(name: str, trainer) -> float:  # noqa: ANN001
-    """Run one engine step and return its wall time (s)."""
+    """Run one engine step, record its phase times, and return its wall time (s)."""
     start = time.perf_counter()
     m = trainer.train_step().metrics
     elapsed = time.perf_counter() - start
-    print(f"  {name} step {trainer.step_count}: {elapsed:.2f} s (generation {m['time/generation']:.2f}, "
-          f"update {m['time/update']:.2f}, mean length {m['completions/mean_length']:.1f}, load {os.getloadavg()[0]:.1f})",
-          flush=True)
+    phases = BREAKDOWN.setdefault(name, {phase: [] for phase in [*PHASES, "other"]})
+    for phase, key in PHASES.items():
+        phases[phase].append(m[key])
+    phases["other"].append(elapsed - sum(m[key] for key in PHASES.values()))  # metrics, samples, gathering
+    print(f"  {name} step {trainer.step_count}: {elapsed:.2f} s ("
+          + ", ".join(f"{phase} {m[key]:.2f}" for phase, key in PHASES.items())
+          + f", mean length {m['completions/mean_length']:.1f}, load {os.getloadavg()[0]:.1f})", flush=True)
     return elapsed
+
+
+def print_breakdown(warmup: int, total: int) -> None:
+    """Each engine's median seconds per phase over the timed steps, and its share of the step."""
+    for name, phases in BREAKDOWN.items():
+        timed = {phase: [v for i, v in enumerate(values) if i % total >= warmup] for phase, values in phases.items()}
+        medians = {phase: statistics.median(values) for phase, values in timed.items() if values}
+        step = sum(medians.values())
+        print(f"step breakdown {name}: " + ", ".join(
+            f"{phase} {seconds:.2f} s ({100 * seconds / step:.0f}%)" for phase, seconds in medians.items()))
 
 
 def run_trl_interleaved(total_steps: int, plain: bool, engines: dict, times: dict) -> None:
@@ -130,6 +150,7 @@ def main() -> None:
     trl = medians["TRL GRPOTrainer (defaults)"]
     for name, seconds in medians.items():
         print(f"{name:<40} {seconds:6.2f} s/step   ratio vs TRL defaults {seconds / trl:.2f}x")
+    print_breakdown(args.warmup, total)
 
 
 if __name__ == "__main__":

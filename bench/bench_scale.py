@@ -74,8 +74,7 @@ def run_worker(out: Path) -> None:
     before = {k: v.detach().clone() for k, v in trainer.policy.named_parameters()}
     times = []
     for _ in range(STEPS):
-        if trainer.accelerator is not None:
-            trainer.accelerator.wait_for_everyone()
+        trainer.comm.wait_for_everyone()
         start = time.perf_counter()
         result = trainer.train_step()
         times.append(time.perf_counter() - start)
@@ -87,9 +86,8 @@ def run_worker(out: Path) -> None:
         out.write_text(json.dumps({"seconds": seconds, "loss": result.metrics["loss/policy"],
                                    "reward": result.metrics["reward"], "update_norm": update_norm, "times": times,
                                    "tokens": result.metrics["num_tokens"]}))
-    if trainer.accelerator is not None:
-        trainer.accelerator.wait_for_everyone()
-        trainer.accelerator.end_training()
+    trainer.comm.wait_for_everyone()
+    trainer.comm.end_training()
 
 
 def launch(num_processes: int, folder: Path, threads: int) -> dict:

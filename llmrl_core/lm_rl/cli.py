@@ -89,13 +89,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sys.stdout.write(cfg.to_yaml())
         return 0
     check_before_start(cfg)
+    from llmrl_core.lm.precision import describe_config_precision
+
+    print(describe_config_precision(cfg.mixed_precision, cfg.device))  # what 'auto' chose, and why
     if cfg.num_processes > 1:
         return _train_on_processes(cfg, quiet=args.quiet)
 
     from tqdm import tqdm
 
     from llmrl_core.runs import RunManager
-    from llmrl_core.lm_rl.trainer import StepResult, run_lm_rl_job
+    from llmrl_core.lm_rl.job import run_lm_rl_job
+    from llmrl_core.lm_rl.trainer import StepResult
 
     manager = RunManager()
     bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=args.quiet)

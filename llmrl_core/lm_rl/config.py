@@ -22,7 +22,7 @@ from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
 
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 CHAT_MODES = ("auto", "chat", "raw")
-MIXED_PRECISION = ("no", "bf16", "auto")
+MIXED_PRECISION = ("auto", "no", "bf16")  # resolved per device by llmrl_core/lm/precision.py
 MAX_NAME_CHARS = 200  # a run name is a label, never a path
 DISTRIBUTED_STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")  # llmrl_core.runs.launch.STRATEGIES less 'single'
 
@@ -49,9 +49,9 @@ class RLConfig(ConfigBase):
     """model spec: 'bundled', a Hugging Face folder, a .gguf file or a hub id"""
     device: str = "auto"
     """auto (CUDA, then MPS, then CPU), cpu, cuda or mps"""
-    mixed_precision: str = "no"
-    """'bf16': forward/backward in bfloat16 autocast (weights stay float32; ~1.4x faster updates on CPUs with AMX);
-    'auto' uses it on CUDA with bf16 support"""
+    mixed_precision: str = "auto"
+    """'auto': bf16 autocast where the hardware runs it natively (CUDA with bf16, CPUs with AVX512_BF16 or AMX),
+    fp16 with a scaler on older CUDA, fp32 elsewhere; 'bf16' forces it (weights stay float32); 'no' is fp32"""
     use_lora: bool = False
     """train LoRA adapters (peft) instead of every weight; the reference model is then free"""
     lora_r: int = 16

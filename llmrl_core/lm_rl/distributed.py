@@ -7,40 +7,32 @@ one prompt's samples may sit on two processes. Each process generates and scores
 advantage inputs (rewards, masks, old and reference log-probs, values) are gathered so advantages
 and loss weights are computed over the whole batch exactly as one process would, and each process
 keeps its rows. Its loss is then its share of the global loss; DDP averages gradients over N, so
-the trainer multiplies the loss by N and the update equals one process's update on the whole batch
+`AcceleratorCollective.backward` multiplies the loss by N and the update equals one process's update on the whole batch
 (up to the order of floating-point sums).
 
-`Collective` is the handful of collective operations the trainer needs; `AcceleratorCollective`
-does them with an Accelerator (gloo on CPUs, NCCL on GPUs). Tests pass a fake one to check the
-math on one process.
+`Collective` is the handful of collective operations the trainer's maths needs. Two classes do
+them, with one interface, so the trainer never asks whether it runs alone:
+`AcceleratorCollective` with an Accelerator (gloo on CPUs, NCCL on GPUs), and `LocalCollective`,
+the single process, where every gather and all-reduce is the identity and backward is plain
+`loss.backward()`. `make_collective(device)` picks one. Tests pass a fake to check the maths on one process.
+
+Joining the process group itself is the launch's business (llmrl_core.runs.launch).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from llmrl_core.lm_rl.algorithms import AdvantageInputs
+from llmrl_core.runs.launch import is_distributed_launch, make_accelerator, uses_cpu
 
-# A collective waits at most this long for the other processes: it bounds how long other machines
-# may take to join, and how long a multi-process run may stay paused (the other ranks wait in the
-# stop broadcast while the main one is paused).
-COLLECTIVE_TIMEOUT_S = 3 * 3600
-
-
-def is_distributed_launch() -> bool:
-    """True in a process started by ``accelerate launch`` / torchrun with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
-def is_main_rank() -> bool:
-    """True on the global rank 0 (or outside a distributed launch): the one process that writes to the store."""
-    return int(os.environ.get("RANK", "0") or 0) == 0
+# Re-exported until runs/worker.py and runs/manager.py import them from llmrl_core.runs.launch (their new home).
+from llmrl_core.runs.launch import COLLECTIVE_TIMEOUT_S, init_process_group  # noqa: F401
 
 
 def get_sample_slice(batch_size: int, num_processes: int, process_index: int) -> slice:
@@ -67,9 +59,50 @@ class Collective(Protocol):
         """The main process's flag, on every process."""
 
 
+class LocalCollective:
+    """One process: gathers and broadcasts are the identity, and the training hooks are the plain calls."""
+
+    num_processes = 1
+    process_index = 0
+    is_main_process = True
+    description = "1 process"
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def gather_objects(self, items: list) -> list:
+        return list(items)
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        return flag
+
+    def prepare(self, model: Any, optimizer: Any, per_process_batch: int) -> tuple[Any, Any]:
+        """The model and optimizer as they are (no wrapper)."""
+        return model, optimizer
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def no_sync(self, model: Any) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> torch.Tensor | None:
+        """torch's clip_grad_norm_: the total norm before clipping."""
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def get_state_dict(self, model: Any) -> dict:
+        return model.state_dict()
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def end_training(self) -> None:
+        pass
+
+
 @dataclass
 class AcceleratorCollective:
-    """`Collective` on an Accelerator's process group."""
+    """`Collective` on an Accelerator's process group, with the training hooks DDP, FSDP and ZeRO need."""
 
     accelerator: Any
 
@@ -80,6 +113,14 @@ class AcceleratorCollective:
     @property
     def process_index(self) -> int:
         return self.accelerator.process_index
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator.process_index == 0
+
+    @property
+    def description(self) -> str:
+        return f"{self.num_processes} processes ({self.accelerator.distributed_type}, {self.accelerator.device.type})"
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.gather(tensor.to(self.accelerator.device).contiguous())
@@ -94,26 +135,44 @@ class AcceleratorCollective:
         torch.distributed.broadcast(value, src=0)
         return bool(value.item())
 
+    def prepare(self, model: Any, optimizer: Any, per_process_batch: int) -> tuple[Any, Any]:
+        """The DDP/FSDP/ZeRO-wrapped model and optimizer; DDP copies rank 0's weights (e.g. a random LoRA
+        init) to every process."""
+        deepspeed = self.accelerator.state.deepspeed_plugin
+        if deepspeed is not None:  # no dataloader is prepared, so DeepSpeed is told the per-process batch (as TRL does)
+            deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = per_process_batch
+        return self.accelerator.prepare(model, optimizer)
 
-def uses_cpu(device: str = "auto") -> bool:
-    """True when the launched processes run on CPUs (gloo): asked for, set by the launch, or no CUDA here."""
-    return (device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-            or not torch.cuda.is_available())
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of this process's share of the batch loss, times N: DDP averages gradients over the N
+        processes, so the average becomes the sum, the gradient of the whole batch's loss."""
+        self.accelerator.backward(loss * self.num_processes)
+
+    def no_sync(self, model: Any) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce (every micro-batch but the last)."""
+        return self.accelerator.no_sync(model)
+
+    def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> torch.Tensor | None:
+        """The total norm before clipping; None under DeepSpeed, which clips by its own config."""
+        return self.accelerator.clip_grad_norm_(params, max_norm)
+
+    def get_state_dict(self, model: Any) -> dict:
+        """The full weights, gathered onto the main process (sharded runs)."""
+        return self.accelerator.get_state_dict(model)
+
+    def wait_for_everyone(self) -> None:
+        self.accelerator.wait_for_everyone()
+
+    def end_training(self) -> None:
+        """Destroy the process group (a gloo process that skips it can abort at exit; runs/launch.py)."""
+        self.accelerator.end_training()
 
 
-def init_process_group() -> Any:
-    """Join the launch's process group (Accelerate's PartialState), waiting COLLECTIVE_TIMEOUT_S for the others."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=uses_cpu(), timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
-
-
-def make_accelerator(cpu: bool) -> Any:
-    """The Accelerator of a launched process; its process group waits COLLECTIVE_TIMEOUT_S for the others."""
-    from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
-
-    return Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))])
+def make_collective(device: str = "auto") -> LocalCollective | AcceleratorCollective:
+    """The collective of this process: an Accelerator's under ``accelerate launch``, else the local one."""
+    if not is_distributed_launch():
+        return LocalCollective()
+    return AcceleratorCollective(make_accelerator(cpu=uses_cpu(device)))
 
 
 # ---------------------------------------------------------------------- gathering a batch
@@ -163,13 +222,15 @@ def gather_advantage_inputs(comm: Collective, batch: AdvantageInputs) -> tuple[A
     ), width
 
 
-def sync_stop(comm: Collective | None, stop: bool) -> bool:
+def sync_stop(comm: Collective, stop: bool) -> bool:
     """Every process stops at the same step boundary: the main process's answer, sent to all."""
-    return comm.broadcast_flag(stop) if comm is not None else stop
+    return comm.broadcast_flag(stop)
 
 
 def average_gradients(comm: Collective, params: list[torch.Tensor]) -> None:
     """Average the gradients of parameters DDP does not reduce (the value head), over the processes."""
+    if comm.num_processes == 1:
+        return
     for param in params:
         if param.grad is not None:
             param.grad.copy_(comm.gather(param.grad.unsqueeze(0)).mean(dim=0).to(param.grad.device))

@@ -60,7 +60,7 @@ class DeviceInfo:
     @property
     def bf16_native(self) -> bool:
         """True when the CPU computes bfloat16 in hardware (AVX512_BF16 or AMX)."""
-        return self.cpu_capability.upper() in BF16_CPU_CAPABILITIES or any(f in self.cpu_flags for f in BF16_CPU_FLAGS)
+        return has_native_bf16(self.cpu_capability, self.cpu_flags)
 
     def describe(self) -> str:
         """One line: the device, its ISA and free memory."""
@@ -105,6 +105,11 @@ def read_meminfo_available(path: str = "/proc/meminfo") -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def has_native_bf16(cpu_capability: str, cpu_flags: frozenset[str] | set[str]) -> bool:
+    """True when torch's CPU capability or the /proc/cpuinfo flags show native bfloat16 (AVX512_BF16 or AMX)."""
+    return cpu_capability.upper() in BF16_CPU_CAPABILITIES or any(f in cpu_flags for f in BF16_CPU_FLAGS)
 
 
 def read_cpu_flags(path: str = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:

@@ -9,13 +9,12 @@ then with the values too) and the KL to the reference when beta > 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from llmrl_core.lm_rl.trainer import Rollout
+from llmrl_core.lm_rl.rollout import Rollout
 
 
 @dataclass
@@ -45,7 +44,7 @@ def round_values(values: torch.Tensor, digits: int = 4) -> list[float]:
     return [round(float(v), digits) for v in values.tolist()]
 
 
-def make_samples(tokenizer: Any, ro: "Rollout", per_reward: dict[str, Any], total: np.ndarray, token: TokenStats,
+def make_samples(tokenizer: Any, ro: Rollout, per_reward: dict[str, Any], total: np.ndarray, token: TokenStats,
                  limit: int, num_generations: int) -> list[dict]:
     """Up to `limit` completions of rollout `ro` with each reward, the total, and per-token extras."""
     n = min(limit, len(ro.texts))

@@ -19,12 +19,18 @@ environment, see `get_launch_env`), since the torchrun path does not pass ``use_
 A job run this way must end with ``accelerator.end_training()`` (it destroys the process group):
 without it a gloo process that did all its work can still die at exit with SIGABRT ("terminate
 called without an active exception"), 2 launches in 8 here, and torchrun then fails the launch.
+
+A launched process learns what it is from the environment torchrun sets (`is_distributed_launch`,
+`uses_cpu`) and joins the process group through `init_process_group` (the worker) or
+`make_accelerator` (a training job); every collective then waits at most COLLECTIVE_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +42,11 @@ STRATEGIES = ("single", "ddp", "fsdp", "zero2", "zero3")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 DISTRIBUTED_TYPES = {"single": "NO", "ddp": "MULTI_GPU", "fsdp": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}
 DEFAULT_PORT = 29500  # torch.distributed's customary rendezvous port
+
+# A collective waits at most this long for the other processes: it bounds how long other machines
+# may take to join, and how long a multi-process run may stay paused (the other ranks wait in the
+# stop broadcast while the main one is paused).
+COLLECTIVE_TIMEOUT_S = 3 * 3600
 
 # FSDP2 settings for fine-tuning a Hugging Face causal LM (the choices `accelerate config` offers first).
 FSDP_DEFAULTS: dict[str, Any] = {
@@ -199,3 +210,34 @@ def describe_other_machine_commands(run_id: int, *, config_path: Path | str, num
                                     main_process_port=main_process_port, python=python, store_path=store_path)
         commands.append(f"{prefix} {shlex.join(argv)}".strip())
     return commands
+
+
+# ---------------------------------------------------------------------- inside a launched process
+
+
+def is_distributed_launch() -> bool:
+    """True in a process started by ``accelerate launch`` / torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def uses_cpu(device: str = "auto") -> bool:
+    """True when the launched processes run on CPUs (gloo): asked for, set by the launch, or no CUDA here."""
+    import torch
+
+    return (device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+            or not torch.cuda.is_available())
+
+
+def init_process_group() -> Any:
+    """Join the launch's process group (Accelerate's PartialState), waiting COLLECTIVE_TIMEOUT_S for the others."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=uses_cpu(), timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+
+
+def make_accelerator(cpu: bool) -> Any:
+    """The Accelerator of a launched process; its process group waits COLLECTIVE_TIMEOUT_S for the others."""
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))])

@@ -293,9 +293,21 @@ def preflight_ui() -> None:
         st.warning(f"**{escape_markdown(w.field)}**: {escape_markdown(w.message)} Fix: {escape_markdown(w.fix)}")
 
 
+def precision_caption_ui() -> None:
+    """Next to Start: the precision the run will use and why (what 'auto' chose on this machine)."""
+    from llmrl_core.lm.precision import describe_config_precision
+
+    form = dict(_config())
+    try:
+        st.caption(escape_markdown(describe_config_precision(form.get("mixed_precision", "auto"), form.get("device", "auto"))))
+    except WorkbenchError:
+        return  # an invalid form or an absent device: Start names the field
+
+
 def start_run_ui() -> None:
     """Start: validate the form, start the lm_rl job, and switch to its dashboard; or say what to change."""
     preflight_ui()
+    precision_caption_ui()
     if not st.button("Start training", type="primary", key="rl_start"):
         return
     try:

@@ -41,7 +41,8 @@ COMMON_KEYS = expected_metric_keys(RLConfig(algorithm="grpo"), [])  # what every
 
 def tiny_config(tiny_model_dir, **changes) -> RLConfig:
     base = dict(model=str(tiny_model_dir), device="cpu", steps=2, prompts_per_step=2, num_generations=2,
-                max_new_tokens=6, chat="raw", learning_rate=1e-3, rewards=LENGTH_REWARD, seed=0)
+                max_new_tokens=6, chat="raw", learning_rate=1e-3, rewards=LENGTH_REWARD, seed=0,
+                mixed_precision="no")  # fp32: the step is compared with the pure functions, not bf16's rounding
     return RLConfig(**{**base, **changes})
 
 
@@ -154,10 +155,10 @@ def expected_update(trainer: RLTrainer, ro, rewards: torch.Tensor) -> tuple[dict
     rows = torch.arange(mask.shape[0])
     ppo = cfg.algorithm == "ppo"
     trainer.policy.train()
-    logp, _, values = trainer._forward(trainer.policy, ro, rows, want_values=ppo)  # (B, T) each, with gradient
+    logp, _, values = trainer.updater.compute_logprobs(trainer.policy, ro, rows, want_values=ppo)  # (B, T) each, with gradient
     kl = None
     if cfg.beta > 0:
-        kl = compute_kl(logp, trainer._reference_logprobs(ro, [rows]), cfg.kl_estimator)  # (B, T)
+        kl = compute_kl(logp, trainer.updater.compute_reference_logprobs(ro, [rows]), cfg.kl_estimator)  # (B, T)
     weights = compute_token_weights(mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
     out = {}
     if cfg.algorithm == "ppo":

@@ -26,7 +26,7 @@ from llmrl_core.lm_rl.algorithms import (
     masked_whiten,
     update_baseline,
 )
-from llmrl_core.lm_rl.trainer import compute_lr_factor
+from llmrl_core.lm_rl.update import compute_lr_factor
 
 
 def close(a: torch.Tensor, b: list, tol: float = 1e-4) -> bool:

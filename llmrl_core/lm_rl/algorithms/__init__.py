@@ -1,7 +1,7 @@
 """RL algorithms for language models: pure tensor math per algorithm, and a registry of them.
 
 Each module reads top to bottom in one sitting and ends with its `Algorithm` (spec.py): what it
-needs, its config checks, its advantages and its loss. The trainer (llmrl_core/lm_rl/trainer.py)
+needs, its config checks, its advantages and its loss. The update (llmrl_core/lm_rl/update.py)
 does the model calls, feeds these functions plain tensors, and picks the algorithm with
 `get_algorithm(cfg.algorithm)` (registry.py). Shapes: B sequences, T completion tokens.
 """

@@ -1,6 +1,6 @@
 """What every LM RL algorithm declares: one `Algorithm` per module, read by the trainer and the UI.
 
-The trainer (llmrl_core/lm_rl/trainer.py) runs the same loop for every algorithm: sample,
+The trainer (llmrl_core/lm_rl/trainer.py, update.py) runs the same loop for every algorithm: sample,
 score, advantages, update. It asks the algorithm only for what differs between them:
 
   * its needs: samples grouped per prompt (`needs_groups`), a value head (`needs_value_head`);
