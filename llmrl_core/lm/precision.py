@@ -12,7 +12,7 @@ scaler is needed, and one sentence that says why (the CLI and the RL page show i
   * any other CPU: fp32 (on an AMD Zen 2 one GRPO update took 130 s in bf16 against 5 s in fp32);
   * Apple MPS: fp32, since autocast there is not exercised by this project's tests.
 An explicit choice always wins; bf16 on a CPU without native support says in its reason that it
-is emulated (core/preflight.py warns about it before a run starts, with the same probe).
+is emulated (lm_rl/preflight.py warns about it before a run starts, with the same probe: core/hardware.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from llmrl_core.core.errors import InputError
-from llmrl_core.core.preflight import has_native_bf16, read_cpu_flags
+from llmrl_core.core.hardware import has_native_bf16, read_cpu_flags
 
 PRECISIONS = ("auto", "no", "fp32", "bf16", "fp16")  # 'no' is the config's old spelling of fp32
 

@@ -31,9 +31,6 @@ import torch.nn.functional as F
 from llmrl_core.lm_rl.algorithms import AdvantageInputs
 from llmrl_core.runs.launch import is_distributed_launch, make_accelerator, uses_cpu
 
-# Re-exported until runs/worker.py and runs/manager.py import them from llmrl_core.runs.launch (their new home).
-from llmrl_core.runs.launch import COLLECTIVE_TIMEOUT_S, init_process_group  # noqa: F401
-
 
 def get_sample_slice(batch_size: int, num_processes: int, process_index: int) -> slice:
     """The contiguous rows of a prompt-major batch that process `process_index` generates and trains on."""

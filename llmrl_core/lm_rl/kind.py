@@ -38,7 +38,7 @@ def uses_lora(config: Mapping[str, Any]) -> bool:
 SPEC = RunKindSpec(
     name="lm_rl",
     label="RL fine-tuning of a language model",
-    job="llmrl_core.lm_rl.trainer:run_lm_rl_job",
+    job="llmrl_core.lm_rl.job:run_lm_rl_job",
     config_class="llmrl_core.lm_rl.config:RLConfig",
     main_metric="reward",  # the mean reward of a step's completions
     samples_per_step=count_completions_per_step,

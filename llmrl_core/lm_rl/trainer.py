@@ -319,10 +319,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def run_lm_rl_job(ctx: Any, on_step: Callable[[StepResult], None] | None = None) -> dict:
-    """Job kind 'lm_rl' (llmrl_core.lm_rl.job): re-exported here, where runs/manager.py's JOB_REGISTRY names it."""
-    from llmrl_core.lm_rl.job import run_lm_rl_job as run
-
-    return run(ctx, on_step)

@@ -499,7 +499,7 @@ def make_accelerate_launch(store: RunStore, run_id: int, config: Mapping[str, An
     RENDEZVOUS_TIMEOUT_S, then the launcher exits and the run fails with its output.
     """
     from llmrl_core.core.paths import get_artifact_dir
-    from llmrl_core.lm_rl.distributed import uses_cpu
+    from llmrl_core.runs.launch import uses_cpu
     from llmrl_core.runs.launch import (build_launch_command, describe_other_machine_commands,
                                         get_launch_env, write_accelerate_config)
 

@@ -101,7 +101,7 @@ def run_distributed_worker(run_id: int, store_path: str | None) -> str:
     """One process of a run launched by ``accelerate launch``; only the main one opens the store."""
     import torch.distributed as dist
 
-    from llmrl_core.lm_rl.distributed import init_process_group
+    from llmrl_core.runs.launch import init_process_group
 
     _die_with_launcher()
     state = init_process_group()  # waits for every process (and machine) of the launch
@@ -160,7 +160,7 @@ def _die_with_launcher() -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from llmrl_core.lm_rl.distributed import is_distributed_launch
+    from llmrl_core.runs.launch import is_distributed_launch
 
     if is_distributed_launch():
         status = run_distributed_worker(args.run_id, args.store)

@@ -26,10 +26,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # (importing package or module, imported package or module): why the arrow crosses a layer
     ("llmrl_core.agent", "llmrl_core.lm_rl.algorithms"):
         "the LM agent trains with LM RL's own PPO value head and clipped/REINFORCE losses (one copy of the math)",
-    ("llmrl_core.runs.manager", "llmrl_core.lm_rl.distributed"):
-        "until the process-group helpers move into runs/launch.py (then this entry goes)",
-    ("llmrl_core.runs.worker", "llmrl_core.lm_rl.distributed"):
-        "until the process-group helpers move into runs/launch.py (then this entry goes)",
 }
 
 

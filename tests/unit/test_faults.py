@@ -25,7 +25,8 @@ from llmrl_core.core.errors import StoreError
 from llmrl_core.runs.files import get_run_dir
 from llmrl_core.runs.manager import JobContext, execute_run
 from llmrl_core.runs.store import RunStore
-from llmrl_core.lm_rl.trainer import RLTrainer, run_lm_rl_job
+from llmrl_core.lm_rl.job import run_lm_rl_job
+from llmrl_core.lm_rl.trainer import RLTrainer
 
 LENGTH_REWARD = [{"type": "length", "target": 20, "unit": "chars", "falloff": 40}]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmrl_core.core.errors import InputError
-from llmrl_core.core.preflight import read_device_info
+from llmrl_core.core.hardware import read_device_info
 from llmrl_core.lm.precision import HardwareProbes, resolve_precision
 from llmrl_core.lm_rl.config import RLConfig
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from llmrl_core.core import hardware
 from llmrl_core.lm_rl import preflight
 from llmrl_core.lm_rl.config import PRESETS, RLConfig, make_preset_config
 from llmrl_core.lm_rl.preflight import (
@@ -30,7 +31,7 @@ def test_parameter_count_and_estimate_by_hand_for_the_tiny_llama(tiny_model_dir,
     assert per_layer == 9280
     assert shape.n_params == n == sum(p.numel() for p in tiny_lm.model.parameters())
 
-    cfg = RLConfig(model=str(tiny_model_dir), prompts_per_step=2, num_generations=2, max_new_tokens=16)
+    cfg = RLConfig(model=str(tiny_model_dir), prompts_per_step=2, num_generations=2, max_new_tokens=16, mixed_precision="no")
     est = estimate_memory(shape, cfg)  # the one formula, llmrl_core/lm_rl/memory.py
     seq = 64 + 16  # DEFAULT_PROMPT_TOKENS + max_new_tokens
     assert (est.weights, est.reference, est.gradients, est.optimizer) == (4 * n, 0, 4 * n, 8 * n)
@@ -65,7 +66,7 @@ def test_bf16_on_a_cpu_without_native_bf16_is_warned(monkeypatch, capability, fl
     import torch
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(preflight, "read_cpu_flags", lambda path="/proc/cpuinfo": ("Test CPU", frozenset(flags)))
+    monkeypatch.setattr(hardware, "read_cpu_flags", lambda path="/proc/cpuinfo": ("Test CPU", frozenset(flags)))
     device = read_device_info("cpu")
     assert device.cpu_capability == capability and device.bf16_native is not warned
     found = check_rl_config(RLConfig(mixed_precision="bf16"), device)
@@ -86,13 +87,13 @@ def test_too_little_memory_is_warned_with_the_estimate_and_the_fix(monkeypatch, 
     cfg = RLConfig(model=str(tiny_model_dir), prompts_per_step=4, num_generations=4, max_new_tokens=16)
     est = estimate_memory(_tiny_shape(tiny_model_dir), cfg)
 
-    monkeypatch.setattr(preflight, "read_meminfo_available", lambda path="/proc/meminfo": est.static // 2)
+    monkeypatch.setattr(hardware, "read_meminfo_available", lambda path="/proc/meminfo": est.static // 2)
     found = check_rl_config(cfg, read_device_info("cpu"))
     assert [(w.field, w.severity) for w in found] == [("model", "error")]
     assert "use_lora" in found[0].fix and "MiB" in found[0].message
 
     free = int((est.static + est.batch * 4.5 / 16) / preflight.HEADROOM)  # weights fit, 4.5 of 16 completions do
-    monkeypatch.setattr(preflight, "read_meminfo_available", lambda path="/proc/meminfo": free)
+    monkeypatch.setattr(hardware, "read_meminfo_available", lambda path="/proc/meminfo": free)
     found = check_rl_config(cfg, read_device_info("cpu"))
     assert [w.field for w in found] == ["grad_accum_steps"]
     assert "raise grad_accum_steps to 4" in found[0].fix  # 16 completions, 4 fit at a time

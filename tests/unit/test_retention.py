@@ -13,7 +13,8 @@ from llmrl_core.lm_rl.config import RLConfig
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files, get_run_dir
 from llmrl_core.runs.manager import JobContext, execute_run
-from llmrl_core.lm_rl.trainer import RLTrainer, run_lm_rl_job
+from llmrl_core.lm_rl.job import run_lm_rl_job
+from llmrl_core.lm_rl.trainer import RLTrainer
 
 LENGTH_REWARD = [{"type": "length", "target": 20, "unit": "chars", "falloff": 40}]
 
