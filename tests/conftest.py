@@ -72,6 +72,17 @@ def workbench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def keep_main_module():
+    """Put back sys.modules["__main__"] after each test. AppTest runs a page as __main__ and can leave its temporary
+    script there; a later test in the same process that starts multiprocessing children (forkserver or spawn,
+    e.g. SB3's SubprocVecEnv) would have them re-run that script, which fails, and its children die."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
+
+
+@pytest.fixture(autouse=True)
 def close_run_managers(monkeypatch):
     """Close every RunManager the test (or its fixtures) created, and drop the app's cached one, at its end;
     fail when a supervisor thread is still running after that."""
