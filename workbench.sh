@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # LLM·RL Workbench set-up and launch.
 #   ./workbench.sh start   install into .venv (first time), convert the bundled model, serve http://127.0.0.1:8501
-#   ./workbench.sh test    install with the test extras, then run the whole test suite (browser tests included)
+#   ./workbench.sh test    install with the test extras, then run the whole test suite (browser tests included) in parallel
 #   ./workbench.sh install install only
 # Environment: LLMRL_VENV (virtual environment folder, default .venv), LLMRL_HOME (runs and caches, default ~/.llmrl),
 # TORCH_SPEC (what to pip install for torch; default: CUDA wheels when nvidia-smi sees a GPU, else torch==2.13.0),
-# PORT (default 8501), PYTHON (interpreter that creates the venv, default python3).
+# PORT (default 8501), PYTHON (interpreter that creates the venv, default python3), TEST_WORKERS (test processes,
+# default: the number of cores, at most 4; 0 runs the tests in one process).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -71,9 +72,18 @@ case "${1:-start}" in
     install_python_packages
     install_test_packages
     shift || true
-    log "Running the tests"
+    # In parallel on the cores there are (at most 4; TEST_WORKERS overrides it, 0 runs in this process),
+    # browser tests kept on one worker (--dist loadgroup), unless the arguments choose (-n, -p no:xdist).
+    cores=$(nproc 2>/dev/null || echo 1)
+    workers="${TEST_WORKERS:-$(( cores > 4 ? 4 : cores ))}"
+    [ "$workers" -lt 2 ] && workers=0
+    parallel=(-n "$workers" --dist loadgroup)
+    for arg in "$@"; do
+      case "$arg" in -n*|--numprocesses*|no:xdist|--dist*) parallel=() ;; esac
+    done
+    log "Running the tests${parallel[1]:+ on ${parallel[1]} workers}"
     set +e
-    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pytest "$@"
+    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
     status=$?
     set -e
     [ "$status" = 5 ] && { echo "no tests were collected" >&2; exit 1; }

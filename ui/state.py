@@ -21,12 +21,17 @@ def get_model_holder() -> ModelHolder:
     return ModelHolder()
 
 
-@st.cache_resource(show_spinner=False)
+def _close_run_manager(manager: RunManager) -> None:
+    """Stop a run manager's supervisor thread when its cache entry goes (get_run_manager.clear())."""
+    manager.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_close_run_manager)
 def get_run_manager() -> RunManager:
     """The run manager (and through it the store); marks runs left by dead processes interrupted.
 
     Its supervisor thread starts at once, so runs launched by an earlier server (re-attached after a
-    restart) are watched too.
+    restart) are watched too. Clearing the cache closes it (its supervisor thread ends).
     """
     manager = RunManager(RunStore())
     manager.watch_store()

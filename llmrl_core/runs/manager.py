@@ -248,6 +248,7 @@ class RunManager:
         self._stops: dict[int, float] = {}  # run id -> when stop was asked (for the escalation to a kill)
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
+        self._closed = threading.Event()  # set by close(): the supervisor ends and is not started again
         self.recovered = self.store.recover_interrupted()
 
     # ------------------------------------------------------------------ starting
@@ -401,25 +402,50 @@ class RunManager:
     # ------------------------------------------------------------------ supervision
 
     def _ensure_supervisor(self) -> None:
-        """Start the supervisor thread once (the server's background thread that watches workers)."""
+        """Start the supervisor thread once (the server's background thread that watches workers); not after close()."""
         with self._lock:
+            if self._closed.is_set():
+                return
             if self._supervisor is None or not self._supervisor.is_alive():
-                self._supervisor = threading.Thread(target=self._supervise_forever, name="run-supervisor", daemon=True)
+                self._supervisor = threading.Thread(target=self._supervise_until_closed, name="run-supervisor",
+                                                    daemon=True)
                 self._supervisor.start()
 
     def watch_store(self) -> None:
         """Also supervise runs launched by an earlier server (re-attached after a restart)."""
         self._ensure_supervisor()
 
-    def _supervise_forever(self) -> None:
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop the supervisor thread and wait up to `timeout` s for it to end; True when it has. Idempotent.
+
+        A manager that is replaced (the app's cached one cleared, a test's fixture torn down) must be closed,
+        or its thread keeps polling a store nobody reads. Workers are left running: they outlive a server by
+        design, and a later manager's supervisor (watch_store) takes them over. Runs in threads of this
+        process are left to end on their own (stop them first to end them early).
+        """
+        self._closed.set()
+        with self._lock:
+            thread = self._supervisor
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def __enter__(self) -> "RunManager":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _supervise_until_closed(self) -> None:
         passes = 0
-        while True:
+        while not self._closed.is_set():
             try:
                 self.supervise_once(check_orphans=passes % 4 == 0)  # the store-wide check every few passes
             except Exception as err:  # the supervisor must outlive a locked store or a bad row
                 print(f"run supervisor: {type(err).__name__}: {err}", file=sys.stderr)
             passes += 1
-            time.sleep(self.supervise_every_s)
+            self._closed.wait(self.supervise_every_s)
 
     def supervise_once(self, check_orphans: bool = True) -> None:
         """One pass: reap ended workers, escalate stops that were ignored, fail runs whose process vanished."""
@@ -457,15 +483,18 @@ class RunManager:
     def _fail_vanished_runs(self) -> None:
         """Fail active runs whose process (launched by an earlier server, or a CLI) is gone without a word."""
         runs = self.store.list_runs(statuses=ACTIVE_STATUSES)
-        for run in runs.itertuples():
-            run_id = int(run.id)
-            if run_id in self._workers or run_id in self._threads or is_owner_alive(run.owner):
+        for listed in runs.itertuples():
+            run_id = int(listed.id)
+            if run_id in self._workers or run_id in self._threads or is_owner_alive(listed.owner):
                 continue
-            if not run.owner and time.time() - float(run.created) < 60:  # being launched right now
+            # The listing may be old by now (this thread can wait long for a core or the GIL): a run that ended,
+            # or went live again under a new owner (a resume, a re-launch), meanwhile is not failed.
+            run = self.store.get_run(run_id)
+            if not run or run["status"] not in ACTIVE_STATUSES or is_owner_alive(run["owner"]):
                 continue
-            if self.store.get_run(run_id)["status"] not in ACTIVE_STATUSES:  # it ended while we looked
+            if not run["owner"] and time.time() - float(run["created"]) < 60:  # being launched right now
                 continue
-            pid = parse_owner_pid(run.owner)
+            pid = parse_owner_pid(run["owner"])
             if pid:
                 _signal_group(pid, signal.SIGKILL)
             self._record_vanished(run_id, "The process running this run ended without recording how the run ended.",

@@ -25,7 +25,7 @@ def app_env(monkeypatch, tiny_model_dir, tmp_path):
     for i, (lr, slope) in enumerate(((1e-5, 0.01), (3e-5, 0.05))):
         run_id = store.create_run("lm_rl", f"<i>run {i}</i>", {"model": str(tiny_model_dir), "learning_rate": lr,
                                                                "algorithm": "grpo", "max_new_tokens": 8}, total_steps=20)
-        store.mark_started(run_id, "test")
+        store.mark_started(run_id)  # owned by this live process: the supervisor never fails it while it is set up
         for step in range(1, 21):
             store.log_metrics(run_id, step, {"reward": slope * step, "kl": 0.001 * step, "entropy": 1.0})
         store.add_samples(run_id, 20, [{"prompt": "p", "completion": "<script>alert(1)</script>",
@@ -81,8 +81,6 @@ def test_run_detail_offers_health_export_and_report(app_env, tmp_path):
     assert at.button(key=f"export_go_{ids[1]}").disabled
 
 
-@pytest.mark.xfail(strict=False, reason="passes alone, failed in two of three full .ci/run runs (order or timing); "
-                                      "cause not found yet, see the closing note; the store-level refusal is tested in test_runs_table")
 def test_delete_of_a_running_run_is_refused(app_env):
     store, ids = app_env
     from llmrl_core.runs.store import make_owner

@@ -1,4 +1,5 @@
-"""Helpers for real-browser tests: serve app.py with `python -m ui.serve` (streamlit run) on a free loopback port, drive Chromium.
+"""Helpers for real-browser tests: serve app.py with `python -m ui.serve` (streamlit run) on a free loopback port
+(a band of ports per pytest-xdist worker), drive Chromium.
 
 Chromium comes from Debian (apt package chromium); Playwright drives it through
 executable_path, since `playwright install` cannot download browsers offline.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,17 +36,55 @@ def find_chromium() -> str:
     pytest.skip("Chromium is not installed (apt-get install chromium)")
 
 
+PORT_BAND_START, PORT_BAND_SIZE = 20_000, 500  # below Linux's ephemeral range (32768-60999)
+
+
+def get_port_band() -> range:
+    """The ports this test process may serve on: a band of its own per pytest-xdist worker (gw0, gw1, ...).
+
+    Below the kernel's ephemeral range, so no client connection (Chromium, Playwright, a health check) takes
+    the port as its source port between the check and the server's bind, and two workers never race for one.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    start = PORT_BAND_START + PORT_BAND_SIZE * (index % 20)
+    return range(start, start + PORT_BAND_SIZE)
+
+
 def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port in this process's band that nothing listens on now (a random start, so two test
+    sessions on one machine rarely try the same one)."""
+    band = get_port_band()
+    first = random.randrange(len(band))
+    for offset in range(len(band)):
+        port = band[(first + offset) % len(band)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {band.start}-{band.stop - 1}")
 
 
 def start_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
-              script: Path = ROOT / "app.py") -> tuple[subprocess.Popen, str]:
+              script: Path = ROOT / "app.py", attempts: int = 3) -> tuple[subprocess.Popen, str]:
     """Start the dashboard (or another script) on a free loopback port in its own process group; wait until
-    it answers; return (process, URL). The log goes to home/streamlit-PORT.log."""
+    it answers; return (process, URL). The log goes to home/streamlit-PORT.log. A server that exits while
+    starting (e.g. another process took its port first) is started again on another port."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_app_once(home, extra_env, timeout, script)
+        except ExitedEarly:
+            if attempt == attempts:
+                raise
+
+
+class ExitedEarly(RuntimeError):
+    """The server process ended before it answered."""
+
+
+def _start_app_once(home: Path, extra_env: dict | None, timeout: float, script: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "LLMRL_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     with open(home / f"streamlit-{port}.log", "w") as log:
@@ -62,9 +102,11 @@ def start_app(home: Path, extra_env: dict | None = None, timeout: float = 90.0,
                     return proc, url
         except OSError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
+        exited = proc.poll() is not None
+        if exited or time.monotonic() > deadline:
             stop_app(proc, signal.SIGKILL)
-            raise RuntimeError(f"streamlit did not start: {(home / f'streamlit-{port}.log').read_text()[-2000:]}")
+            message = f"streamlit did not start: {(home / f'streamlit-{port}.log').read_text()[-2000:]}"
+            raise ExitedEarly(message) if exited else RuntimeError(message)
         time.sleep(0.3)
 
 

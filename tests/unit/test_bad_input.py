@@ -5,31 +5,26 @@ Each case expects a one-line message that names the field (and the fix), never a
   * engine functions raise WorkbenchError (InputError, ModelLoadError) with one line naming the field;
   * the CLI (`python -m llmrl_core ...`, called in process through main(argv), plus a few real
     subprocesses) exits 2 with exactly one stderr line starting "error:" and leaves the store as it was;
-  * the pages (Streamlit AppTest) show an st.error or st.warning naming the field and no st.exception.
+  * the pages show an st.error or st.warning naming the field and no st.exception (AppTest, in
+    tests/pages/test_pages_bad_input.py).
 Run names, reward names and upload names are display strings: the harmless-input tests prove they never
-become paths. `CASES` at the bottom counts every case (the hardening note quotes it).
+become paths. `CASES` at the bottom of this file and of the pages' file count every case (the hardening note quotes them).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from llmrl_core.core.errors import WorkbenchError
-from tests.support.apptest import open_page, read_shown_messages
+from tests.support.bad_input import MARKUP, TRAVERSAL, count_store_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")
-MARKUP = "<script>alert(1)</script> **bold** :red[x] $x$"
-# Enough "../" to climb to / from any checkout depth (extra ones stay at /),
-# so the path names the real /etc/passwd wherever CI clones the repo.
-TRAVERSAL = "../" * 24 + "etc/passwd"
 
 
 def _one_line(message: str) -> str:
@@ -412,17 +407,6 @@ def test_run_names_are_labels_never_paths(name, store):
 # ============================================================================ the CLI, in process
 
 
-def _store_counts() -> tuple[int, int]:
-    """(runs, metrics rows) in the session's store."""
-    from llmrl_core.core.paths import get_store_path
-    from llmrl_core.runs import RunStore
-
-    RunStore()  # creates the tables on first use
-    with sqlite3.connect(get_store_path()) as con:
-        return (con.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
-                con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0])
-
-
 @pytest.fixture()
 def cli_files(tmp_path):
     """Files the CLI cases point at: configs in bad encodings, a folder named like an output file."""
@@ -547,13 +531,13 @@ def test_cli_exits_2_with_one_error_line_and_the_store_unchanged(argv, needles, 
     argv = [a.format(**cli_files) if a.startswith("{") else a for a in argv]
     if needles is None:  # accepted by the parser; --dump-config proves it without starting a run
         argv = argv + ["--dump-config"]
-    before = _store_counts()
+    before = count_store_rows()
     try:
         code = main(argv)
     except SystemExit as stop:  # argparse
         code = stop.code
     out, err = capsys.readouterr()
-    assert _store_counts() == before
+    assert count_store_rows() == before
     if needles is None:
         assert code == 0, err
         return
@@ -599,161 +583,17 @@ SUBPROCESS_CASES = [
 
 @pytest.mark.parametrize(("argv", "needle"), SUBPROCESS_CASES)
 def test_real_process_exits_2_without_a_traceback(argv, needle, workbench_home):
-    before = _store_counts()
+    before = count_store_rows()
     proc = subprocess.run([sys.executable, "-m", "llmrl_core", *argv], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "LLMRL_HOME": str(workbench_home)})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert _store_counts() == before
-
-
-# ============================================================================ pages (AppTest)
-
-
-def _click_and_expect(at: AppTest, button: str, needles: list[str], before: tuple | None = None) -> None:
-    """Click `button`; the page must raise nothing, name every needle in an error or warning, and (given
-    `before`) leave the store as it was."""
-    at.button(key=button).click()
-    at.run()
-    assert not at.exception, at.exception
-    shown = read_shown_messages(at)
-    for needle in needles:
-        assert needle.lower() in shown.lower(), (needle, shown)
-    if before is not None:
-        assert _store_counts() == before
-
-
-def _rl_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "language_models" / "lm_rl.py"), default_timeout=120)
-    at.run()
-    at.session_state["rl_view"] = "New run"
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-RL_PAGE_CASES = [
-    pytest.param("text_input", "rl_f_model", TRAVERSAL, ["not a .gguf model"], id="rlpage-model-traversal"),
-    pytest.param("text_input", "rl_f_model", MARKUP, ["not a model spec"], id="rlpage-model-markup"),
-    pytest.param("text_input", "rl_f_model", "", ["model is empty"], id="rlpage-model-empty"),
-    pytest.param("text_input", "rl_f_name", "  ", ["name is empty"], id="rlpage-name-empty"),
-    pytest.param("text_input", "rl_f_name", "n" * 500, ["name", "characters"], id="rlpage-name-huge"),
-    pytest.param("text_input", "rl_f_epsilon_high", "abc", ["epsilon_high", "number"], id="rlpage-epsilon_high-text"),
-    pytest.param("text_input", "rl_f_epsilon_high", "nan", ["epsilon_high", "finite"], id="rlpage-epsilon_high-nan"),
-    pytest.param("text_input", "rl_f_epsilon_high", "inf", ["epsilon_high", "finite"], id="rlpage-epsilon_high-inf"),
-    pytest.param("text_input", "rl_f_resume_from", TRAVERSAL, ["resume_from", "no folder"], id="rlpage-resume-traversal"),
-    pytest.param("text_input", "rl_f_resume_from", MARKUP, ["resume_from"], id="rlpage-resume-markup"),
-    pytest.param("number_input", "rl_f_learning_rate", 0.0, ["learning_rate", "positive"], id="rlpage-learning_rate-zero"),
-    pytest.param("number_input", "rl_f_learning_rate", 1e6, ["learning_rate", "diverge"], id="rlpage-learning_rate-huge"),
-    pytest.param("number_input", "rl_f_steps", 0, ["steps", "at least 1"], id="rlpage-steps-zero"),
-    pytest.param("number_input", "rl_f_steps", 10**9, ["steps", "at most"], id="rlpage-steps-huge"),
-    pytest.param("number_input", "rl_f_num_generations", 1, ["num_generations to 2"], id="rlpage-num_generations-one"),
-    pytest.param("number_input", "rl_f_temperature", 0.0, ["temperature"], id="rlpage-temperature-zero"),
-    pytest.param("number_input", "rl_f_max_new_tokens", 10**7, ["max_new_tokens", "at most"], id="rlpage-max_new_tokens-huge"),
-    pytest.param("number_input", "rl_f_seed", -5, ["seed", "at least 0"], id="rlpage-seed-negative"),
-]
-
-
-@pytest.mark.parametrize(("kind", "key", "value", "needles"), RL_PAGE_CASES)
-def test_rl_page_form_refuses_with_the_field_named(kind, key, value, needles, page_env):
-    at = _rl_page()
-    before = _store_counts()
-    getattr(at, kind)(key=key).set_value(value)
-    at.run()
-    _click_and_expect(at, "rl_start", needles, before)
-
-
-RL_YAML_CASES = [
-    pytest.param("learning_rate: .nan", ["learning_rate", "finite"], id="rlyaml-nan"),
-    pytest.param("learnig_rate: 1.0e-5", ["did you mean 'learning_rate'"], id="rlyaml-unknown-key"),
-    pytest.param("algorithm: [grpo", ["not valid YAML", "line 1"], id="rlyaml-syntax"),
-    pytest.param("- grpo", ["mapping"], id="rlyaml-list"),
-    pytest.param(f"name: 5\nmodel: '{MARKUP}'", ["name must be text"], id="rlyaml-wrong-type"),
-]
-
-
-@pytest.mark.parametrize(("text", "needles"), RL_YAML_CASES)
-def test_rl_page_yaml_loader_refuses_with_the_field_named(text, needles, page_env):
-    at = _rl_page()
-    at.session_state["rl_yaml_text"] = text
-    at.run()
-    _click_and_expect(at, "rl_yaml_load", needles)
-
-
-def test_rl_page_shows_preflight_warnings_above_start(page_env, monkeypatch):
-    from llmrl_core.lm_rl import preflight
-
-    monkeypatch.setattr(preflight, "read_device_info", lambda device="auto": preflight.DeviceInfo(
-        "cpu", "AMD EPYC 7B12 (Zen 2)", 64 * 2**30, 128 * 2**30, cpu_capability="AVX2", cpu_flags=frozenset({"avx2"})))
-    at = _rl_page()
-    at.selectbox(key="rl_f_mixed_precision").set_value("bf16")
-    at.run()
-    assert not at.exception, at.exception
-    warnings = [w.value.replace("\\", "") for w in at.warning]
-    assert any("mixed_precision" in w and "130 s" in w and "to 'no'" in w for w in warnings), warnings
-    at.selectbox(key="rl_f_mixed_precision").set_value("no")
-    at.run()
-    assert not any("mixed_precision" in w.value.replace("\\", "") for w in at.warning)
-
-
-GYM_PAGE_CASES = [
-    pytest.param("text_input", "net_arch", "abc", ["net_arch", "64,64"], id="gympage-net_arch-text"),
-    pytest.param("text_input", "net_arch", MARKUP, ["net_arch"], id="gympage-net_arch-markup"),
-    pytest.param("text_input", "net_arch", "", ["net_arch"], id="gympage-net_arch-empty"),
-    pytest.param("text_input", "net_arch", "100000", ["net_arch", "4096"], id="gympage-net_arch-huge"),
-    pytest.param("number_input", "learning_rate", 0.0, ["learning_rate"], id="gympage-learning_rate-zero"),
-    pytest.param("number_input", "learning_rate", 5.0, ["learning_rate", "at most 1"], id="gympage-learning_rate-huge"),
-    pytest.param("number_input", "gamma", 2.0, ["gamma"], id="gympage-gamma-above-1"),
-    pytest.param("number_input", "n_envs", 0, ["n_envs"], id="gympage-n_envs-zero"),
-]
-
-
-@pytest.mark.parametrize(("kind", "field", "value", "needles"), GYM_PAGE_CASES)
-def test_gym_page_form_refuses_with_the_field_named(kind, field, value, needles, page_env):
-    at = open_page("gymnasium/gym_agents.py", timeout=120)
-    before = _store_counts()
-    getattr(at, kind)(key=f"gym_CartPole-v1_ppo_{field}").set_value(value)
-    _click_and_expect(at, "gym_train", needles, before)
-
-
-PLAYGROUND_CASES = [
-    pytest.param("pg_spec", TRAVERSAL, "pg_load", ["not a .gguf model"], id="playground-spec-traversal"),
-    pytest.param("pg_spec", MARKUP, "pg_load", ["not a model spec"], id="playground-spec-markup"),
-    pytest.param("pg_seed", "nan", "pg_generate", ["seed"], id="playground-seed-nan"),
-    pytest.param("pg_seed", "1e999", "pg_generate", ["seed"], id="playground-seed-inf"),
-    pytest.param("pg_seed", "-1", "pg_generate", ["seed"], id="playground-seed-negative"),
-    pytest.param("pg_seed", "9" * 40, "pg_generate", ["seed"], id="playground-seed-huge"),
-]
-
-
-@pytest.mark.parametrize(("key", "value", "button", "needles"), PLAYGROUND_CASES)
-def test_playground_refuses_with_the_field_named(key, value, button, needles, page_env):
-    at = open_page("language_models/playground.py", timeout=120)
-    at.text_input(key=key).set_value(value)
-    _click_and_expect(at, button, needles)
-
-
-ATTENTION_CASES = [
-    pytest.param("", ["type some text"], id="attention-text-empty"),
-    pytest.param("   \n ", ["type some text"], id="attention-text-blank"),
-]
-
-
-@pytest.mark.parametrize(("text", "needles"), ATTENTION_CASES)
-def test_attention_page_refuses_with_what_to_change(text, needles, page_env):
-    at = open_page("language_models/attention.py", timeout=120)
-    at.text_area(key="att_text").set_value(text)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    shown = read_shown_messages(at)
-    for needle in needles:
-        assert needle.lower() in shown.lower(), (needle, shown)
+    assert count_store_rows() == before
 
 
 CASES = sum(len(group) for group in (
     RL_CONFIG_CASES, RL_CONFIG_SHAPE_CASES, YAML_TEXT_CASES, CONFIG_FILE_CASES, GYM_CASES, GYM_CONFIG_DICT_CASES,
     REWARD_CASES, UPLOAD_CASES, PROMPT_SET_CASES, MODEL_SPEC_CASES, CHECKPOINT_CASES, CLI_CASES, SUBPROCESS_CASES,
-    RL_PAGE_CASES, RL_YAML_CASES, GYM_PAGE_CASES, PLAYGROUND_CASES, ATTENTION_CASES,
 ))

@@ -85,3 +85,49 @@ def test_custom_job_and_stoprun(store):
 def test_unknown_job_kind():
     with pytest.raises(InputError, match="Unknown job kind"):
         get_job("nope")
+
+
+def test_close_ends_the_supervisor_once_and_for_all(store):
+    manager = RunManager(store, supervise_every_s=30)  # a long sleep: close() must wake it, not wait it out
+    manager.watch_store()
+    supervisor = manager._supervisor
+    assert supervisor is not None and supervisor.is_alive()
+    started = time.monotonic()
+    assert manager.close(timeout=5)
+    assert not supervisor.is_alive() and time.monotonic() - started < 5
+    assert manager.close()  # idempotent
+    manager.watch_store()  # a closed manager starts no new supervisor
+    assert manager._supervisor is supervisor and not supervisor.is_alive()
+    with RunManager(store) as other:
+        other.watch_store()
+        assert other._supervisor.is_alive()
+    assert not other._supervisor.is_alive()
+
+
+def test_a_run_that_went_live_after_the_listing_is_not_failed(store, monkeypatch):
+    """The cause of the once-flaky delete-refused page test: the supervisor listed a run while its owner was dead,
+    waited (a loaded machine), then failed it although it had been taken over by a live process meanwhile."""
+    import subprocess
+    import sys
+
+    from llmrl_core.runs.store import make_owner
+
+    manager = RunManager(store)  # first: at start-up it marks runs of dead owners interrupted
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead_owner = make_owner(ended.pid).rsplit(":", 1)[0] + ":1"  # this host, a process that has exited
+    taken_over = store.create_run("demo", "taken over", {})
+    store.mark_started(taken_over, dead_owner)
+    vanished = store.create_run("demo", "vanished", {})
+    store.mark_started(vanished, dead_owner)
+    real_list = store.list_runs
+
+    def list_then_lose_the_race(*args, **kwargs):
+        listed = real_list(*args, **kwargs)
+        store.assign_owner(taken_over, make_owner())  # what happens while the supervisor waits for a core
+        return listed
+
+    monkeypatch.setattr(store, "list_runs", list_then_lose_the_race)
+    manager.supervise_once(check_orphans=True)
+    assert store.get_run(taken_over)["status"] == "running"
+    assert store.get_run(vanished)["status"] == "failed"  # a run whose process is really gone still fails
