@@ -18,7 +18,8 @@ The last line is `speedup vs plain generate: N.NNx (greedy tokens identical: yes
 fast variant against the autocast baseline, greedy tokens compared between fast and plain
 generate in each precision.
 
-Usage: LLMRL_HOME=/tmp/lh python bench/bench_generate.py [--rounds 3] [--new-tokens 32] [--no-threads]
+Usage: LLMRL_HOME=/tmp/lh python bench/bench_generate.py [--rounds 3] [--new-tokens 32] [--no-threads] [--update]
+(--update: time the update phase with 1 and 2 threads instead.)
 """
 
 from __future__ import annotations
@@ -40,23 +41,13 @@ import torch  # noqa: E402
 PROMPTS, SAMPLES = 4, 4
 
 
-@contextlib.contextmanager
-def threads(n: int | None):
-    """torch intra-op threads set to `n` for the block (unchanged when None)."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--no-threads", action="store_true", help="skip the 1-thread variants")
+    parser.add_argument("--update", action="store_true",
+                        help="time the update phase (forward + backward + AdamW on the sampled batch) with 1 and 2 threads instead")
     args = parser.parse_args()
 
     from llmrl_core.core.preflight import read_device_info
@@ -64,6 +55,7 @@ def main() -> None:
     from llmrl_core.lm.generation import get_eos_ids
     from llmrl_core.lm.models import load_causal_lm
     from llmrl_core.lm.precision import resolve_precision
+    from llmrl_core.lm.threads import use_threads
     from llmrl_core.lm_rl.prompts import load_prompt_set
 
     device = torch.device("cpu")
@@ -100,6 +92,9 @@ def main() -> None:
             return sample_completions_fast(model, ids, mask, max_new_tokens=n_new, temperature=1.0, top_p=1.0,
                                            top_k=0, eos_token_ids=eos, pad_token_id=tok.pad_token_id, do_sample=False)
 
+    if args.update:
+        time_update_threads(model, ids, mask, choice, args.rounds, args.new_tokens)
+        return
     name = choice.name
     variants = {
         f"plain generate ({name} autocast)": (plain, "autocast", None),
@@ -116,7 +111,7 @@ def main() -> None:
     plain("autocast")
     for r in range(args.rounds):
         for label, (fn, kind, n_threads) in variants.items():
-            with threads(n_threads):
+            with use_threads(n_threads):
                 start = time.perf_counter()
                 out = fn(kind)
                 times[label].append(time.perf_counter() - start)
@@ -139,6 +134,43 @@ def main() -> None:
           f"{weights_base / statistics.median(times[best]):.2f}x; load average {os.getloadavg()}")
     print(f"speedup vs plain generate: {base / statistics.median(times[best]):.2f}x "
           f"(greedy tokens identical: {'yes' if same else 'no'})")
+
+
+def time_update_threads(model, ids, mask, choice, rounds: int, n_new: int) -> None:  # noqa: ANN001
+    """Item 3's other phase: one policy-gradient update on 16 sequences of P + n_new tokens, 1 vs 2 threads."""
+    from llmrl_core.lm.threads import use_threads
+
+    torch.manual_seed(0)
+    completion = torch.randint(0, model.config.vocab_size, (ids.shape[0], n_new))  # (16, T)
+    input_ids = torch.cat([ids, completion], dim=1)  # (16, P + T)
+    attention = torch.cat([mask, torch.ones_like(completion)], dim=1)  # (16, P + T)
+    advantages = torch.randn(ids.shape[0], 1)  # (16, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-12)  # tiny lr: the weights barely move between rounds
+    model.train()
+
+    def update() -> None:
+        ctx = torch.autocast("cpu", dtype=choice.dtype) if choice.use_autocast else contextlib.nullcontext()
+        with ctx:
+            logits = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=n_new + 1).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)  # (16, T)
+        loss = -(logp * advantages).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    update()  # warm-up
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(rounds):
+        for n in times:
+            with use_threads(n):
+                start = time.perf_counter()
+                update()
+                times[n].append(time.perf_counter() - start)
+        print(f"round {r + 1}: 1 thread {times[1][-1]:.2f} s, 2 threads {times[2][-1]:.2f} s "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    print(f"update ({choice.name}) 1 thread {one:.2f} s, 2 threads {two:.2f} s: 2 threads {one / two:.2f}x "
+          f"as fast; load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":

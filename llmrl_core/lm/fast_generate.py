@@ -28,8 +28,12 @@ import torch
 
 
 def _cache_kwarg(model: torch.nn.Module) -> str:
-    """The forward keyword for the KV cache: 'cache' in transformers 5.2x, 'past_key_values' before."""
-    params = inspect.signature(model.forward).parameters
+    """The forward keyword for the KV cache: 'cache' in transformers 5.2x, 'past_key_values' before.
+
+    Read from the underlying model, since a PEFT wrapper's forward passes keywords through.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
