@@ -139,3 +139,14 @@ def test_first_token_distribution_matches_generate(tiny_lm, temperature, top_k, 
         assert tv < 0.08, (tv, drawn)
     tv_between = 0.5 * (torch.bincount(plain, minlength=probs.shape[1]) - torch.bincount(fast, minlength=probs.shape[1])).abs().sum() / n
     assert tv_between < 0.1
+
+
+def test_use_threads_sets_and_restores():
+    from llmrl_core.lm.threads import use_threads
+
+    before = torch.get_num_threads()
+    with use_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with use_threads(None):
+        assert torch.get_num_threads() == before
