@@ -150,3 +150,17 @@ def test_use_threads_sets_and_restores():
     assert torch.get_num_threads() == before
     with use_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_greedy_equals_generate_through_a_lora_wrapper(tiny_lm):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    ids, mask = _batch(tiny_lm, PROMPTS, 2)
+    eos = [tiny_lm.tokenizer.eos_token_id]
+    with torch.inference_mode():
+        plain = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=6,
+                               pad_token_id=tiny_lm.tokenizer.pad_token_id, eos_token_id=eos)[:, ids.shape[1]:]
+    fast = sample_completions_fast(model, ids, mask, max_new_tokens=6, eos_token_ids=eos,
+                                   pad_token_id=tiny_lm.tokenizer.pad_token_id, do_sample=False)
+    assert torch.equal(fast, plain)
