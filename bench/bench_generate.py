@@ -9,6 +9,7 @@ so they see the same background load; each prints its median over the rounds.
   plain generate (<auto> weights)    model.generate with the weights cast once per call
   fast (<auto> autocast)             sample_completions_fast under torch.autocast
   fast (<auto> weights)              sample_completions_fast with the weights cast once per call
+  fast (<auto> weights, shared prefill)  the same, one prefill per prompt (not greedy-exact in bf16: shown only)
   ... (1 thread)                     the same with torch.set_num_threads(1) (item 3: threads per phase)
 
 Times include the weight cast where there is one (a trainer re-casts after every update).
@@ -18,7 +19,7 @@ The last line is `speedup vs plain generate: N.NNx (greedy tokens identical: yes
 fast variant against the autocast baseline, greedy tokens compared between fast and plain
 generate in each precision.
 
-Usage: LLMRL_HOME=/tmp/lh python bench/bench_generate.py [--rounds 3] [--new-tokens 32] [--no-threads] [--update]
+Usage: LLMRL_HOME=/tmp/lh python bench/bench_generate.py [--rounds 3] [--new-tokens 32] [--no-threads] [--update] [--threads N]
 (--update: time the update phase with 1 and 2 threads instead.)
 """
 
@@ -46,9 +47,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--no-threads", action="store_true", help="skip the 1-thread variants")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads for the whole bench (0: torch's default)")
     parser.add_argument("--update", action="store_true",
                         help="time the update phase (forward + backward + AdamW on the sampled batch) with 1 and 2 threads instead")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from llmrl_core.core.preflight import read_device_info
     from llmrl_core.lm.fast_generate import sample_completions_fast, use_weights_dtype
@@ -87,10 +91,11 @@ def main() -> None:
                                  pad_token_id=tok.pad_token_id, eos_token_id=eos)
         return out[:, p:]  # (16, T)
 
-    def fast(kind: str):
+    def fast(kind: str, share: bool = False):
         with precision_ctx(kind):
             return sample_completions_fast(model, ids, mask, max_new_tokens=n_new, temperature=1.0, top_p=1.0,
-                                           top_k=0, eos_token_ids=eos, pad_token_id=tok.pad_token_id, do_sample=False)
+                                           top_k=0, eos_token_ids=eos, pad_token_id=tok.pad_token_id, do_sample=False,
+                                           share_prefill=share)
 
     if args.update:
         time_update_threads(model, ids, mask, choice, args.rounds, args.new_tokens)
@@ -101,6 +106,7 @@ def main() -> None:
         f"plain generate ({name} weights)": (plain, "weights", None),
         f"fast ({name} autocast)": (fast, "autocast", None),
         f"fast ({name} weights)": (fast, "weights", None),
+        f"fast ({name} weights, shared prefill)": (lambda kind: fast(kind, share=True), "weights", None),
     }
     if not args.no_threads and torch.get_num_threads() > 1:
         variants[f"plain generate ({name} weights, 1 thread)"] = (plain, "weights", 1)
@@ -127,7 +133,7 @@ def main() -> None:
         print(f"{label:<44} {med:6.2f} s  {n_tok / med:7.1f} tok/s  {base / med:5.2f}x  (best {min(t):.2f} s)")
     same = all(torch.equal(tokens[f"fast ({name} {k})"], tokens[f"plain generate ({name} {k})"])
                for k in ("autocast", "weights"))
-    fast_labels = [k for k in times if k.startswith("fast")]
+    fast_labels = [k for k in times if k.startswith("fast") and "shared prefill" not in k]  # greedy-exact ones
     best = min(fast_labels, key=lambda k: statistics.median(times[k]))
     weights_base = statistics.median(times[f"plain generate ({name} weights)"])
     print(f"best fast variant: {best}; against plain generate with the same weights cast: "

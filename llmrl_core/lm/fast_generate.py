@@ -5,8 +5,10 @@
 `pad_token_id` after each row's end-of-sequence token, T the step at which every row ended or
 `max_new_tokens`. It calls the model's own forward with a KV cache, so a greedy decode gives the
 very tokens `generate` gives; only the loop around it is leaner:
-  * each distinct prompt is run once and its KV cache copied to its samples (an RL step samples
-    `num_generations` completions per prompt, so the prefill does 1/n of generate's work);
+  * with `share_prefill=True`, each distinct prompt is run once and its KV cache copied to its
+    samples (the prefill does 1/n of the work). Off by default: a matmul over 4 rows rounds
+    differently from one over 16 in bf16, and on the bundled model greedy tokens then part from
+    generate's after 16 tokens (the same distribution, not the same tokens);
   * no logits-processor stack or stopping-criteria objects: temperature, top-k and top-p are
     applied in place, top-p only over the top-k candidates when top-k is on (no full-vocabulary
     sort), with the same rules as transformers' TemperatureLogitsWarper, TopKLogitsWarper and
@@ -96,10 +98,11 @@ def sample_completions_fast(
     pad_token_id: int | None = None,
     do_sample: bool = True,
     generator: torch.Generator | None = None,
+    share_prefill: bool = False,
 ) -> torch.Tensor:
     """Completion ids (b, T) for left-padded prompts (b, P): `model.generate(...)[:, P:]`'s contract.
 
-    Rows with the same prompt (the samples of one prompt) share one prefill. After a row's first
+    With `share_prefill`, rows with the same prompt share one prefill (see the module docstring). After a row's first
     end-of-sequence token it gets `pad_token_id`; decoding stops when every row has ended.
     `generator` seeds the draws (the global RNG when None); `do_sample=False` is greedy.
     """
@@ -112,8 +115,11 @@ def sample_completions_fast(
     cache_kw = _cache_kwarg(model)
     from transformers import DynamicCache
 
-    # 1. prefill each distinct prompt once, then copy its KV cache to its samples
-    firsts, row_group = _group_rows(prompt_ids, prompt_mask)  # (u,), (b,)
+    # 1. prefill (each distinct prompt once with share_prefill, its KV cache then copied to its samples)
+    if share_prefill:
+        firsts, row_group = _group_rows(prompt_ids, prompt_mask)  # (u,), (b,)
+    else:
+        firsts = row_group = torch.arange(b, device=device)  # (b,) every row its own prefill
     mask = torch.ones(b, p + max_new_tokens, dtype=prompt_mask.dtype, device=device)  # (b, P + T) grows by one per step
     mask[:, :p] = prompt_mask
     position = (prompt_mask.long().cumsum(-1) - 1).masked_fill(prompt_mask == 0, 0)  # (b, P) as generate makes them
