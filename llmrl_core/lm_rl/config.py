@@ -23,6 +23,7 @@ from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 CHAT_MODES = ("auto", "chat", "raw")
 MIXED_PRECISION = ("auto", "no", "bf16")  # resolved per device by llmrl_core/lm/precision.py
+GENERATION_BACKENDS = ("fast", "generate")  # llmrl_core/lm/fast_generate.py, or transformers' model.generate
 MAX_NAME_CHARS = 200  # a run name is a label, never a path
 DISTRIBUTED_STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")  # llmrl_core.runs.launch.STRATEGIES less 'single'
 
@@ -34,6 +35,7 @@ class RLConfig(ConfigBase):
     LOAD_HINT = "write one with --dump-config (or RLConfig().save(path)) or pick a preset"
     FIELD_CHOICES = {"algorithm": ALGORITHMS, "loss_type": LOSS_TYPES, "kl_estimator": KL_ESTIMATORS,
                      "lr_scheduler": LR_SCHEDULERS, "chat": CHAT_MODES, "mixed_precision": MIXED_PRECISION,
+                     "generation_backend": GENERATION_BACKENDS,
                      "distributed_strategy": DISTRIBUTED_STRATEGIES}
 
     # ------------------------------------------------------------------ run
@@ -52,6 +54,9 @@ class RLConfig(ConfigBase):
     mixed_precision: str = "auto"
     """'auto': bf16 autocast where the hardware runs it natively (CUDA with bf16, CPUs with AVX512_BF16 or AMX),
     fp16 with a scaler on older CUDA, fp32 elsewhere; 'bf16' forces it (weights stay float32); 'no' is fp32"""
+    generation_backend: str = "fast"
+    """'fast': a lean sampling loop (one prefill per prompt, weights cast once per rollout; same tokens as
+    generate when greedy); 'generate': transformers' model.generate (always used for fsdp and zero3)"""
     use_lora: bool = False
     """train LoRA adapters (peft) instead of every weight; the reference model is then free"""
     lora_r: int = 16
