@@ -70,8 +70,14 @@ def curves_ui(run_ids: list[int]) -> list[str]:
     drawn, colour_start = 0, 0
     for group in groups:
         frame = read_compare_frame(store, list(group.run_ids), metrics, x=x, smoothing=smoothing)
+        if frame.empty and len(groups) > 1:  # none of the chosen metrics is this kind's: draw its own
+            own = pick_default_metrics(store, [group])
+            frame = read_compare_frame(store, list(group.run_ids), own, x=x, smoothing=smoothing)
+            if not frame.empty:
+                st.caption(escape_markdown(f"{group.label}: none of the chosen metrics; its own main metrics "
+                                           f"instead ({', '.join(own)})."))
         if not frame.empty:
-            shown = [m for m in metrics if m in set(frame["metric"])]
+            shown = list(dict.fromkeys(frame["metric"]))
             fig = make_compare_figure(frame, shown, x=x, x_title=get_x_title(group, x), colour_start=colour_start,
                                       title=group.label if len(groups) > 1 else "")
             fig.update_layout(height=max(320, 260 * len(shown)))
