@@ -32,6 +32,7 @@ SPEC = RunKindSpec(
     label="Language model playing a Gymnasium environment",
     job="llmrl_core.agent.job:run_agent_job",
     config_class="llmrl_core.agent.config:AgentConfig",
+    step_label="environment steps",  # its runs log at the environment step count (summed over environments)
     main_metric="charts/episodic_return",
     headline=describe_agent_result,
     clone_page="pages/gymnasium/agent.py",

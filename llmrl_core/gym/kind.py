@@ -44,6 +44,7 @@ SPEC = RunKindSpec(
     label="Gymnasium agent (SB3)",
     job="llmrl_core.gym.job:run_gym_job",
     config_class="llmrl_core.gym.config:GymConfig",
+    step_label="environment steps",  # its runs log at the environment step count (summed over environments)
     main_metric="charts/episodic_return",  # SB3's episode return; each step already counts environment steps
     headline=describe_gym_run,
     export_formats=("model", "metrics", "samples", "config"),

@@ -17,8 +17,10 @@ window (the last `WINDOW_FRACTION`), and need at least `MIN_STEPS` logged steps.
 |                      | REWARD_RISE_MIN_ABS without reward_std) while distinct-n of a step's completions fell to     | DISTINCT_DROP_RATIO = 0.6,                       |
 |                      | <= DISTINCT_DROP_RATIO of its early value, or the share of repeated completions within a     | DUPLICATE_FRACTION_MAX = 0.5                     |
 |                      | group reached DUPLICATE_FRACTION_MAX                                                         |                                                  |
-| length_cap           | the late mean of completions/clipped_ratio (or the share of samples with finish_reason       | CLIPPED_RATIO_MAX = 0.5                          |
-|                      | 'length') is >= CLIPPED_RATIO_MAX                                                           |                                                  |
+| length_cap           | the late mean of completions/clipped_ratio (or the share of samples with finish_reason       | CLIPPED_RATIO_MAX = 0.5,                         |
+|                      | 'length') is >= CLIPPED_RATIO_MAX; with truncation_expected (a cap the user chose for short  | CLIPPED_RISE_MIN = 0.3                           |
+|                      | continuations, e.g. make-it-positive's 16 tokens) only when it also rose by CLIPPED_RISE_MIN |                                                  |
+|                      | or more over the early window                                                               |                                                  |
 | entropy_collapse     | late entropy <= ENTROPY_DROP_RATIO x early entropy, or below ENTROPY_FLOOR nats per token     | ENTROPY_DROP_RATIO = 0.2, ENTROPY_FLOOR = 0.05   |
 | kl_runaway           | late kl >= KL_MAX, or late kl >= KL_GROWTH_RATIO x early kl and >= KL_GROWTH_MIN             | KL_MAX = 1.0, KL_GROWTH_RATIO = 10,              |
 |                      |                                                                                             | KL_GROWTH_MIN = 0.1                              |
@@ -29,6 +31,15 @@ window (the last `WINDOW_FRACTION`), and need at least `MIN_STEPS` logged steps.
 
 Severities: 'critical' when the run cannot learn or stopped (no_signal, reward_nan, reward_wrong_count,
 kl_runaway above KL_MAX); 'warning' otherwise.
+
+Calibrated on healthy runs: no alarm may fire on a shipped preset's healthy run (tests/unit/test_alarms.py
+builds one per preset, shaped like its real run). The one that did was length_cap on make-it-positive: its
+completions are continuations cut at 16 tokens on purpose, so the base model already hits the cap on nearly
+every sample from step 1 (clipped ratio about 1.0 throughout) and nothing is wrong. Such a preset says so
+(RLConfig.truncation_expected); the alarm then watches only what the cap can still reveal there, a policy
+that learns to run into the cap more and more (length being rewarded): the clipped ratio rising by
+CLIPPED_RISE_MIN from the early to the late window. Without the flag a high level alone still fires, because
+a cap that cuts answers the reward needs whole (an arithmetic answer) is a real problem from step 1.
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ DISTINCT_N = 2  # distinct-2: unique word bigrams / all word bigrams of a step's
 DISTINCT_DROP_RATIO = 0.6  # diversity collapsed: late distinct-n at most 60% of early distinct-n
 DUPLICATE_FRACTION_MAX = 0.5  # half the completions in a group repeat another one of that group
 CLIPPED_RATIO_MAX = 0.5  # half the completions stop at max_new_tokens rather than at end-of-sequence
+CLIPPED_RISE_MIN = 0.3  # with truncation_expected: the clipped share rose this much (early vs late window)
 ENTROPY_DROP_RATIO = 0.2  # entropy fell to a fifth of where it started
 ENTROPY_FLOOR = 0.05  # nats per token: the policy is almost deterministic
 KL_MAX = 1.0  # nats per token from the reference: far past where GRPO runs usually sit (0.01-0.2)
@@ -260,21 +272,29 @@ def check_length_cap(metrics: pd.DataFrame, samples: pd.DataFrame, config: Mappi
             source = "samples with finish_reason 'length'"
     if clipped.dropna().empty:
         return None
-    _, late = _windows(clipped)
+    early, late = _windows(clipped)
     if late.mean() < CLIPPED_RATIO_MAX:
         return None
-    from_step = _onset(clipped, lambda v: v >= CLIPPED_RATIO_MAX)
+    expected = bool(config.get("truncation_expected"))
+    rise = float(late.mean() - early.mean())
+    if expected and rise < CLIPPED_RISE_MIN:
+        return None  # cut at the cap by design, and no more so than at the start
+    limit = max(CLIPPED_RATIO_MAX, float(early.mean()) + CLIPPED_RISE_MIN / 2) if expected else CLIPPED_RATIO_MAX
+    from_step = _onset(clipped, lambda v: v >= limit)
     cap = config.get("max_new_tokens")
     length = _series(metrics, "completions/mean_length").dropna()
     saw = f"{late.mean():.0%} of the completions stopped at the length cap (max_new_tokens = {cap}) in the last steps ({source})"
+    if expected:
+        saw += (f", up from {early.mean():.0%} in the first steps: truncation is expected in this run, but the "
+                "policy is writing longer and longer")
     if len(length):
         saw += f"; mean completion length {length.iloc[-1]:.1f} tokens"
     examples = _late_examples(samples, from_step, lambda row: row.extras.get("finish_reason") == "length")
+    room = "" if expected else "Rewards are judging cut-off text. Raise `max_new_tokens` if answers need more room; "
     return Alarm(
         "length_cap", "warning", "Completions pile up at the length cap", saw + ".", from_step, examples,
-        "Rewards are judging cut-off text. Raise `max_new_tokens` if answers need more room; if length itself is "
-        "being rewarded, add a length penalty reward to `rewards`; `loss_type` 'dr_grpo' removes the length bias "
-        "of the loss.",
+        room + "If length itself is being rewarded, add a length penalty reward to `rewards`; `loss_type` 'dr_grpo' "
+        "removes the length bias of the loss.",
     )
 
 

@@ -31,11 +31,15 @@ def make_run_label(run_id: int, run_name: str) -> str:
 
 
 def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = None, x: str = "step",
-                        title: str = "") -> go.Figure:
+                        title: str = "", x_title: str | None = None, colour_start: int = 0) -> go.Figure:
     """Curves of every run in `frame` overlaid, one subplot per metric (in `metrics` order, or the frame's).
 
-    Subplots share the x axis (zooming one zooms all); `x` only names the axis (X_AXES).
+    Subplots share the x axis (zooming one zooms all); `x` only names the axis (X_AXES), unless `x_title`
+    does (a kind's step label: runs/compare.get_x_title). Draw runs of one kind per figure: one panel per
+    kind keeps an LM run's updates off CartPole's environment-step axis. `colour_start` offsets the palette,
+    so a run keeps a colour of its own across the panels of several kinds.
     """
+    axis = x_title if x_title is not None else X_AXES.get(x, x)
     metrics = list(dict.fromkeys(metrics if metrics is not None else frame["metric"].tolist()))
     rows = max(1, len(metrics))
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / rows),
@@ -43,7 +47,7 @@ def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = Non
     smoothed = not frame.empty and not frame["value"].equals(frame["raw"])
     runs = list(dict.fromkeys(frame["run_id"].tolist())) if not frame.empty else []
     for index, run_id in enumerate(runs):
-        colour = PALETTE[index % len(PALETTE)]
+        colour = PALETTE[(colour_start + index) % len(PALETTE)]
         of_run = frame[frame["run_id"] == run_id]
         label = make_run_label(run_id, str(of_run["run_name"].iloc[0]))
         shown_legend = False
@@ -52,7 +56,7 @@ def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = Non
             if series.empty:
                 continue
             # user text stays out of the template (a name holding %{y} would be filled in): it comes from name and meta
-            hover = f"%{{fullData.name}}<br>%{{meta}}<br>{escape_plotly_text(X_AXES.get(x, x))} %{{x}}<br>%{{y:.4g}}<extra></extra>"
+            hover = f"%{{fullData.name}}<br>%{{meta}}<br>{escape_plotly_text(axis)} %{{x}}<br>%{{y:.4g}}<extra></extra>"
             if smoothed:
                 fig.add_trace(go.Scatter(
                     x=series["x"], y=series["raw"], mode="lines", line=dict(color=colour, width=1), opacity=0.25,
@@ -64,7 +68,7 @@ def make_compare_figure(frame: pd.DataFrame, metrics: Sequence[str] | None = Non
                 hovertemplate=hover,
             ), row=row, col=1)
             shown_legend = True
-    fig.update_xaxes(title_text=escape_plotly_text(X_AXES.get(x, x)), row=rows, col=1)
+    fig.update_xaxes(title_text=escape_plotly_text(axis), row=rows, col=1)
     top, bottom = (70 if title else 30), 90  # px; the legend sits under the x axis title
     height = SUBPLOT_HEIGHT * rows + top + bottom
     fig.update_layout(

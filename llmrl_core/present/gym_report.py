@@ -74,6 +74,5 @@ REPORT_PARTS = ReportParts(
     make_curves=make_gym_curves,
     sections=(("Episode", _episode_section),),
     reference_line=read_solved_return,
-    x_label="environment steps",
     y_label="return",
 )

@@ -7,16 +7,17 @@ summary and the curves, then the sections its kind declares (`ReportParts`, name
 RunKindSpec.report): for RL fine-tuning (present/lm_rl_report.py) the before/after table (passed in,
 or the newest stored with the run), the health alarms and a handful of the best and worst samples;
 for Gymnasium runs (present/gym_report.py) the latest recorded episode in the player (in a sandboxed
-srcdoc frame). Several runs add a comparison first: their main curves overlaid, the config fields
-that differ and each run's final and best values (llmrl_core.runs.compare).
+srcdoc frame). Several runs add a comparison first, one part per kind of run (an LM run's updates and a
+gym run's environment steps never share an axis): their main curves overlaid on the kind's x axis, the
+config fields that differ within the kind and each run's final and best values (llmrl_core.runs.compare).
 
 Escaping: every piece of text that came from a run (names, config values, prompts, completions,
 reward names, alarm text, log lines) reaches the HTML through html.escape; text drawn by Plotly (which
 renders a subset of HTML in legends and titles) is escaped too, and Plotly writes its figure JSON with
 <, > and / as \\u escapes, so nothing can close a <script> element.
 
-`write_report_png(store, run_id, out_path)` draws the main chart (the kind's main metrics, axis names
-and reference line) with matplotlib's Agg backend (Plotly's PNG export needs kaleido and a browser).
+`write_report_png(store, run_id, out_path)` draws the main chart (the kind's main metrics, its step label
+on the x axis and its reference line) with matplotlib's Agg backend (Plotly's PNG export needs kaleido and a browser).
 """
 
 from __future__ import annotations
@@ -143,7 +144,6 @@ class ReportParts:
     sections: tuple[tuple[str, Callable[..., str]], ...] = ()  # after the curves
     read_before_after: Callable[[Any, int], Any] | None = None  # (store, run_id) -> the newest stored result
     reference_line: Callable[[Mapping[str, Any]], float | None] | None = None  # (config) -> a PNG line ('solved')
-    x_label: str = "step"  # the PNG's x axis
     y_label: str | None = None  # the PNG's y axis; None: the main metric's name
 
 
@@ -253,28 +253,48 @@ def _run_section(store: Any, run: Mapping[str, Any], before_after: Any, number: 
 
 
 def _comparison_section(store: Any, runs: Sequence[Mapping[str, Any]]) -> str:
-    """Several runs: main curves overlaid, the config fields that differ, final and best values."""
+    """Several runs, grouped by kind: per kind, its runs' main curves overlaid on its own x axis, the config
+    fields that differ and each run's final and best values. Runs of different kinds never share an axis or
+    a config diff (runs/compare.group_runs_by_kind); the section says so when the kinds differ."""
     from llmrl_core.present.compare import make_compare_figure
-    from llmrl_core.runs.compare import diff_configs, read_compare_frame, summarize_finals
+    from llmrl_core.runs.compare import (describe_kinds_differ, diff_configs, get_x_title, group_runs_by_kind,
+                                         read_compare_frame, summarize_finals)
 
-    run_ids = [int(r["id"]) for r in runs]
-    mains = []
-    for run in runs:
-        main = pick_main_metric(str(run.get("kind")), store.metric_names(int(run["id"])))
-        if main and main not in mains:
-            mains.append(main)
+    by_id = {int(r["id"]): r for r in runs}
+    groups = group_runs_by_kind(store, list(by_id))
+    mixed = len(groups) > 1
     parts = ["<section id='comparison'><h2>Comparison</h2>"]
-    if mains:
-        frame = read_compare_frame(store, run_ids, mains, max_points=MAX_POINTS)
-        parts.append(render_figure_html(make_compare_figure(frame, mains)))
-    diff = diff_configs({f"#{r['id']} {r.get('name', '')}": r.get("config") or {} for r in runs})
-    if diff.empty:
-        parts.append('<p class="note">The runs have the same config.</p>')
-    else:
-        parts.append("<h3>Config fields that differ</h3>" + render_table(diff.reset_index(), text_columns=tuple(diff.columns)))
-    if mains:
-        finals = summarize_finals(store, run_ids, mains)
-        parts.append("<h3>Final and best values</h3>" + render_table(finals))
+    if mixed:
+        parts.append(f'<p class="note">{escape_text(describe_kinds_differ(groups))}</p>')
+    colour_start = 0
+    for group in groups:
+        of_kind = f" ({group.label})" if mixed else ""
+        ids = list(group.run_ids)
+        mains = []
+        for run_id in ids:
+            main = pick_main_metric(group.kind, store.metric_names(run_id))
+            if main and main not in mains:
+                mains.append(main)
+        if mixed:
+            parts.append(f"<h3>{escape_text(group.label)}: " + ", ".join(
+                f"#{r} {escape_text(by_id[r].get('name', ''))}" for r in ids) + "</h3>")
+        if mains:
+            frame = read_compare_frame(store, ids, mains, max_points=MAX_POINTS)
+            parts.append(render_figure_html(make_compare_figure(frame, mains, x_title=get_x_title(group),
+                                                                colour_start=colour_start)))
+        colour_start += len(ids)
+        if len(ids) < 2:
+            parts.append('<p class="note">Only one run of this kind: no config to compare it with.</p>')
+        else:
+            diff = diff_configs({f"#{r} {by_id[r].get('name', '')}": by_id[r].get("config") or {} for r in ids})
+            if diff.empty:
+                parts.append(f'<p class="note">The runs{escape_text(of_kind)} have the same config.</p>')
+            else:
+                parts.append(f"<h3>Config fields that differ{escape_text(of_kind)}</h3>"
+                             + render_table(diff.reset_index(), text_columns=tuple(diff.columns)))
+        if mains:
+            finals = summarize_finals(store, ids, mains)
+            parts.append(f"<h3>Final and best values{escape_text(of_kind)}</h3>" + render_table(finals))
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -359,6 +379,8 @@ def write_report_png(store: Any, run_id: int, out_path: str | Path, dpi: int = 1
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
+    from llmrl_core.runs.kinds import find_kind
+
     run = store.get_run(int(run_id))
     if run is None:
         raise InputError(f"No run with id {run_id}; pick one from the runs table.")
@@ -386,7 +408,8 @@ def write_report_png(store: Any, run_id: int, out_path: str | Path, dpi: int = 1
         ax.axhline(solved, color="#00a86b", linestyle="--", linewidth=1, label=f"solved ({solved:g})")
     if not names:
         ax.text(0.5, 0.5, "No metrics were logged", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel(report_parts.x_label)
+    spec = find_kind(kind)
+    ax.set_xlabel(spec.step_label if spec is not None else "step")
     ax.set_ylabel(report_parts.y_label or (names[0] if names else ""))
     ax.set_title(_mpl_text(f"Run #{run['id']}: {run.get('name', '')}"), fontsize=11)
     ax.grid(alpha=0.3)

@@ -10,6 +10,10 @@
 - `smooth_ema(values, weight)` is TensorBoard's debiased exponential moving average.
 - `diff_configs({run_id: config})` keeps the fields that differ, nested fields as dotted keys.
 - `summarize_finals(store, run_ids, metrics)` gives each run's final and best value per metric.
+- `group_runs_by_kind(store, run_ids)`: runs of different kinds are never drawn on one axis (an LM run's
+  20 updates against CartPole's 13,000 environment steps) nor diffed field by field: each `KindGroup`
+  gets its own panel, with the x axis its kind's spec names (`get_x_title`), and
+  `diff_configs_by_kind` diffs the configs within each group.
 
 Nothing here imports Streamlit; llmrl_core/present/compare.py draws the frame.
 """
@@ -44,6 +48,39 @@ def get_samples_per_step(kind: str, config: Mapping[str, Any]) -> int:
     kind this installation does not know."""
     spec = find_kind(kind)
     return spec.samples_per_step(config) if spec is not None else 1
+
+
+# ----------------------------------------------------------------------------- kinds
+
+
+class KindGroup(NamedTuple):
+    """The chosen runs of one kind: one panel of curves, one config diff."""
+
+    kind: str  # runs.kind
+    label: str  # RunKindSpec.label ("Gymnasium agent (SB3)"); the kind's name for one this installation lacks
+    step_label: str  # RunKindSpec.step_label: what the kind's step counts ('step', 'environment steps')
+    run_ids: tuple[int, ...]  # in the caller's order
+
+
+def group_runs_by_kind(store: RunStore, run_ids: Sequence[int]) -> list[KindGroup]:
+    """The runs grouped by kind, groups in the order their first run was given; an unknown id is an InputError."""
+    runs = _read_runs(store, [int(r) for r in dict.fromkeys(run_ids)])
+    by_kind: dict[str, list[int]] = {}
+    for run_id, run in runs.items():
+        by_kind.setdefault(str(run["kind"]), []).append(run_id)
+    groups = []
+    for kind, ids in by_kind.items():
+        spec = find_kind(kind)
+        groups.append(KindGroup(kind, spec.label if spec is not None else kind,
+                                spec.step_label if spec is not None else "step", tuple(ids)))
+    return groups
+
+
+def get_x_title(group: KindGroup, x: str = "step") -> str:
+    """The x axis title of a group's panel: its kind's step label for 'step', else X_AXES's title."""
+    if x not in X_AXES:
+        raise InputError(f"x must be one of {', '.join(X_AXES)} (got {x!r}).")
+    return group.step_label if x == "step" else X_AXES[x]
 
 
 # ----------------------------------------------------------------------------- smoothing
@@ -232,6 +269,29 @@ def diff_configs(configs: Mapping[Any, Mapping[str, Any]]) -> pd.DataFrame:
             rows[field] = values
     frame = pd.DataFrame(list(rows.values()), index=pd.Index(list(rows), name="field"), columns=keys, dtype=object)
     return frame
+
+
+def describe_kinds_differ(groups: Sequence[KindGroup]) -> str:
+    """'' for runs of one kind, else a sentence saying the kinds differ and how the configs are compared."""
+    if len(groups) < 2:
+        return ""
+    kinds = ", ".join(f"{g.label} ({len(g.run_ids)} run{'s' if len(g.run_ids) > 1 else ''})" for g in groups)
+    return (f"The runs are of different kinds ({kinds}): their configs have different fields, so they are "
+            "compared only within each kind.")
+
+
+def diff_configs_by_kind(store: RunStore, run_ids: Sequence[int],
+                         name_run: Any = None) -> list[tuple[KindGroup, pd.DataFrame]]:
+    """diff_configs within each kind group (a group of one run gets an empty frame: nothing to compare with).
+
+    Columns are `name_run(run)` ('#12 name' by default) so a page and a report label runs alike.
+    """
+    name_run = name_run or (lambda run: f"#{run['id']} {run.get('name', '')}")
+    found = []
+    for group in group_runs_by_kind(store, run_ids):
+        runs = [store.get_run(r) for r in group.run_ids]
+        found.append((group, diff_configs({name_run(run): run.get("config") or {} for run in runs})))
+    return found
 
 
 def _same(a: Any, b: Any) -> bool:

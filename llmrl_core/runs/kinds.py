@@ -63,6 +63,7 @@ class RunKindSpec:
     main_metric: str = "reward"  # how well a run does: the runs table's first/best/last reward
     higher_is_better: bool = True  # of main_metric: the runs table's best is the max (else the min)
     samples_per_step: Callable[[Mapping[str, Any]], int] = count_one_sample  # Compare's "samples seen" x axis
+    step_label: str = "step"  # what one logged step counts, as an x axis names it ('environment steps'); Compare, report
     headline: Callable[[Any, Mapping[str, Any]], Any] | None = None  # (store, run) -> headline.Headline; None: steps
     export_formats: tuple[str, ...] = ("metrics", "samples", "config")  # of EXPORT_FORMATS
     model_exporter: str | None = None  # "module:function"(store, run, tmp, *, merge_lora, checkpoint) for 'model'

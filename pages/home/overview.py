@@ -1,5 +1,6 @@
 """Overview: the front page. What the workbench does, the latest runs with their headline result, and
-one-click entries to the three things one shows in a demo."""
+one-click entries to the three things one shows in a demo. A card promises only what bench/bench_demos.py
+measures on the card's preset (held-out reward before and after, evaluation return before and after)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ LATEST = 6  # runs shown: one screen, no scrolling
 
 DEMOS = [
     ("pages/language_models/lm_rl.py", ":material/model_training:", "Fine-tune a language model",
-     "GRPO, RLOO, REINFORCE or PPO against rewards you pick; every generation and its reward on screen as it trains."),
+     "GRPO, RLOO, REINFORCE or PPO against rewards you pick; every generation and its reward on screen as it trains. "
+     "Make it positive raises the sentiment of answers to prompts it never trained on within minutes on a CPU."),
     ("pages/language_models/attention.py", ":material/visibility:", "Look inside its attention",
      "Every layer and head for any text, and how fine-tuning moved them."),
     ("pages/gymnasium/gym_agents.py", ":material/smart_toy:", "Balance a pole",
-     "Train PPO, A2C or DQN on CartPole and watch its episodes replay live."),
+     "Train PPO, A2C or DQN on CartPole and watch its episodes replay live; PPO reaches the top return of 500 "
+     "within its default budget."),
 ]
 
 

@@ -105,6 +105,27 @@ def test_compare_overlays_runs_and_diffs_configs(app_env):
     assert not at.exception
 
 
+def test_compare_runs_of_different_kinds_gets_a_panel_each_and_no_cross_kind_diff(app_env):
+    store, ids = app_env
+    gym = store.create_run("gym", "cartpole", {"env_id": "CartPole-v1", "algo": "ppo"}, total_steps=4000)
+    for step in range(1000, 4001, 1000):
+        store.log_metrics(gym, step, {"charts/episodic_return": step / 10, "eval/mean_reward": step / 8})
+    store.set_status(gym, "completed")
+    at = _open("pages/runs/compare.py")  # the newest run (the gym one) alone, its metrics picked
+    assert at.multiselect(key="cmp_metrics").value == ["charts/episodic_return", "eval/mean_reward"]
+    at.multiselect(key="cmp_runs").set_value([ids[1], ids[0], gym]).run()
+    assert not at.exception, at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # one panel per kind; the LM panel draws its own metrics (none of the picked ones)
+    specs = [c.proto.spec for c in charts]
+    assert '"environment steps"' in specs[1] and '"environment steps"' not in specs[0]
+    assert '"reward"' in specs[0] and '"reward"' not in specs[1]
+    assert any("its own main metrics" in c.value for c in at.caption)
+    assert any("different kinds" in i.value for i in at.info)
+    diff_tables = [d.value for d in at.dataframe if "learning_rate" in " ".join(map(str, d.value.index))]
+    assert diff_tables and all("env_id" not in " ".join(map(str, d.index)) for d in diff_tables)
+
+
 def test_before_after_page_without_checkpoints_says_so(app_env):
     at = _open("pages/runs/before_after.py")
     assert any("saved no checkpoint" in i.value for i in at.info)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llmrl_core.core.errors import InputError
-from llmrl_core.present.compare import make_compare_figure
+from llmrl_core.present.compare import PALETTE, make_compare_figure
 from llmrl_core.runs.compare import (diff_configs, flatten_config, make_compare_frame, read_compare_frame,
                                      read_series, smooth_ema, summarize_finals)
 
@@ -177,3 +177,46 @@ def test_figure_one_subplot_per_metric_one_legend_entry_per_run_names_escaped(st
     assert all("bold" not in t.hovertemplate for t in lines)  # user text reaches hover only through name/meta
     unsmoothed = make_compare_figure(read_compare_frame(store, [plain], ["reward"]), ["reward"], x="time")
     assert len(unsmoothed.data) == 1 and unsmoothed.layout.xaxis.title.text == "wall time (s)"
+
+
+# ----------------------------------------------------------------------------- runs of different kinds
+
+
+def test_runs_group_by_kind_each_with_its_spec_x_axis(store):
+    from llmrl_core.runs.compare import KindGroup, get_x_title, group_runs_by_kind
+
+    lm = make_run(store, "lm_rl", {"prompts_per_step": 2}, 20, {"reward": list(np.linspace(0.1, 0.7, 20))})
+    gym = make_run(store, "gym", {"env_id": "CartPole-v1"}, 3, {"charts/episodic_return": [20, 200, 500]})
+    lm2 = make_run(store, "lm_rl", {"prompts_per_step": 4}, 2, {"reward": [0.1, 0.2]})
+    old = make_run(store, "retired", {}, 2, {"reward": [1, 2]})  # a kind this installation no longer has
+    groups = group_runs_by_kind(store, [lm, gym, lm2, old])
+    assert [(g.kind, g.run_ids) for g in groups] == [("lm_rl", (lm, lm2)), ("gym", (gym,)), ("retired", (old,))]
+    lm_group, gym_group, old_group = groups
+    assert get_x_title(lm_group) == "step" and get_x_title(gym_group) == "environment steps"
+    assert get_x_title(gym_group, "time") == "wall time (s)" and get_x_title(old_group) == "step"
+    assert gym_group.label == "Gymnasium agent (SB3)" and old_group.label == "retired"
+    with pytest.raises(InputError, match="x must be one of"):
+        get_x_title(KindGroup("x", "x", "step", ()), "epoch")
+    # one panel per kind: the LM run's 20 updates are on an axis of their own, not against 500 env steps
+    fig = make_compare_figure(read_compare_frame(store, list(gym_group.run_ids), ["charts/episodic_return"]),
+                              ["charts/episodic_return"], x_title=get_x_title(gym_group), colour_start=2)
+    assert fig.layout.xaxis.title.text == "environment steps" and "environment steps" in fig.data[0].hovertemplate
+    assert fig.data[0].line.color == PALETTE[2]  # after the two LM runs' colours: each run keeps its own
+
+
+def test_config_diff_stays_within_a_kind_and_says_the_kinds_differ(store):
+    from llmrl_core.runs.compare import describe_kinds_differ, diff_configs_by_kind, group_runs_by_kind
+
+    lm = make_run(store, "lm_rl", {"learning_rate": 1e-5, "beta": 0.0}, 2, {"reward": [0, 1]})
+    lm2 = make_run(store, "lm_rl", {"learning_rate": 3e-5, "beta": 0.0}, 2, {"reward": [0, 1]})
+    gym = make_run(store, "gym", {"env_id": "CartPole-v1", "algo": "ppo"}, 2, {"charts/episodic_return": [1, 2]})
+    found = diff_configs_by_kind(store, [lm, gym, lm2])
+    assert [group.kind for group, _ in found] == ["lm_rl", "gym"]
+    lm_diff, gym_diff = found[0][1], found[1][1]
+    assert list(lm_diff.index) == ["learning_rate"]  # not env_id, algo and every LM field against None
+    assert list(lm_diff.columns) == [f"#{lm} lm_rl run", f"#{lm2} lm_rl run"]
+    assert gym_diff.empty  # one gym run: nothing to compare it with
+    note = describe_kinds_differ([group for group, _ in found])
+    assert "different kinds" in note and "RL fine-tuning of a language model (2 runs)" in note
+    assert "Gymnasium agent (SB3) (1 run)" in note
+    assert describe_kinds_differ(group_runs_by_kind(store, [lm, lm2])) == ""

@@ -164,7 +164,46 @@ def test_other_kinds_get_their_first_metrics_and_mixed_kinds_compare(store, tmp_
     assert "A demo run." in page and strip_plotly_bundle(page).count("Plotly.newPlot") == 1
     assert "<h3>Before / after</h3>" not in page  # only RL fine-tuning runs have one
     both = strip_plotly_bundle(render_report_html(store, [make_lm_run(store, steps=6), demo]))
-    assert "Config fields that differ" in both and both.count("Plotly.newPlot") == 1 + 5 + 1
+    assert "different kinds" in both and "Config fields that differ" not in both  # one run of each: no diff
+    assert both.count("Plotly.newPlot") == 2 + 5 + 1  # a comparison panel per kind, then each run's charts
+
+
+def comparison_part(page: str) -> str:
+    return strip_plotly_bundle(page).split("<h2>Comparison</h2>")[1].split("<section")[0]
+
+
+def x_titles(part: str) -> list[str]:
+    """The x axis titles of the comparison's figures, in order."""
+    return [json.loads(f'"{t}"') for t in re.findall(r'"xaxis\d*":\{[^{}]*"title":\{"text":"([^"]*)"', part)]
+
+
+def test_comparison_of_an_lm_run_and_a_gym_run_draws_a_panel_per_kind(store, tmp_path):
+    lm = make_lm_run(store, name="positive", steps=20)
+    lm2 = make_lm_run(store, name="positive lr", steps=20, config={**LM_CONFIG, "learning_rate": 3e-5})
+    gym = make_gym_run(store, tmp_path, name="cartpole")
+    part = comparison_part(write_report(store, [lm, gym, lm2], tmp_path / "mixed.html").read_text(encoding="utf-8"))
+    assert "different kinds" in part and part.count("Plotly.newPlot") == 2
+    assert x_titles(part) == ["step", "environment steps"]  # 20 updates are not squashed against 4,000 env steps
+    lm_part, gym_part = part.split("Gymnasium agent (SB3): ")
+    assert "RL fine-tuning of a language model: " in lm_part
+    diff = lm_part.split("Config fields that differ")[1].split("</table>")[0]
+    assert "learning_rate" in diff and "env_id" not in diff and "num_generations" not in diff  # LM runs only
+    assert "Only one run of this kind" in gym_part and "env_id" not in gym_part
+    assert '"#%d cartpole"' % gym in gym_part and '"#%d positive"' % lm not in gym_part  # its panel, its runs
+
+
+def test_report_cli_on_mixed_kinds(tmp_path, monkeypatch, capsys):
+    from llmrl_core.cli import main
+    from llmrl_core.runs.store import RunStore
+
+    monkeypatch.setenv("LLMRL_HOME", str(tmp_path / "home"))
+    store = RunStore()
+    lm, gym = make_lm_run(store, steps=20), make_gym_run(store, tmp_path)
+    out = tmp_path / "mixed.html"
+    assert main(["report", str(lm), str(gym), "--out", str(out)]) == 0
+    assert f"runs {lm}, {gym}" in capsys.readouterr().out
+    part = comparison_part(out.read_text(encoding="utf-8"))
+    assert x_titles(part) == ["step", "environment steps"] and "different kinds" in part
 
 
 def test_report_errors_say_what_to_change(store, tmp_path):
