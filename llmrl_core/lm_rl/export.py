@@ -4,12 +4,12 @@ A Hugging Face folder that `AutoModelForCausalLM.from_pretrained` loads, from th
 checkpoint (or a chosen one). A LoRA run's adapter is merged into its base model (peft's
 merge_and_unload, via lm.models.load_causal_lm) unless merge_lora=False, which exports the adapter
 alone (adapter_config.json + weights; it names its base model by the path it was trained from). The
-tokenizer goes along either way; the trainer state (optimizer moments) does not. Every folder gets
-a model card (README.md with the Hub's YAML header; lm_rl/model_card.py). runs/export.py writes it
-under a temporary name and renames it when complete.
+tokenizer goes along either way; the trainer state (optimizer moments) does not. runs/export.py
+writes it under a temporary name, adds the kind's model card (README.md, present/model_card.py) and
+renames it when complete.
 
 `write_lm_gguf` (the kind's gguf_exporter) writes one GGUF file (lm/gguf_export.py) from the merged
-model and returns the Modelfile and card texts runs/export.py puts beside it.
+model and returns the Ollama Modelfile text runs/export.py puts beside it (with the card).
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ def find_checkpoint(store: RunStore, run: dict, checkpoint: str | Path | None = 
 def write_lm_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = True,
                    checkpoint: str | Path | None = None) -> None:
     """Write the run's model at `tmp` as an HF folder: merged, or the adapter alone (merge_lora=False)."""
-    from llmrl_core.lm_rl.model_card import read_run_card
-
     folder = find_checkpoint(store, run, checkpoint)
     adapter = is_adapter_checkpoint(folder)
     if not adapter and not merge_lora:
@@ -57,22 +55,19 @@ def write_lm_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = 
         write_merged_model(folder, tmp)
     else:
         copy_model_files(folder, tmp)
-    card = read_run_card(store, run, adapter_only=adapter and not merge_lora)
-    (tmp / "README.md").write_text(card, encoding="utf-8")
 
 
 def write_lm_gguf(store: RunStore, run: dict, tmp: Path, *, quant: str = "f16",
                   checkpoint: str | Path | None = None, name: str = "model.gguf") -> dict[str, str]:
     """Write the run's model (a LoRA adapter merged first) as a GGUF file at `tmp`; return the sibling texts.
 
-    The returned {'Modelfile': ..., 'card': ...} are the Ollama Modelfile (FROM ./`name`) and the
-    model card; runs/export.export_gguf writes them beside the GGUF once it is in place.
+    The returned {'Modelfile': ...} is the Ollama Modelfile (FROM ./`name`); runs/export.export_gguf
+    writes it (and the kind's model card) beside the GGUF once it is in place.
     """
     from transformers import AutoTokenizer
 
     from llmrl_core.lm.gguf_export import read_model_config, write_llama_gguf
     from llmrl_core.lm.ollama import make_modelfile
-    from llmrl_core.lm_rl.model_card import read_run_card
 
     folder = find_checkpoint(store, run, checkpoint)
     with tempfile.TemporaryDirectory(prefix=".gguf-merge-", dir=tmp.parent) as scratch:
@@ -83,8 +78,7 @@ def write_lm_gguf(store: RunStore, run: dict, tmp: Path, *, quant: str = "f16",
         read_model_config(folder)  # refuses an unsupported architecture before any work
         write_llama_gguf(folder, tmp, quant, name=str(run.get("name") or f"run {run['id']}"))
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    return {"Modelfile": make_modelfile(name, tokenizer),
-            "card": read_run_card(store, run, gguf_name=name, quant=quant)}
+    return {"Modelfile": make_modelfile(name, tokenizer)}
 
 
 def write_merged_model(adapter_folder: Path, tmp: Path) -> None:

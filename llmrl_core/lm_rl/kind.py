@@ -46,6 +46,7 @@ SPEC = RunKindSpec(
     export_formats=("model", "gguf", "metrics", "samples", "config"),
     model_exporter="llmrl_core.lm_rl.export:write_lm_model",
     gguf_exporter="llmrl_core.lm_rl.export:write_lm_gguf",
+    model_card="llmrl_core.present.model_card:read_run_card",
     exports_adapter=uses_lora,
     clone_page="pages/language_models/lm_rl.py",
     report="llmrl_core.present.lm_rl_report:REPORT_PARTS",

@@ -11,6 +11,8 @@
 - 'gguf': one GGUF file for llama.cpp / Ollama / LM Studio (RunKindSpec.gguf_exporter; lm_rl/export.py),
   f16 or q8_0 (`quant`), with an Ollama Modelfile and a model card beside it (FILE.Modelfile,
   FILE.README.md for --out FILE.gguf), each written atomically after the GGUF is in place.
+Model exports of a kind with a model card (RunKindSpec.model_card) carry it: README.md in the folder,
+FILE.README.md beside a GGUF.
 - 'metrics': CSV, one row per step and one column per metric.
 - 'samples': JSONL, one generation a line (step, prompt, completion, rewards, extras).
 - 'config': the kind's config class as YAML (RunKindSpec.config_class: what `python -m llmrl_core train
@@ -153,6 +155,9 @@ def write_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = Tru
         raise InputError(f"Run {run['id']} is a {run['kind']!r} run, which trains no model; export its metrics, "
                          "samples or config instead.")
     load_part(spec, "model_exporter")(store, run, tmp, merge_lora=merge_lora, checkpoint=checkpoint)
+    if spec.model_card and tmp.is_dir():  # an HF folder carries its card (README.md with the Hub's YAML header)
+        card = load_part(spec, "model_card")(store, run, adapter_only=not merge_lora)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
 
 
 def name_gguf_siblings(out: Path) -> dict[str, Path]:
@@ -180,6 +185,8 @@ def export_gguf(store: RunStore, run: dict, out: Path, *, overwrite: bool = Fals
 
     def write(tmp: Path) -> None:
         texts.update(exporter(store, run, tmp, quant=quant, checkpoint=checkpoint, name=out.name))
+        if spec.model_card:
+            texts["card"] = load_part(spec, "model_card")(store, run, gguf_name=out.name, quant=quant)
 
     write_atomically(out, write, overwrite=overwrite)
     for key, target in siblings.items():

@@ -68,6 +68,7 @@ class RunKindSpec:
     model_exporter: str | None = None  # "module:function"(store, run, tmp, *, merge_lora, checkpoint) for 'model'
     model_suffix: str = ""  # the file ending an exported model must have ('.zip': an SB3 agent); "" a folder
     gguf_exporter: str | None = None  # "module:function"(store, run, tmp, *, quant, checkpoint, name) -> {sibling: text}
+    model_card: str | None = None  # "module:function"(store, run, *, gguf_name, quant, adapter_only) -> README.md text
     exports_adapter: Callable[[Mapping[str, Any]], bool] = has_no_adapter  # (config) -> LoRA adapter alone possible
     clone_page: str | None = None  # the page Clone opens with the run's config filled in; None: no Clone
     report: str | None = None  # "module:attr" of a present.report.ReportParts: its report sections

@@ -6,6 +6,10 @@ model, algorithm and its key settings, rewards with their one-line descriptions,
 and duration, the before/after result with its CI when one was measured, the alarms that fired, and
 how to load the files. Every string that came from the user (run name, model spec, prompts, reward
 settings) is escaped for Markdown (present.common.escape_markdown); the header is yaml.safe_dump'd.
+
+The lm_rl kind names it (RunKindSpec.model_card) and runs/export.py writes it into every exported HF
+folder and beside every GGUF. It lives in present/ because it is a Markdown view of a run, like the
+HTML report (features may not import present/, where the one Markdown escaper is).
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def make_model_card(run: Mapping[str, Any], *, before_after: Any | None = None, 
     header = yaml.safe_dump(make_front_matter(
         run, before_after, library="gguf" if gguf_name else "peft" if adapter_only else "transformers"), sort_keys=False,
                             allow_unicode=True)
-    name = escape_markdown(run.get("name") or f"run {run.get('id')}")
+    name = escape_markdown(" ".join(str(run.get("name") or f"run {run.get('id')}").split()))  # one heading line
     base = escape_markdown(describe_base_model(str(config.get("model", "bundled"))))
     lines = [f"---\n{header}---", "", f"# {name}", "",
              f"Fine-tuned from **{base}** with reinforcement learning in the LLM·RL Workbench (run {int(run['id'])}).",
