@@ -14,9 +14,12 @@ adds is what llama.cpp's own converter (convert_hf_to_gguf.py, `LlamaModel`) doe
     one f16 scale) where the row length allows it, else f16;
   * a tied output head is left out (llama.cpp ties it back, as transformers does).
 
-Supported: LlamaForCausalLM (SmolLM, SmolLM2 -- the bundled model --, TinyLlama, Llama 2/3 without
-rope scaling other than linear). Anything else is refused with an InputError. llama.cpp's own
-converter is not needed for these; for other architectures it would be (and is not bundled).
+Supported: LlamaForCausalLM with a byte-level BPE (GPT-2 style) tokenizer and no rope scaling other
+than linear: SmolLM and SmolLM2 (the bundled model), whose llama.cpp pre-tokenizer ("smollm") is
+named. Another byte-level vocabulary (Llama 3) is written with pre-tokenizer "default", which
+llama.cpp splits by GPT-2's rule, not exactly Llama 3's. SentencePiece vocabularies (Llama 2,
+TinyLlama) and other architectures are refused with an InputError: llama.cpp's own
+convert_hf_to_gguf.py (not bundled) handles them.
 """
 
 from __future__ import annotations
@@ -94,8 +97,9 @@ def encode_tensor(name: str, data: np.ndarray, quant: str) -> tuple[np.ndarray, 
     return quantize(data, GGMLQuantizationType.F16), GGMLQuantizationType.F16
 
 
-def read_gpt2_vocab(folder: Path, vocab_size: int) -> tuple[list[str], list[int], str]:
-    """(tokens, token types, pre-tokenizer name) of a byte-level BPE tokenizer, as llama.cpp's get_vocab_base."""
+def read_gpt2_vocab(folder: Path, vocab_size: int) -> tuple[list[str], list[int], str, bool]:
+    """(tokens, token types, pre-tokenizer name, adds BOS) of a byte-level BPE tokenizer, as llama.cpp's
+    get_vocab_base; 'adds BOS' is what the HF tokenizer does to plain text, so llama.cpp does the same."""
     from gguf import TokenType
     from transformers import AutoTokenizer
 
@@ -123,7 +127,9 @@ def read_gpt2_vocab(folder: Path, vocab_size: int) -> tuple[list[str], list[int]
             tokens.append(token)
             types.append(TokenType.NORMAL)
     pre = "smollm" if tuple(tokens[:3]) == SMOLLM_VOCAB_HEAD and vocab_size == 49152 else "default"
-    return tokens, types, pre
+    bos = tokenizer.bos_token_id
+    adds_bos = bos is not None and tokenizer("a").input_ids[:1] == [bos]
+    return tokens, types, pre, adds_bos
 
 
 def write_llama_gguf(folder: str | Path, out: str | Path, quant: str = "f16", *, name: str | None = None,
@@ -177,12 +183,14 @@ def write_llama_gguf(folder: str | Path, out: str | Path, quant: str = "f16", *,
 
     # ---- tokenizer (_set_vocab_gpt2): tokens, types, merges, special ids, add_bos, chat template
     say("Writing the tokenizer...")
-    tokens, types, pre = read_gpt2_vocab(folder, vocab_size)
+    tokens, types, pre, adds_bos = read_gpt2_vocab(folder, vocab_size)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size).add_to_gguf(writer, quiet=True)
+    special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size)
+    special.add_special_token.setdefault("bos", adds_bos)  # explicit: llama.cpp's default differs by vocab type
+    special.add_to_gguf(writer, quiet=True)
 
     # ---- tensors, renamed by gguf's own map and permuted where llama.cpp expects it
     say("Converting the weights...")

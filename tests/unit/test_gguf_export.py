@@ -87,12 +87,24 @@ def test_gguf_loads_back_with_the_trained_greedy_tokens(finished, tmp_path, quan
     assert exported_tokenizer.apply_chat_template(chat, tokenize=False) == tokenizer.apply_chat_template(chat, tokenize=False)
 
 
-def test_gguf_of_a_lora_run_is_the_merged_model(finished, tmp_path):
+def test_gguf_of_a_lora_run_is_the_merged_model(finished, tmp_path, monkeypatch, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrl_core.cli import main
+    from llmrl_core.runs import store as store_module
 
     store, ids = finished
     merged = export_run(store, ids["lora"], "model", tmp_path / "merged")
-    out = export_run(store, ids["lora"], "gguf", tmp_path / "lora.gguf")
+    assert (merged / "README.md").read_text().startswith("---\nbase_model: ")  # every HF export carries its card
+    monkeypatch.setattr(store_module, "RunStore", lambda: store)  # the CLI's store is this test's
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "lora.gguf"
+    argv = ["export", str(ids["lora"]), "--what", "gguf", "--out", str(out), "--push-to", "someone/lora"]
+    assert main(argv) == 2  # exported, then the push fails offline in one line
+    captured = capsys.readouterr()
+    assert f"to {out}" in captured.out and "ollama create run-" in captured.out
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "unreachable" in errors[0] and "safe at" in errors[0]
     reference = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     worst = compare(reference, AutoTokenizer.from_pretrained(merged), *load_gguf(out))
     assert worst < F16_LOGIT_TOLERANCE
