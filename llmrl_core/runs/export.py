@@ -11,12 +11,12 @@
 - 'gguf': one GGUF file for llama.cpp / Ollama / LM Studio (RunKindSpec.gguf_exporter; lm_rl/export.py),
   f16 or q8_0 (`quant`), with an Ollama Modelfile and a model card beside it (FILE.Modelfile,
   FILE.README.md for --out FILE.gguf), each written atomically after the GGUF is in place.
-Model exports of a kind with a model card (RunKindSpec.model_card) carry it: README.md in the folder,
-FILE.README.md beside a GGUF.
 - 'metrics': CSV, one row per step and one column per metric.
 - 'samples': JSONL, one generation a line (step, prompt, completion, rewards, extras).
 - 'config': the kind's config class as YAML (RunKindSpec.config_class: what `python -m llmrl_core train
   --config FILE` accepts for LM runs, the GymConfig fields for gym runs); the stored config otherwise.
+Model exports of a kind with a model card (RunKindSpec.model_card) carry it: README.md in the folder,
+FILE.README.md beside a GGUF.
 
 Atomic: everything is written under a hidden temporary sibling (.NAME.partial-PID) and renamed to
 `out` only when complete, so an export that fails or is killed half-way never leaves something
