@@ -8,7 +8,8 @@ difference. When llama-cpp-python is importable, also llama.cpp's tokens/s and i
 with transformers; otherwise it says that it is not installed (it compiles for minutes, so it is
 not a dependency).
 
-Usage: python bench/bench_export.py [--steps 2] [--new-tokens 16]
+Usage: python bench/bench_export.py [--steps 2] [--new-tokens 16] [--run-id N]
+(--run-id exports an existing finished run of $LLMRL_HOME instead of fine-tuning a new one.)
 """
 
 from __future__ import annotations
@@ -91,14 +92,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--run-id", type=int, help="export this finished run of $LLMRL_HOME instead of training one")
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
     store = RunStore()
-    run_id, train_s = fine_tune(store, args.steps)
+    if args.run_id is None:
+        run_id, train_s = fine_tune(store, args.steps)
+        print(f"fine-tuned the bundled model {args.steps} GRPO steps in {train_s:.1f} s (run {run_id})")
+    else:
+        run_id = args.run_id
+        print(f"exporting run {run_id} ({store.get_run(run_id)['step']} steps)")
     checkpoint = Path(list(store.list_artifacts(run_id, kind="checkpoint")["path"])[-1])
-    print(f"fine-tuned the bundled model {args.steps} GRPO steps in {train_s:.1f} s (run {run_id})")
     reference = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     out_dir = Path(tempfile.mkdtemp(prefix="gguf_"))

@@ -60,12 +60,20 @@ def read_model_config(folder: Path) -> dict[str, Any]:
         raise InputError(f"GGUF export supports {', '.join(SUPPORTED_ARCHITECTURES)} (LLaMA-family models such as "
                          f"the bundled SmolLM2); this model is {architectures[0]}. Export it as a Hugging Face "
                          "folder (--what model) and convert it with llama.cpp's convert_hf_to_gguf.py.")
-    rope_scaling = config.get("rope_scaling") or {}
-    rope_type = rope_scaling.get("rope_type", rope_scaling.get("type"))
+    rope_type = read_rope(config)[1]
     if rope_type not in (None, "default", "linear"):
         raise InputError(f"GGUF export does not handle rope scaling {rope_type!r} yet (only none or linear); export "
                          "a Hugging Face folder and convert it with llama.cpp's convert_hf_to_gguf.py.")
     return config
+
+
+def read_rope(config: dict[str, Any]) -> tuple[float, str | None, float | None]:
+    """(rope theta, rope type, linear factor) from a config of either transformers generation: 4.x writes
+    rope_theta and rope_scaling at the top level, 5.x writes them inside rope_parameters."""
+    params = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
+    rope_type = params.get("rope_type", params.get("type"))
+    return float(theta), rope_type, params.get("factor")
 
 
 def permute_for_llama_cpp(weights: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
@@ -170,13 +178,13 @@ def write_llama_gguf(folder: str | Path, out: str | Path, quant: str = "f16", *,
     if head_dim != hidden // n_head:
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
-    writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+    rope_theta, rope_type, rope_factor = read_rope(config)
+    writer.add_rope_freq_base(rope_theta)
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
     writer.add_vocab_size(vocab_size)
-    rope_scaling = config.get("rope_scaling") or {}
-    if rope_scaling.get("rope_type", rope_scaling.get("type")) == "linear":
+    if rope_type == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(float(rope_scaling["factor"]))
+        writer.add_rope_scaling_factor(float(rope_factor))
     file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quant]
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -103,7 +103,7 @@ def test_gguf_of_a_lora_run_is_the_merged_model(finished, tmp_path, monkeypatch,
     assert main(argv) == 2  # exported, then the push fails offline in one line
     captured = capsys.readouterr()
     assert f"to {out}" in captured.out and "ollama create run-" in captured.out
-    errors = [line for line in captured.err.splitlines() if line.strip()]
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]  # (progress bars aside)
     assert len(errors) == 1 and "unreachable" in errors[0] and "safe at" in errors[0]
     reference = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     worst = compare(reference, AutoTokenizer.from_pretrained(merged), *load_gguf(out))
@@ -120,6 +120,14 @@ def test_permutation_is_what_the_transformers_loader_reverses():
     assert not (permuted == weights).all()
     restored = LlamaTensorProcessor(config={})._reverse_permute_weights(permuted, 4, 2)
     assert (restored == weights).all()
+
+
+def test_rope_theta_is_read_from_either_config_layout():
+    from llmrl_core.lm.gguf_export import read_rope
+
+    assert read_rope({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}) == (100000.0, "default", None)
+    assert read_rope({"rope_theta": 5e5, "rope_scaling": {"type": "linear", "factor": 2.0}}) == (5e5, "linear", 2.0)
+    assert read_rope({}) == (10000.0, None, None)
 
 
 def test_other_architectures_and_bad_targets_are_refused(finished, tmp_path):
