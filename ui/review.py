@@ -22,6 +22,7 @@ from ui.state import get_store
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:"}
 EXPORT_LABELS = {
     "model": "Model (Hugging Face folder; SB3 .zip for a Gymnasium run)",
+    "gguf": "GGUF (one file for llama.cpp, Ollama, LM Studio; with a Modelfile)",
     "metrics": "Metrics (CSV, one row per step)",
     "samples": "Samples (JSONL: prompt, completion, rewards)",
     "config": "Config (YAML the CLI accepts)",
@@ -77,8 +78,8 @@ def alarms_ui(run: dict, compact: bool = False) -> int:
 
 def _default_export_path(run: dict, what: str) -> Path:
     spec = find_kind(str(run["kind"]))
-    suffix = {"model": spec.model_suffix if spec is not None else "", "metrics": ".csv", "samples": ".jsonl",
-              "config": ".yaml"}[what]
+    suffix = {"model": spec.model_suffix if spec is not None else "", "gguf": ".gguf", "metrics": ".csv",
+              "samples": ".jsonl", "config": ".yaml"}[what]
     return get_home() / "exports" / f"run-{int(run['id']):05d}-{what}{suffix}"
 
 
@@ -94,7 +95,16 @@ def export_ui(run: dict) -> None:
     if what == "model" and spec is not None and spec.exports_adapter(run.get("config") or {}):
         merge = st.radio("LoRA", ["Merge into the base model", "Adapter only"], horizontal=True,
                          key=f"export_lora_{run_id}") == "Merge into the base model"
+    quant = "f16"
+    if what == "gguf":
+        quant = st.radio("Weights", ["f16", "q8_0"], horizontal=True, key=f"export_quant_{run_id}",
+                         help="f16: half precision, the same answers. q8_0: about half the size, nearly the same.")
     out = st.text_input("Write to", str(_default_export_path(run, what)), key=f"export_out_{run_id}_{what}")
+    push_to = ""
+    if what in ("model", "gguf"):
+        push_to = st.text_input("Then push to the Hugging Face Hub (optional)", "", placeholder="your-name/model-name",
+                                key=f"export_push_{run_id}", help="Created private; uses the token of `hf auth login` "
+                                                                  "or HF_TOKEN. Leave empty to keep it local.").strip()
     exists = bool(out.strip()) and Path(out).expanduser().exists()
     overwrite = False
     if exists:
@@ -102,14 +112,45 @@ def export_ui(run: dict) -> None:
     if st.button("Export", key=f"export_go_{run_id}", disabled=exists and not overwrite):
         try:
             with st.spinner("Exporting..."):
-                path = export_run(get_store(), run_id, what, out.strip(), merge_lora=merge, overwrite=overwrite)
+                path = export_run(get_store(), run_id, what, out.strip(), merge_lora=merge, overwrite=overwrite,
+                                  quant=quant)
         except WorkbenchError as err:
             st.error(escape_markdown(err))
             return
         st.success(f"Written to `{escape_markdown(path)}`.")
+        if what == "gguf":
+            _ollama_commands_ui(path, run_id)
+        if push_to:
+            _push_ui(path, push_to)
         if path.is_file() and path.stat().st_size < 50_000_000:
             st.download_button("Download it", path.read_bytes(), file_name=path.name, key=f"export_dl_{run_id}")
-    st.caption(f"Same from the CLI: `python -m llmrl_core export {run_id} --what {what} --out PATH`.")
+    cli = f"python -m llmrl_core export {run_id} --what {what}" + (f" --quant {quant}" if what == "gguf" else "")
+    st.caption(f"Same from the CLI: `{cli} --out PATH`" + (" `--push-to REPO_ID`" if push_to else "") + ".")
+
+
+def _ollama_commands_ui(path: Path, run_id: int) -> None:
+    """The two commands that run an exported GGUF in Ollama (its Modelfile is beside it)."""
+    from llmrl_core.runs.export import name_gguf_siblings
+
+    modelfile = name_gguf_siblings(path)["Modelfile"]
+    if not modelfile.is_file():
+        return
+    name = f"run-{run_id}"
+    st.markdown("Run it in Ollama:")
+    st.code(f"cd {path.parent}\nollama create {name} -f {modelfile.name}\nollama run {name}", language="bash")
+
+
+def _push_ui(path: Path, repo_id: str) -> None:
+    """Upload the export to a private Hub repo and say where it went (or why not, in one line)."""
+    from llmrl_core.lm.hub_push import push_export
+
+    try:
+        with st.spinner(f"Pushing to {repo_id}..."):
+            url = push_export(path, repo_id)
+    except WorkbenchError as err:
+        st.error(escape_markdown(err))
+        return
+    st.success(f"Pushed to {escape_markdown(url)} (private).")
 
 
 def report_ui(run_ids: Sequence[int], key: str) -> None:

@@ -5,12 +5,17 @@ checkpoint (or a chosen one). A LoRA run's adapter is merged into its base model
 merge_and_unload, via lm.models.load_causal_lm) unless merge_lora=False, which exports the adapter
 alone (adapter_config.json + weights; it names its base model by the path it was trained from). The
 tokenizer goes along either way; the trainer state (optimizer moments) does not. runs/export.py
-writes it under a temporary name and renames it when complete.
+writes it under a temporary name, adds the kind's model card (README.md, present/model_card.py) and
+renames it when complete.
+
+`write_lm_gguf` (the kind's gguf_exporter) writes one GGUF file (lm/gguf_export.py) from the merged
+model and returns the Ollama Modelfile text runs/export.py puts beside it (with the card).
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from llmrl_core.core.errors import InputError
@@ -42,16 +47,38 @@ def write_lm_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = 
                    checkpoint: str | Path | None = None) -> None:
     """Write the run's model at `tmp` as an HF folder: merged, or the adapter alone (merge_lora=False)."""
     folder = find_checkpoint(store, run, checkpoint)
-    if is_adapter_checkpoint(folder):
-        if merge_lora:
-            write_merged_model(folder, tmp)
-        else:
-            copy_model_files(folder, tmp)
-        return
-    if not merge_lora:
+    adapter = is_adapter_checkpoint(folder)
+    if not adapter and not merge_lora:
         raise InputError(f"Run {run['id']} trained every weight (use_lora was off), so there is no adapter alone "
                          "to export; export the full model (leave out --adapter-only).")
-    copy_model_files(folder, tmp)
+    if adapter and merge_lora:
+        write_merged_model(folder, tmp)
+    else:
+        copy_model_files(folder, tmp)
+
+
+def write_lm_gguf(store: RunStore, run: dict, tmp: Path, *, quant: str = "f16",
+                  checkpoint: str | Path | None = None, name: str = "model.gguf") -> dict[str, str]:
+    """Write the run's model (a LoRA adapter merged first) as a GGUF file at `tmp`; return the sibling texts.
+
+    The returned {'Modelfile': ...} is the Ollama Modelfile (FROM ./`name`); runs/export.export_gguf
+    writes it (and the kind's model card) beside the GGUF once it is in place.
+    """
+    from transformers import AutoTokenizer
+
+    from llmrl_core.lm.gguf_export import read_model_config, write_llama_gguf
+    from llmrl_core.lm.ollama import make_modelfile
+
+    folder = find_checkpoint(store, run, checkpoint)
+    with tempfile.TemporaryDirectory(prefix=".gguf-merge-", dir=tmp.parent) as scratch:
+        if is_adapter_checkpoint(folder):
+            merged = Path(scratch) / "merged"
+            write_merged_model(folder, merged)
+            folder = merged
+        read_model_config(folder)  # refuses an unsupported architecture before any work
+        write_llama_gguf(folder, tmp, quant, name=str(run.get("name") or f"run {run['id']}"))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return {"Modelfile": make_modelfile(name, tokenizer)}
 
 
 def write_merged_model(adapter_folder: Path, tmp: Path) -> None:

@@ -8,10 +8,15 @@
   exports the adapter alone (adapter_config.json + weights; it names its base model by the path
   it was trained from). The tokenizer goes along either way; the trainer state (optimizer moments)
   does not. For a Gymnasium run, the SB3 agent .zip the run saved.
+- 'gguf': one GGUF file for llama.cpp / Ollama / LM Studio (RunKindSpec.gguf_exporter; lm_rl/export.py),
+  f16 or q8_0 (`quant`), with an Ollama Modelfile and a model card beside it (FILE.Modelfile,
+  FILE.README.md for --out FILE.gguf), each written atomically after the GGUF is in place.
 - 'metrics': CSV, one row per step and one column per metric.
 - 'samples': JSONL, one generation a line (step, prompt, completion, rewards, extras).
 - 'config': the kind's config class as YAML (RunKindSpec.config_class: what `python -m llmrl_core train
   --config FILE` accepts for LM runs, the GymConfig fields for gym runs); the stored config otherwise.
+Model exports of a kind with a model card (RunKindSpec.model_card) carry it: README.md in the folder,
+FILE.README.md beside a GGUF.
 
 Atomic: everything is written under a hidden temporary sibling (.NAME.partial-PID) and renamed to
 `out` only when complete, so an export that fails or is killed half-way never leaves something
@@ -46,10 +51,11 @@ _MODEL_MARKERS = ("config.json", "adapter_config.json")  # what an exported mode
 
 
 def export_run(store: RunStore, run_id: int, what: str, out: str | Path, *, merge_lora: bool = True,
-               overwrite: bool = False, checkpoint: str | Path | None = None) -> Path:
+               overwrite: bool = False, checkpoint: str | Path | None = None, quant: str = "f16") -> Path:
     """Write one part of run `run_id` to `out` (see the module docstring) and return `out`.
 
-    `checkpoint` picks a checkpoint folder of the run for 'model' (default: its newest).
+    `checkpoint` picks a checkpoint folder of the run for 'model' and 'gguf' (default: its newest);
+    `quant` the GGUF weights ('f16' or 'q8_0').
     """
     if what not in EXPORT_WHAT:
         raise InputError(f"Cannot export {what!r}; pick one of: {', '.join(EXPORT_WHAT)}.")
@@ -66,6 +72,8 @@ def export_run(store: RunStore, run_id: int, what: str, out: str | Path, *, merg
         "config": lambda tmp: tmp.write_text(make_config_yaml(run), encoding="utf-8"),
     }
     spec = find_kind(run["kind"])
+    if what == "gguf":
+        return export_gguf(store, run, out, overwrite=overwrite, checkpoint=checkpoint, quant=quant)
     suffix = spec.model_suffix if spec is not None else ""
     if what == "model" and suffix and out.suffix.lower() != suffix:
         raise InputError(f"A {spec.label} run's model is one {suffix} file; give --out a name ending in {suffix} "
@@ -147,6 +155,45 @@ def write_model(store: RunStore, run: dict, tmp: Path, *, merge_lora: bool = Tru
         raise InputError(f"Run {run['id']} is a {run['kind']!r} run, which trains no model; export its metrics, "
                          "samples or config instead.")
     load_part(spec, "model_exporter")(store, run, tmp, merge_lora=merge_lora, checkpoint=checkpoint)
+    if spec.model_card and tmp.is_dir():  # an HF folder carries its card (README.md with the Hub's YAML header)
+        card = load_part(spec, "model_card")(store, run, adapter_only=not merge_lora)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+
+
+def name_gguf_siblings(out: Path) -> dict[str, Path]:
+    """The files written beside a GGUF export: 'Modelfile' (Ollama) and 'card' (README.md), named after it."""
+    return {"Modelfile": out.with_suffix(".Modelfile"), "card": out.with_suffix(".README.md")}
+
+
+def export_gguf(store: RunStore, run: dict, out: Path, *, overwrite: bool = False,
+                checkpoint: str | Path | None = None, quant: str = "f16") -> Path:
+    """Write the run's model as one GGUF file at `out`, then its Modelfile and card beside it (each atomic)."""
+    spec = find_kind(run["kind"])
+    if spec is None or "gguf" not in spec.export_formats or not spec.gguf_exporter:
+        raise InputError(f"Run {run['id']} is a {run['kind']!r} run, which has no GGUF export; GGUF is for language "
+                         "models (export --what model for other runs).")
+    if out.suffix.lower() != ".gguf":
+        raise InputError(f"A GGUF export is one .gguf file; give --out a name ending in .gguf "
+                         f"(e.g. {out.with_suffix('.gguf')}).")
+    siblings = name_gguf_siblings(out)
+    for target in (out, *siblings.values()):
+        if target.is_dir():
+            raise InputError(f"{target} is a folder; a GGUF export writes files there. Pick another --out.")
+        check_target(target, overwrite)
+    exporter = load_part(spec, "gguf_exporter")
+    texts: dict[str, str] = {}
+
+    def write(tmp: Path) -> None:
+        texts.update(exporter(store, run, tmp, quant=quant, checkpoint=checkpoint, name=out.name))
+        if spec.model_card:
+            texts["card"] = load_part(spec, "model_card")(store, run, gguf_name=out.name, quant=quant)
+
+    write_atomically(out, write, overwrite=overwrite)
+    for key, target in siblings.items():
+        if key in texts:
+            write_atomically(target, lambda tmp, text=texts[key]: tmp.write_text(text, encoding="utf-8"),
+                             overwrite=overwrite)
+    return out
 
 
 # ----------------------------------------------------------------------------- metrics, samples, config

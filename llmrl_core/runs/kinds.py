@@ -35,7 +35,7 @@ from llmrl_core.core.errors import InputError
 EXTRA_JOBS_ENV = "LLMRL_EXTRA_JOBS"  # "name=module:attr,..."; inherited by worker processes
 SPEC_MODULE = "kind"  # llmrl_core/<package>/kind.py declares the package's kind
 SPEC_ATTR = "SPEC"
-EXPORT_FORMATS = ("model", "metrics", "samples", "config")  # everything export_run can write
+EXPORT_FORMATS = ("model", "gguf", "metrics", "samples", "config")  # everything export_run can write
 
 
 def count_one_sample(config: Mapping[str, Any]) -> int:
@@ -68,6 +68,8 @@ class RunKindSpec:
     export_formats: tuple[str, ...] = ("metrics", "samples", "config")  # of EXPORT_FORMATS
     model_exporter: str | None = None  # "module:function"(store, run, tmp, *, merge_lora, checkpoint) for 'model'
     model_suffix: str = ""  # the file ending an exported model must have ('.zip': an SB3 agent); "" a folder
+    gguf_exporter: str | None = None  # "module:function"(store, run, tmp, *, quant, checkpoint, name) -> {sibling: text}
+    model_card: str | None = None  # "module:function"(store, run, *, gguf_name, quant, adapter_only) -> README.md text
     exports_adapter: Callable[[Mapping[str, Any]], bool] = has_no_adapter  # (config) -> LoRA adapter alone possible
     clone_page: str | None = None  # the page Clone opens with the run's config filled in; None: no Clone
     report: str | None = None  # "module:attr" of a present.report.ReportParts: its report sections

@@ -189,7 +189,7 @@ def test_an_export_interrupted_half_way_leaves_nothing_that_looks_complete(finis
 
 def test_bad_requests_say_what_to_change(finished, tmp_path):
     store, ids = finished
-    with pytest.raises(InputError, match="pick one of: model, metrics, samples, config"):
+    with pytest.raises(InputError, match="pick one of: model, gguf, metrics, samples, config"):
         export_run(store, ids["full"], "weights", tmp_path / "x")
     with pytest.raises(InputError, match="No run with id 999"):
         export_run(store, 999, "metrics", tmp_path / "x.csv")
