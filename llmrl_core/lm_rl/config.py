@@ -55,8 +55,9 @@ class RLConfig(ConfigBase):
     """'auto': bf16 autocast where the hardware runs it natively (CUDA with bf16, CPUs with AVX512_BF16 or AMX),
     fp16 with a scaler on older CUDA, fp32 elsewhere; 'bf16' forces it (weights stay float32); 'no' is fp32"""
     generation_backend: str = "fast"
-    """'fast': a lean sampling loop (one prefill per prompt, weights cast once per rollout; same tokens as
-    generate when greedy); 'generate': transformers' model.generate (always used for fsdp and zero3)"""
+    """'fast': a lean sampling loop (weights cast once per rollout instead of autocast's re-cast at every token;
+    the same tokens as generate when greedy, bench/bench_generate.py); 'generate': transformers' model.generate
+    (always used for fsdp and zero3, whose sharded weights must be gathered in lockstep)"""
     use_lora: bool = False
     """train LoRA adapters (peft) instead of every weight; the reference model is then free"""
     lora_r: int = 16

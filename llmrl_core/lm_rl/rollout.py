@@ -108,6 +108,26 @@ def sample_with_generate(model: Any, cfg: "RLConfig", tokenizer: Any, eos_ids: l
     return out[:, prompt_ids.shape[1]:]  # (b, T)
 
 
+def sample_with_fast_loop(model: Any, cfg: "RLConfig", tokenizer: Any, eos_ids: list[int], prompt_ids: torch.Tensor,
+                          prompt_mask: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Completion token ids (b, T) from the lean sampling loop (llmrl_core/lm/fast_generate.py).
+
+    Same contract and distribution as `sample_with_generate`. `dtype` (the run's autocast dtype, or
+    None in fp32) casts the weights once for the whole rollout: under autocast every decode step would
+    re-cast every weight (most of a bf16 decode step's time on a CPU, measured in bench_generate.py).
+    """
+    import contextlib
+
+    from llmrl_core.lm.fast_generate import sample_completions_fast, use_weights_dtype
+
+    cast = use_weights_dtype(model, dtype) if dtype is not None else contextlib.nullcontext()
+    with cast:
+        return sample_completions_fast(
+            model, prompt_ids, prompt_mask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+            top_p=cfg.top_p, top_k=cfg.top_k, eos_token_ids=eos_ids, pad_token_id=tokenizer.pad_token_id,
+        )
+
+
 def make_rollout(cfg: "RLConfig", tokenizer: Any, frame: Any, rows_here: slice, prompt_ids: torch.Tensor,
                  prompt_mask: torch.Tensor, completion_ids: torch.Tensor, eos_ids: list[int],
                  seconds: float) -> Rollout:

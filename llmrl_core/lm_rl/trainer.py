@@ -55,6 +55,7 @@ from llmrl_core.lm_rl.rollout import (
     encode_prompts,
     gather_rollout,
     make_rollout,
+    sample_with_fast_loop,
     sample_with_generate,
     score_rollout,
 )
@@ -225,9 +226,10 @@ class RLTrainer:
                                                  self.loaded.context_length)  # (b, P) each
         start = time.perf_counter()
         self.policy.eval()
-        # On a CPU, autocast slows decoding (16-row matmuls re-cast the weights; measured in
-        # bench/bench_rl_step.py), so sampling stays in float32 there; on CUDA it is the faster choice.
-        autocast = self.updater.autocast() if self.device.type == "cuda" else contextlib.nullcontext()
+        # The fast loop casts the weights itself, once per rollout; plain generate runs under autocast on CUDA
+        # only (on a CPU autocast re-casts every weight at every decode step: slower than float32 there).
+        fast = self.uses_fast_sampling
+        autocast = self.updater.autocast() if self.device.type == "cuda" and not fast else contextlib.nullcontext()
         try:
             with torch.inference_mode(), autocast:
                 completion_ids = self.sample_completions(prompt_ids, prompt_mask, rows_here.start)  # (b, T)
@@ -240,14 +242,22 @@ class RLTrainer:
                             completion_ids.clone(), self.eos_ids, seconds)  # clone leaves inference mode
 
     def sample_completions(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, first_index: int) -> torch.Tensor:
-        """Completion token ids (b, T) for left-padded prompts (b, P), sampled with `model.generate`.
+        """Completion token ids (b, T) for left-padded prompts (b, P): the fast loop, or `model.generate`.
 
         `first_index` is the global index of the first row in the step's batch (0 on one process);
         generation does not use it, but a test can override this method to give every sample fixed
         tokens by its global index, the same on one process and on several.
         """
+        if self.uses_fast_sampling:
+            dtype = self.precision.dtype if self.precision.use_autocast else None
+            return sample_with_fast_loop(self.policy, self.cfg, self.tokenizer, self.eos_ids, prompt_ids, prompt_mask, dtype)
         return sample_with_generate(self.policy, self.cfg, self.tokenizer, self.eos_ids, prompt_ids, prompt_mask,
                                     synced_gpus=self.is_sharded)
+
+    @property
+    def uses_fast_sampling(self) -> bool:
+        """The lean sampling loop, unless the config asks for generate or the weights are sharded (gathered in lockstep)."""
+        return self.cfg.generation_backend == "fast" and not self.is_sharded
 
     # ------------------------------------------------------------------ 3.-4. advantages and update
 

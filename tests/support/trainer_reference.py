@@ -33,7 +33,10 @@ PROMPTS = pd.DataFrame({"prompt": ["Hello there", "The movie was", "Today I feel
                         "answer": ["1", "2", "3", "4"]})
 BASE = dict(device="cpu", steps=STEPS, prompts_per_step=2, num_generations=2, max_new_tokens=6, chat="raw",
             learning_rate=1e-3, rewards=[{"type": "length", "target": 20, "unit": "chars", "falloff": 40}],
-            prompt_set="sentence-starters", seed=0, mixed_precision="no")
+            prompt_set="sentence-starters", seed=0, mixed_precision="no",
+            # recorded with transformers' generate: the fast loop draws the same distribution from the RNG in
+            # another order (tests/unit/test_fast_generate.py), so the split is checked on generate's tokens
+            generation_backend="generate")
 
 # The 8 configs (TRL's bnpo loss type is not offered here, so the three loss types there are run).
 CONFIGS: dict[str, dict[str, Any]] = {

@@ -256,10 +256,10 @@ def oom_on_second_call(monkeypatch, owner, name: str) -> None:
 
 @pytest.mark.parametrize("phase", ["generation", "the update"])
 def test_cuda_out_of_memory_names_the_batch_settings(tiny_model_dir, store, home, monkeypatch, phase):
-    from transformers import LlamaForCausalLM
+    from llmrl_core.lm import fast_generate
 
     if phase == "generation":
-        oom_on_second_call(monkeypatch, LlamaForCausalLM, "generate")
+        oom_on_second_call(monkeypatch, fast_generate, "sample_completions_fast")  # the default sampler (the fast loop)
     else:
         oom_on_second_call(monkeypatch, torch.optim.AdamW, "step")  # where AdamW's moments are allocated
     cfg = tiny_config(tiny_model_dir, steps=4, save_every=1)
@@ -273,6 +273,6 @@ def test_cuda_out_of_memory_names_the_batch_settings(tiny_model_dir, store, home
     assert ("grad_accum_steps (now 1" in error) == (phase == "the update")
     assert list(store.read_metrics_wide(run_id)["step"]) == [1]
     checkpoint = list_checkpoints(get_run_dir(run_id))[0]
-    monkeypatch.undo()  # real generate and AdamW again (and the session's home)
+    monkeypatch.undo()  # the real sampler and AdamW again (and the session's home)
     assert_resumable(cfg, checkpoint, 1)
     assert_store_serves(store)
