@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
+    # transformers resolves its names lazily on first use, and two session threads doing that at once can fail
+    # ("cannot import name 'AutoConfig' from 'transformers'", seen when the Agent page and the sidebar first
+    # ran together); resolving them here, before any session thread exists, takes that race away.
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     args = list(sys.argv[1:] if argv is None else argv)
     sys.argv = ["streamlit", "run", *(args or ["app.py"])]
     cli.main()
