@@ -26,7 +26,8 @@ def test_report_file_renders_offline_and_shows_payloads_as_text(store, tmp_path)
         page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
         page.wait_for_timeout(500)
         charts = page.locator(".plotly-graph-div")
-        assert charts.count() == 1 + 5 + 5 + 2  # the comparison, 5 per RL run (reward, kl, entropy, length, zero-std), 2 for gym
+        # the comparison (one panel per kind: LM RL, gym), 5 per RL run (reward, kl, entropy, length, zero-std), 2 for gym
+        assert charts.count() == 2 + 5 + 5 + 2
         for i in range(charts.count()):
             assert charts.nth(i).locator("svg.main-svg").count() > 0, f"chart {i} did not draw"
         assert page.locator(".plotly-graph-div .scatterlayer .trace").count() > 0  # curves, not empty axes

@@ -33,6 +33,8 @@ def test_export_tab_writes_a_gguf_and_shows_the_ollama_commands(monkeypatch, tin
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.switch_page("pages/runs/runs.py").run()
+    at.session_state[f"runs_tabs_{run_id}"] = "Export & report"  # a lazy tab: only the open one runs
+    at.run()
     at.selectbox(key=f"export_what_{run_id}").set_value("gguf").run()
     at.radio(key=f"export_quant_{run_id}").set_value("q8_0").run()
     out = tmp_path / "tuned.gguf"
