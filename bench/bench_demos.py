@@ -82,13 +82,13 @@ def open_manager():
 # ----------------------------------------------------------------------------- the demos
 
 
-def run_lm_demo(preset: str, steps: int | None, held_out: int) -> DemoResult:
-    """An LM preset's run, then the base model and its final checkpoint on held-out prompts (greedy)."""
+def run_lm_demo(preset: str, steps: int | None, held_out: int, **overrides) -> DemoResult:
+    """An LM preset's run (with config `overrides`), then the base model and its final checkpoint on held-out prompts (greedy)."""
     from llmrl_core.lm_rl.alarms import read_run_alarms
     from llmrl_core.lm_rl.config import make_preset_config
     from llmrl_core.lm_rl.evaluate import compare_run_before_after, held_out_prompts
 
-    config = make_preset_config(preset, **({"steps": steps} if steps else {})).to_dict()
+    config = make_preset_config(preset, **({"steps": steps} if steps else {}), **overrides).to_dict()
     manager = open_manager()
     t0 = time.perf_counter()
     run_id, status = manager.run_foreground("lm_rl", config, name=f"demo {preset}", total_steps=config["steps"])
