@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.browser import open_browser, serve_app
+from tests.support.browser import open_browser, serve_app, wait_idle
 
 
 @pytest.mark.browser
@@ -20,6 +20,7 @@ def test_playground_journey(tmp_path, workbench_home, bundled_dir):
         max_new = page.get_by_label("Max new tokens")
         max_new.fill("12")
         max_new.press("Enter")
+        wait_idle(page)  # a click that lands while the Enter's rerun is still drawing can be lost under load
         page.get_by_role("button", name="Generate").click()
         answer = page.locator(".token-view").first
         answer.wait_for(timeout=120_000)

@@ -146,3 +146,9 @@ def open_browser() -> Iterator[object]:
             yield page
         finally:
             browser.close()
+
+
+def wait_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the script run an action started has finished (Streamlit shows its status widget meanwhile)."""
+    page.wait_for_timeout(400)  # let the rerun the last action triggered begin
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
