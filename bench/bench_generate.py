@@ -54,7 +54,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from llmrl_core.core.preflight import read_device_info
+    from llmrl_core.core.hardware import read_device_info
     from llmrl_core.lm.fast_generate import sample_completions_fast, use_weights_dtype
     from llmrl_core.lm.generation import get_eos_ids
     from llmrl_core.lm.models import load_causal_lm
