@@ -34,8 +34,6 @@ from llmrl_core.lm_rl.algorithms.spec import LossInputs
 from llmrl_core.lm_rl.config import RLConfig
 from tests.support import reference_libs as ref
 
-pytest.importorskip("trl")
-pytest.importorskip("stable_baselines3")
 
 TOL = {"atol": 1e-6, "rtol": 0.0}
 F64 = torch.float64

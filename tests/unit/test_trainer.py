@@ -253,7 +253,8 @@ def test_fp32_numbers_match_the_recorded_reference(tiny_model_dir):
     """3 steps of 8 configs (every algorithm and loss type, KL with 2 epochs, LoRA, micro-batches) give the
     very metrics and weights the trainer gave before it was split into rollout, update and job (issue 16):
     == on every float32 number, recorded in tests/unit/data/trainer_reference.json by
-    tests/support/trainer_reference.py (which says how to regenerate it)."""
+    tests/support/trainer_reference.py (which says how to regenerate it); on another torch version or CPU
+    capability, within rel 1e-4 (the kernels round differently, the maths is the same)."""
     import os
 
     from tests.support import trainer_reference as ref
@@ -261,21 +262,27 @@ def test_fp32_numbers_match_the_recorded_reference(tiny_model_dir):
     if os.environ.get(ref.WRITE_ENV):
         ref.write_reference(ref.run_all(tiny_model_dir))
     expected = ref.load_reference()
-    if expected["platform"] != ref.describe_platform():
-        pytest.skip(f"the reference was recorded on {expected['platform']}, this is {ref.describe_platform()}: float "
-                    f"sums differ in the last bits between CPU kernels; regenerate it ({ref.WRITE_ENV}=1)")
+    # On the platform the reference was recorded on (torch version, CPU kernels) every float32 number must be equal;
+    # elsewhere the same kernels' sums differ in the last bits, so numbers must agree closely and the hash is not read.
+    exact = expected["platform"] == ref.describe_platform()
+
+    def same(got, want):
+        return got == want if exact else got == pytest.approx(want, rel=1e-4, abs=1e-5)
+
     actual = ref.run_all(tiny_model_dir)
     assert set(actual["runs"]) == set(expected["runs"]) == set(ref.CONFIGS)
     for name, want in expected["runs"].items():
         got = actual["runs"][name]
         for step, (got_metrics, want_metrics) in enumerate(zip(got["metrics"], want["metrics"]), start=1):
-            assert got_metrics == want_metrics, f"{name} step {step}: " + ", ".join(
+            assert same(got_metrics, want_metrics), f"{name} step {step} on {ref.describe_platform()}: " + ", ".join(
                 f"{k} {got_metrics.get(k)!r} != {want_metrics.get(k)!r}"
                 for k in sorted(set(got_metrics) | set(want_metrics)) if got_metrics.get(k) != want_metrics.get(k))
         assert len(got["metrics"]) == len(want["metrics"]) == ref.STEPS
-        assert got["weights"]["tensors"] == want["weights"]["tensors"], name
-        assert got["weights"]["sha256"] == want["weights"]["sha256"], name
-
+        assert set(got["weights"]["tensors"]) == set(want["weights"]["tensors"]), name
+        for tensor, stats in want["weights"]["tensors"].items():
+            assert same(got["weights"]["tensors"][tensor], stats), f"{name} {tensor}"
+        if exact:
+            assert got["weights"]["sha256"] == want["weights"]["sha256"], name
 
 @pytest.mark.parametrize("changes, reference, old, train", [
     ({"algorithm": "grpo"}, 0, 0, 2),  # one epoch: the training forward's own log-probs are the old ones
