@@ -25,13 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmrl_core.core.hardware import (  # noqa: F401 (re-exported: the probes preflight reads, patched by tests here)
-    DeviceInfo,
-    has_native_bf16,
-    read_cpu_flags,
-    read_device_info,
-    read_meminfo_available,
-)
+from llmrl_core.core.hardware import DeviceInfo, read_device_info  # tests patch read_device_info here
 from llmrl_core.lm_rl.memory import DEFAULT_PROMPT_TOKENS, MemoryEstimate, estimate_from_config
 
 HEADROOM = 0.9  # warn when the estimate exceeds this share of the free memory (the OS and the app need some)

@@ -42,12 +42,7 @@ from llmrl_core.lm_rl import distributed
 from llmrl_core.lm_rl.algorithms import compute_group_reward_stats, get_algorithm
 from llmrl_core.lm_rl.checkpoints import check_checkpoint, load_trainer_state, make_checkpoint_dir, save_checkpoint
 from llmrl_core.lm_rl.config import RLConfig
-from llmrl_core.lm_rl.faults import (  # noqa: F401 (the errors are re-exported: callers import them from here)
-    OutOfMemoryTrainingError,
-    TrainingDivergedError,
-    is_out_of_memory,
-    make_out_of_memory_error,
-)
+from llmrl_core.lm_rl.faults import is_out_of_memory, make_out_of_memory_error
 from llmrl_core.lm_rl.policy import load_policy
 from llmrl_core.lm_rl.rollout import (
     PromptStream,
@@ -60,7 +55,7 @@ from llmrl_core.lm_rl.rollout import (
     score_rollout,
 )
 from llmrl_core.lm_rl.samples import TokenStats, make_samples
-from llmrl_core.lm_rl.update import PolicyUpdater, compute_lr_factor  # noqa: F401 (compute_lr_factor re-exported)
+from llmrl_core.lm_rl.update import PolicyUpdater
 
 LogFn = Callable[[str], None]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from llmrl_core.core.errors import InputError, WorkbenchError
+from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
 

@@ -79,8 +79,8 @@ def test_bf16_on_a_cpu_without_native_bf16_is_warned(monkeypatch, capability, fl
 def test_meminfo_is_read_from_proc(tmp_path):
     fake = tmp_path / "meminfo"
     fake.write_text("MemTotal:       65536000 kB\nMemFree:  100 kB\nMemAvailable:    1024 kB\n")
-    assert preflight.read_meminfo_available(str(fake)) == 1024 * 1024
-    assert preflight.read_meminfo_available(str(tmp_path / "missing")) is None
+    assert hardware.read_meminfo_available(str(fake)) == 1024 * 1024
+    assert hardware.read_meminfo_available(str(tmp_path / "missing")) is None
 
 
 def test_too_little_memory_is_warned_with_the_estimate_and_the_fix(monkeypatch, tiny_model_dir):
