@@ -117,7 +117,7 @@ def export_ui(run: dict) -> None:
         except WorkbenchError as err:
             st.error(escape_markdown(err))
             return
-        st.success(f"Written to `{escape_markdown(path)}`.")
+        st.success(f"Written to {escape_markdown(path)}.")  # escaped, so not in a code span (it would show the backslashes)
         if what == "gguf":
             _ollama_commands_ui(path, run_id)
         if push_to:
