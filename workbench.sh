@@ -14,7 +14,7 @@ VENV="${LLMRL_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 PORT="${PORT:-8501}"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+log() { printf '\033[1m==> [%ss] %s\033[0m\n' "$SECONDS" "$*" >&2; }
 
 install_python_packages() {
   if [ ! -x "$VENV/bin/python" ]; then
@@ -43,6 +43,7 @@ install_python_packages() {
 }
 
 install_test_packages() {
+  log "Installing the test packages"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-test.txt
   if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -13,7 +13,9 @@ very tokens `generate` gives; only the loop around it is leaner:
     applied in place, top-p only over the top-k candidates when top-k is on (no full-vocabulary
     sort), with the same rules as transformers' TemperatureLogitsWarper, TopKLogitsWarper and
     TopPLogitsWarper (ties at the k-th logit kept; at least one token kept);
-  * positions and masks grow in place in preallocated buffers.
+  * positions and masks grow in place in preallocated buffers;
+  * the draw is inverse-CDF sampling (`draw_from_logits`), not torch.multinomial's exponential race,
+    about 10x cheaper per token on the CPU; the same distribution, other draws for a given seed.
 `use_weights_dtype(model, torch.bfloat16)` runs the model with bf16 weights for the duration:
 under CPU autocast every decode step re-casts every weight (measured: 56% of a step's time in
 `aten::copy_`), while one cast per rollout costs about as much as a single decode step.
@@ -75,13 +77,30 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, t
     return logits, ids
 
 
+def draw_from_logits(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row (b,) drawn with probability softmax(logits (b, C)); -inf entries are never drawn.
+
+    Inverse-CDF sampling: one uniform number per row, located in the row's cumulative weights. Written here
+    rather than calling torch.multinomial because on the CPU multinomial draws an exponential variate for
+    every vocabulary entry (the exponential race): 25 ms for 16 rows x 49152 tokens on one thread, about
+    0.8 s of a 32-token rollout, against 2-3 ms this way. The cumulative sum is float64 so that a rare
+    token late in a 49k vocabulary keeps its share (float32 steps of ~1e-7 x the total would round it away).
+    """
+    weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()  # (b, C) unnormalised, in [0, 1]
+    cdf = weights.to(torch.float64).cumsum_(dim=-1)  # (b, C) non-decreasing, cdf[:, -1] >= 1
+    u = torch.rand(logits.shape[0], 1, generator=generator, dtype=torch.float64, device=logits.device)  # (b, 1) in [0, 1)
+    # the first index whose cumulative weight exceeds u * total: token i with probability weight_i / total;
+    # a zero weight never raises the sum past u, so it is never the first (right=True: strictly greater)
+    pick = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (b, 1)
+    return pick.squeeze(1).clamp_(max=logits.shape[-1] - 1)  # (b,)
+
+
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """One token id per row (b,) drawn from softmax(filtered logits (b, V) / temperature)."""
     cand, ids = filter_logits(logits, temperature, top_k, top_p)  # (b, C), (b, C) | None
-    probs = cand.softmax(dim=-1)  # (b, C)
-    pick = torch.multinomial(probs, 1, generator=generator)  # (b, 1)
-    return (pick if ids is None else ids.gather(1, pick)).squeeze(1)  # (b,)
+    pick = draw_from_logits(cand, generator)  # (b,)
+    return pick if ids is None else ids.gather(1, pick[:, None]).squeeze(1)  # (b,)
 
 
 @torch.inference_mode()

@@ -160,10 +160,11 @@ def _die_with_launcher() -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from llmrl_core.runs.launch import is_distributed_launch
+    from llmrl_core.runs.launch import exit_rank, is_distributed_launch
 
     if is_distributed_launch():
         status = run_distributed_worker(args.run_id, args.store)
+        exit_rank(0 if status in {"completed", "stopped"} else 1)
     else:
         status = run_worker(args.run_id, RunStore(Path(args.store) if args.store else None))
     return 0 if status in {"completed", "stopped"} else 1

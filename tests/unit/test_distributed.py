@@ -182,6 +182,9 @@ PROBE = textwrap.dedent('''
                     "metrics": metrics}, os.environ["PROBE_OUT"])
     trainer.comm.wait_for_everyone()
     trainer.comm.end_training()
+    if trainer.comm.num_processes > 1:
+        from llmrl_core.runs.launch import exit_rank
+        exit_rank(0)  # as the worker leaves (gloo can abort a finished rank in the interpreter's teardown)
 ''')
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -165,3 +167,35 @@ def test_greedy_equals_generate_through_a_lora_wrapper(tiny_lm):
     fast = sample_completions_fast(model, ids, mask, max_new_tokens=6, eos_token_ids=eos,
                                    pad_token_id=tiny_lm.tokenizer.pad_token_id, do_sample=False)
     assert torch.equal(fast, plain)
+
+
+def test_draw_from_logits_follows_the_softmax_and_never_draws_minus_inf():
+    """Inverse-CDF draws against softmax probabilities computed by hand, on a row with -inf entries."""
+    from llmrl_core.lm.fast_generate import draw_from_logits
+
+    # exp of the logits 0, ln 2, ln 3 (and -inf): probabilities 1/6, 2/6, 3/6 and 0
+    inf = float("inf")
+    row = torch.tensor([-inf, 0.0, math.log(2.0), -inf, math.log(3.0), -inf])
+    n = 60_000
+    draws = draw_from_logits(row.expand(n, -1).clone(), torch.Generator().manual_seed(0))  # (n,)
+    freq = torch.bincount(draws, minlength=6).double() / n
+    assert freq[[0, 3, 5]].sum() == 0  # a -inf logit (a filtered token) is never drawn, the first one included
+    torch.testing.assert_close(freq[[1, 2, 4]], torch.tensor([1 / 6, 2 / 6, 3 / 6], dtype=torch.float64),
+                               atol=0.01, rtol=0)  # binomial sd at n=60k: under 0.0021
+    again = draw_from_logits(row.expand(n, -1).clone(), torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+
+
+def test_draw_from_logits_keeps_a_rare_token_at_the_end_of_a_large_vocabulary():
+    """A token of probability ~1/2 placed after 49151 tokens of tiny weight is drawn about half the time,
+    and a single large-logit token is always drawn (no rounding in the cumulative sum moves the mass)."""
+    from llmrl_core.lm.fast_generate import draw_from_logits
+
+    vocab = 49_152
+    logits = torch.full((4000, vocab), -12.0)
+    logits[:, -1] = torch.logsumexp(torch.full((vocab - 1,), -12.0), 0)  # the last token holds half the mass
+    freq_last = (draw_from_logits(logits, torch.Generator().manual_seed(1)) == vocab - 1).double().mean()
+    assert abs(freq_last - 0.5) < 0.03  # sd 0.008 at 4000 draws
+    peaked = torch.full((8, vocab), -1e4)
+    peaked[torch.arange(8), torch.arange(8) * 1000] = 0.0
+    assert draw_from_logits(peaked).tolist() == [i * 1000 for i in range(8)]
