@@ -29,6 +29,7 @@ from llmrl_core.present.lm_rl import (
     pick_best_and_worst,
     render_sample_tokens_html,
 )
+from ui.token_inspector import push_inspector_ui
 from ui.live_run import LiveRun, run_controls_ui, run_heading_ui, run_progress_ui, select_run
 from ui.review import alarms_ui
 from ui.run_views import run_error_ui
@@ -172,11 +173,13 @@ def samples_inspector_ui(run: dict, samples: pd.DataFrame, table: pd.DataFrame |
             **{c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
         },
     )
-    token_view_ui(run_id, shown, samples)
+    token_view_ui(run, shown, samples)
 
 
-def token_view_ui(run_id: int, shown: pd.DataFrame, samples: pd.DataFrame) -> None:
-    """One sample's completion, each token coloured by advantage, log-prob ratio, per-token KL or log-prob."""
+def token_view_ui(run: dict, shown: pd.DataFrame, samples: pd.DataFrame) -> None:
+    """One sample's completion, each token coloured by the update's push (clickable, with its formula: see
+    ui/token_inspector.py), advantage, log-prob ratio, per-token KL or log-prob."""
+    run_id = run["id"]
     if shown.empty:
         return
     ids = shown["sample"].tolist()
@@ -187,6 +190,10 @@ def token_view_ui(run_id: int, shown: pd.DataFrame, samples: pd.DataFrame) -> No
                                  format_func=lambda i: labels.get(int(i), str(i)))
     colouring = c_colour.radio("Colour tokens by", list(TOKEN_COLOURINGS), horizontal=True,
                                key=f"rl_token_colour_{run_id}")
+    if colouring == "update push":
+        st.caption(TOKEN_COLOURINGS[colouring])
+        push_inspector_ui(run, samples, sample_id)
+        return
     row = samples[samples["id"] == sample_id]
     if row.empty:
         return

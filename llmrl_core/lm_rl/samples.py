@@ -3,7 +3,9 @@
 The trainer keeps up to samples_per_step completions per step (the run store's samples table);
 their `extras` are what llmrl_core.present.lm_rl.token_values colours tokens by: the decoded
 tokens, log-probs, ratios, the advantage (one per completion, or one per token with a value head,
-then with the values too) and the KL to the reference when beta > 0.
+then with the values too), the KL to the reference when beta > 0, and what the update did to each
+token: its push -dL/d(log pi_t) (4 significant digits), the KL term's push, the clipped positions
+and the sample's aggregation weight (one per completion: constant over its tokens for every loss type).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class TokenStats:
     advantages: torch.Tensor  # (B,) per completion or (B, T) per token
     kl: torch.Tensor | None = None  # (B, T) KL to the reference, only when beta > 0
     values: torch.Tensor | None = None  # (B, T) the value head before the update, only with one
+    push: torch.Tensor | None = None  # (B, T) -dL/d(log pi_t) of the policy term: > 0 makes the token more likely
+    kl_push: torch.Tensor | None = None  # (B, T) the same for the KL term, only when it is in the loss (beta > 0)
+    clipped: torch.Tensor | None = None  # (B, T) bool: the ratio was clipped there (no policy gradient)
+    weights: torch.Tensor | None = None  # (B, T) each token's share of the batch loss (the aggregation weight)
 
 
 def describe_prompt(prompt: Any) -> str:
@@ -42,6 +48,12 @@ def describe_prompt(prompt: Any) -> str:
 def round_values(values: torch.Tensor, digits: int = 4) -> list[float]:
     """A 1-D tensor as a short JSON-friendly list."""
     return [round(float(v), digits) for v in values.tolist()]
+
+
+def round_significant(values: torch.Tensor, digits: int = 4) -> list[float]:
+    """A 1-D tensor as a JSON-friendly list with `digits` significant digits (for values of any size, e.g. a
+    push of 3e-5: rounding to decimals would turn it into 0)."""
+    return [float(f"{v:.{digits}g}") for v in values.tolist()]
 
 
 def make_samples(tokenizer: Any, ro: Rollout, per_reward: dict[str, Any], total: np.ndarray, token: TokenStats,
@@ -75,6 +87,12 @@ def make_samples(tokenizer: Any, ro: Rollout, per_reward: dict[str, Any], total:
             extras["advantage"] = round(float(advantages[row]), 4)
         if token.kl is not None:
             extras["kl"] = round_values(token.kl[row, :length])
+        if token.push is not None:  # what the update did to each token (issue 21)
+            extras["push"] = round_significant(token.push[row, :length])
+            extras["clipped"] = token.clipped[row, :length].nonzero().squeeze(1).tolist()  # indices, usually none
+            extras["token_weight"] = float(f"{float(token.weights[row, 0]):.6g}") if length else 0.0
+        if token.kl_push is not None:
+            extras["kl_push"] = round_significant(token.kl_push[row, :length])
         offset += length
         samples.append({"prompt": describe_prompt(ro.prompts[row]), "completion": ro.texts[row],
                         "rewards": rewards, "extras": extras})

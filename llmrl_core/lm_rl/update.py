@@ -42,6 +42,7 @@ from llmrl_core.lm_rl.algorithms import (
     compute_clip_stats,
     compute_entropy,
     compute_kl,
+    compute_kl_push,
     compute_token_logprobs,
     compute_token_weights,
     get_algorithm,
@@ -85,6 +86,7 @@ class UpdateBatch:
     old_values: torch.Tensor | None = None  # (b, T) the value head before the update, only with one
     returns: torch.Tensor | None = None  # (b, T) value targets, only with a value head
     whole: AdvantageInputs | None = None  # (B, ...) every process's inputs, for the metrics
+    whole_weights: torch.Tensor | None = None  # (B, T) every process's token weights, for the samples
     adv: Advantages | None = None  # the algorithm's output over the whole batch, for the metrics
 
 
@@ -99,6 +101,9 @@ class EpochTotals:
     ratios: list[torch.Tensor] = field(default_factory=list)  # (b_i, T)
     entropies: list[torch.Tensor] = field(default_factory=list)  # (b_i, T)
     kls: list[torch.Tensor] = field(default_factory=list)  # (b_i, T), only when beta > 0
+    pushes: list[torch.Tensor] = field(default_factory=list)  # (b_i, T) -dL/d(log pi_t) of the policy term
+    kl_pushes: list[torch.Tensor] = field(default_factory=list)  # (b_i, T) the KL term's, only when it is in the loss
+    clipped: list[torch.Tensor] = field(default_factory=list)  # (b_i, T) 1.0 where the ratio was clipped
 
 
 class PolicyUpdater:
@@ -206,7 +211,7 @@ class PolicyUpdater:
                                                        for t in (adv.advantages, weights, value_weights, adv.returns))
         return UpdateBatch(ro=ro, chunks=chunks, mask=mask, advantages=advantages, weights=weights,
                            value_weights=value_weights, old_logp=old_logp, ref_logp=ref_logp, old_values=old_values,
-                           returns=returns, whole=whole, adv=adv)
+                           returns=returns, whole=whole, adv=adv, whole_weights=weights)
 
     def update(self, ro: Rollout, rewards: torch.Tensor, step: int) -> tuple[dict[str, float], TokenStats, dict[str, float]]:
         """Advantages, then num_epochs optimizer steps on one scored rollout (step `step`, 1-based, for messages).
@@ -260,11 +265,12 @@ class PolicyUpdater:
         logp, logits, values = forward  # (b, T), (b, T, V), (b, T) or None
         old = batch.old_logp[idx] if batch.old_logp is not None else logp.detach()  # ratio 1 on a single epoch
         kl = compute_kl(logp, batch.ref_logp[idx], cfg.kl_estimator) if batch.ref_logp is not None else None  # (b, T)
-        part = self.algorithm.compute_loss(cfg, LossInputs(
+        mb = LossInputs(
             logp=logp, old_logp=old, advantages=batch.advantages[idx], weights=batch.weights[idx], kl=kl,
             mask=batch.mask[idx], values=values, old_values=_rows(batch.old_values, idx),
             returns=_rows(batch.returns, idx), value_weights=batch.value_weights[idx],
-        ))
+        )
+        part = self.algorithm.compute_loss(cfg, mb)
         self.check_finite(part.loss.detach(), "loss", step)
         self.comm.backward(part.loss if self.scaler is None else self.scaler.scale(part.loss))
         totals.policy_loss += float(part.policy_loss.detach())
@@ -277,6 +283,19 @@ class PolicyUpdater:
             totals.entropies.append(compute_entropy(logits.detach()))
             if kl is not None:
                 totals.kls.append(kl.detach())
+            self.record_push(mb, part.ratio, batch.ref_logp, idx, totals)
+
+    @torch.no_grad()
+    def record_push(self, mb: LossInputs, ratio: torch.Tensor, ref_logp: torch.Tensor | None, idx: torch.Tensor,
+                    totals: EpochTotals) -> None:
+        """Keep what this micro-batch's loss does to each token: -dL/d(log pi_t) of the policy term and of the KL
+        term, and where the ratio was clipped (the algorithm's own formulas, from the tensors the loss just used)."""
+        push, clipped = self.algorithm.compute_push(self.cfg, mb, ratio)  # (b, T) each
+        totals.pushes.append(push.float())
+        totals.clipped.append(clipped.float())
+        if mb.kl is not None and self.algorithm.kl_in_loss:
+            totals.kl_pushes.append(compute_kl_push(mb.logp.detach(), ref_logp[idx], self.cfg.kl_estimator,
+                                                    self.cfg.beta, mb.weights).float())
 
     def clip_gradients(self, step: int) -> torch.Tensor:
         """Clip the gradients to max_grad_norm (0: no clipping) and return their norm before clipping (NaN
@@ -296,9 +315,10 @@ class PolicyUpdater:
         """The last epoch's metrics and per-token results over the whole batch (gathered from every process)."""
         cfg, comm, whole = self.cfg, self.comm, batch.whole
         width = whole.mask.shape[1]
-        ratio, entropy, logp, token_kl = (  # (B, T) each: every process's rows, padded to the longest completion
+        ratio, entropy, logp, token_kl, push, kl_push, clipped = (  # (B, T) each: every process's rows, padded
             distributed.gather_rows(comm, torch.cat(parts), width) if parts else None
-            for parts in (totals.ratios, totals.entropies, totals.logps, totals.kls))
+            for parts in (totals.ratios, totals.entropies, totals.logps, totals.kls, totals.pushes, totals.kl_pushes,
+                          totals.clipped))
         policy_loss = distributed.sum_over_processes(comm, totals.policy_loss)  # the shares add up to the loss
         mask, advantages = whole.mask, batch.adv.advantages  # (B, T), (B,) or (B, T)
         if advantages.dim() == 2:  # one per token: the spread over real tokens
@@ -317,7 +337,9 @@ class PolicyUpdater:
                           "value/mean": float(masked_mean(whole.old_values, mask)),
                           "value/clipfrac": distributed.sum_over_processes(comm, totals.value_clipfrac) / comm.num_processes})
         stats.update(batch.adv.metrics)
-        token = TokenStats(logp=logp, ratio=ratio, advantages=advantages, kl=token_kl, values=whole.old_values)
+        token = TokenStats(logp=logp, ratio=ratio, advantages=advantages, kl=token_kl, values=whole.old_values,
+                           push=push, kl_push=kl_push, clipped=None if clipped is None else clipped.bool(),
+                           weights=batch.whole_weights)
         return stats, token
 
 

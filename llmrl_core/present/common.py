@@ -61,12 +61,14 @@ def render_token_html(
     tooltips: Sequence[str] | None = None,
     mode: str = "logprob",
     scale: float | None = None,
+    struck: set[int] | frozenset[int] = frozenset(),
 ) -> str:
-    """Tokens as coloured spans with a hover tooltip each.
+    """Tokens as coloured spans with a hover tooltip each; each span carries its index (data-i) for pickers.
 
     mode 'logprob': colour by probability (green likely, red unlikely). mode 'diverging':
     colour by sign and size of a value such as an advantage, a log-prob ratio or a per-token
     KL (blue negative, red positive), saturating at `scale` (default: the largest |value|).
+    Tokens whose index is in `struck` are struck through (e.g. where the update clipped the ratio).
     """
     if mode == "diverging" and scale is None:
         finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
@@ -80,9 +82,10 @@ def render_token_html(
         else:
             colour = _diverging_colour(value, scale or 1.0) if ok else "#eee"
         tip = tooltips[i] if tooltips and i < len(tooltips) else (f"{value:.4f}" if ok else "")
+        strike = " text-decoration: line-through;" if i in struck else ""
         spans.append(
-            f'<span class="tok" title="{html.escape(tip, quote=True)}" '
-            f'style="background:{colour}; border-radius:3px; padding:1px 0; margin:0 1px;">{format_token(token)}</span>'
+            f'<span class="tok" data-i="{i}" title="{html.escape(tip, quote=True)}" '
+            f'style="background:{colour}; border-radius:3px; padding:1px 0; margin:0 1px;{strike}">{format_token(token)}</span>'
         )
     return f'<div class="token-view" style="{_TOKEN_CSS}">{"".join(spans)}</div>'
 

@@ -20,6 +20,7 @@ from llmrl_core.present.common import make_metric_figure, render_token_html
 
 # Token colourings offered by the samples inspector: label -> what it shows.
 TOKEN_COLOURINGS = {
+    "update push": "What this step's update did to each token, -dL/d(log π): red more likely, blue less likely.",
     "advantage": "Advantage: red tokens were pushed up by this update, blue ones pushed down.",
     "log-prob ratio": "log(π_new / π_old) per token: 0 (white) on the first epoch; later epochs show how far the update moved.",
     "per-token KL": "KL to the reference model per token (only when beta > 0).",
@@ -186,6 +187,10 @@ def token_values(extras: dict, colouring: str) -> tuple[list[float] | None, str]
     """Per-token values for a colouring, and a note when they are missing or uninformative."""
     tokens = extras.get("tokens") or []
     n = len(tokens)
+    if colouring == "update push":
+        from llmrl_core.present.token_objective import push_values
+
+        return push_values(extras)
     if colouring == "advantage":
         if extras.get("token_advantages") is not None:
             return [_num(v) for v in extras["token_advantages"]], "PPO: one GAE advantage per token."

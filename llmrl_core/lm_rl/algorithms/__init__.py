@@ -8,9 +8,11 @@ does the model calls, feeds these functions plain tensors, and picks the algorit
 
 from llmrl_core.lm_rl.algorithms.common import (
     compute_clip_stats,
+    compute_clipped_push,
     compute_clipped_surrogate,
     compute_entropy,
     compute_kl,
+    compute_kl_push,
     compute_token_logprobs,
     compute_token_weights,
     masked_mean,
@@ -25,8 +27,8 @@ from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algori
 
 __all__ = [
     "ALGORITHMS", "AdvantageInputs", "Advantages", "Algorithm", "Loss", "LossInputs", "REGISTRY", "ValueHead",
-    "compute_clip_stats", "compute_clipped_surrogate", "compute_entropy", "compute_gae", "compute_group_reward_stats",
-    "compute_grpo_advantages", "compute_kl", "compute_ppo_rewards", "compute_reinforce_advantages",
+    "compute_clip_stats", "compute_clipped_push", "compute_clipped_surrogate", "compute_entropy", "compute_gae", "compute_group_reward_stats",
+    "compute_grpo_advantages", "compute_kl", "compute_kl_push", "compute_ppo_rewards", "compute_reinforce_advantages",
     "compute_reinforce_loss", "compute_rloo_advantages", "compute_token_logprobs", "compute_token_weights",
     "compute_value_loss", "get_algorithm", "masked_mean", "masked_whiten", "update_baseline",
 ]

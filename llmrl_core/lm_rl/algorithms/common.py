@@ -113,3 +113,44 @@ def compute_token_weights(mask: torch.Tensor, loss_type: str, max_completion_len
     if loss_type == "dr_grpo":
         return mask / (n_seq * max_completion_length)
     raise ValueError(f"Unknown loss type {loss_type!r}; use one of {LOSS_TYPES}.")
+
+
+# ---------------------------------------------------------------------- what the update does to each token
+#
+# The "push" on a token is minus the gradient of the loss with respect to that token's log-prob,
+# -dL/d(log pi_t): positive means this update makes the token more likely, negative less likely. Gradient
+# descent moves log pi_t by about lr x push_t x |d log pi_t / d theta|^2, so the push is the part of the update
+# the loss decides, token by token (the model's geometry decides the rest). tests/unit/test_token_push.py
+# checks every formula below against autograd on the algorithms' own losses.
+
+
+def compute_clipped_push(ratio: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor, eps_low: float,
+                         eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """-dL/d(log pi_t) of the clipped surrogate sum_t w_t * -min(r_t A, clip(r_t) A): (push (B, T), clipped (B, T)).
+
+    d(r_t A)/d(log pi_t) = r_t A where the unclipped term is the smaller one; where the ratio has left the trust
+    region in the advantage's direction (r > 1 + eps_high with A > 0, r < 1 - eps_low with A < 0) the clipped
+    constant wins and the token gets no gradient. ratio, weights: (B, T); advantages (B,) or (B, T).
+    """
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)  # (B, 1)
+    clipped = ((ratio > 1.0 + eps_high) & (advantages > 0)) | ((ratio < 1.0 - eps_low) & (advantages < 0))  # (B, T)
+    push = torch.where(clipped, torch.zeros_like(ratio), weights * ratio * advantages)  # (B, T)
+    return push, clipped
+
+
+def compute_kl_push(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str, beta: float,
+                    weights: torch.Tensor) -> torch.Tensor:
+    """-dL/d(log pi_t) of the KL term sum_t w_t * beta * KL_t (B, T): always toward the reference.
+
+    k1 = log pi - log ref: d/d(log pi) = 1, so every token is pushed down by beta * w.
+    k3 = e^(log ref - log pi) - (log ref - log pi) - 1: d/d(log pi) = 1 - pi_ref / pi, which pushes a token
+    up where the reference likes it more than the policy does, and down where it likes it less.
+    """
+    if estimator == "k1":
+        grad = torch.ones_like(logp)
+    elif estimator == "k3":
+        grad = 1.0 - torch.exp(ref_logp - logp)
+    else:
+        raise ValueError(f"Unknown KL estimator {estimator!r}; use one of {KL_ESTIMATORS}.")
+    return -beta * weights * grad  # (B, T)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from llmrl_core.core.errors import InputError
-from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate
+from llmrl_core.lm_rl.algorithms.common import compute_clipped_push, compute_clipped_surrogate
 from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig, Loss, LossInputs
 
 
@@ -76,6 +76,19 @@ def compute_clipped_loss(cfg: AlgorithmConfig, mb: LossInputs) -> Loss:
     return Loss(loss=policy_loss, policy_loss=policy_loss, ratio=ratio.detach())
 
 
+def compute_push(cfg: AlgorithmConfig, mb: LossInputs, ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-dL/d(log pi_t) of the clipped ratio term (GRPO and RLOO): w_t * r_t * A, 0 where clipped."""
+    return compute_clipped_push(ratio, mb.advantages, mb.weights, cfg.epsilon, cfg.clip_high)
+
+
+CLIPPED_LOSS_FORMULA = (
+    r"\mathcal{L} = -\sum_{i,t} w_{i,t}\,\min\big(r_{i,t} A_i,\ \mathrm{clip}(r_{i,t},\,1-\varepsilon_{low},\,"
+    r"1+\varepsilon_{high})\,A_i\big) + \beta \sum_{i,t} w_{i,t}\,\mathrm{KL}_{i,t}")
+CLIPPED_PUSH_FORMULA = (
+    r"c_{i,t} = -\frac{\partial \mathcal{L}}{\partial \log \pi_{i,t}} = w_{i,t}\, r_{i,t}\, A_i"
+    r"\quad(0 \text{ where } r_{i,t} \text{ is clipped})")
+
+
 GRPO = Algorithm(
     name="grpo",
     label="GRPO",
@@ -87,4 +100,9 @@ GRPO = Algorithm(
     validate=check_groups,
     compute_advantages=compute_advantages,
     compute_loss=compute_clipped_loss,
+    compute_push=compute_push,
+    loss_formula=CLIPPED_LOSS_FORMULA,
+    advantage_formula=r"A_i = \frac{R_i - \mathrm{mean}(R_{\text{group}})}{\mathrm{std}(R_{\text{group}}) + 10^{-4}}"
+                      r"\quad(\text{scale\_rewards off: } A_i = R_i - \mathrm{mean}(R_{\text{group}}))",
+    push_formula=CLIPPED_PUSH_FORMULA,
 )

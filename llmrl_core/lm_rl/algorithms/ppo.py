@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmrl_core.lm_rl.algorithms.common import compute_clipped_surrogate, compute_kl, masked_mean, masked_whiten
+from llmrl_core.lm_rl.algorithms.common import (compute_clipped_push, compute_clipped_surrogate, compute_kl, masked_mean,
+                                               masked_whiten)
 from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig, Loss, LossInputs
 
 
@@ -110,6 +111,13 @@ def compute_loss(cfg: AlgorithmConfig, mb: LossInputs) -> Loss:
                 value_loss=value_loss, value_clipfrac=clipfrac)
 
 
+def compute_push(cfg: AlgorithmConfig, mb: LossInputs, ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-dL/d(log pi_t) of the policy term: w_t * r_t * A_t (one GAE advantage per token), 0 where clipped.
+
+    The value loss does not depend on log pi_t, and the KL is in the rewards, so it reaches tokens through A_t."""
+    return compute_clipped_push(ratio, mb.advantages, mb.weights, cfg.epsilon, cfg.clip_high)
+
+
 PPO = Algorithm(
     name="ppo",
     label="PPO",
@@ -122,4 +130,12 @@ PPO = Algorithm(
     validate=validate,
     compute_advantages=compute_advantages,
     compute_loss=compute_loss,
+    compute_push=compute_push,
+    kl_in_loss=False,
+    loss_formula=r"\mathcal{L} = -\sum_{i,t} w_{i,t}\,\min\big(r_{i,t} A_{i,t},\ \mathrm{clip}(r_{i,t},\,1-\varepsilon_{low},\,"
+                 r"1+\varepsilon_{high})\,A_{i,t}\big) + c_v\,\mathcal{L}_V",
+    advantage_formula=r"A_{i,t} = \sum_{l \ge 0} (\gamma\lambda)^l \delta_{i,t+l},\quad \delta_{i,t} = \rho_{i,t} + "
+                      r"\gamma V_{i,t+1} - V_{i,t},\quad \rho_{i,t} = -\beta\,\mathrm{KL}_{i,t} + R_i [t = \text{last}]",
+    push_formula=r"c_{i,t} = -\frac{\partial \mathcal{L}}{\partial \log \pi_{i,t}} = w_{i,t}\, r_{i,t}\, A_{i,t}"
+                 r"\quad(0 \text{ where } r_{i,t} \text{ is clipped})",
 )

@@ -78,4 +78,7 @@ REINFORCE = Algorithm(
     settings=("baseline_decay",),
     compute_advantages=compute_advantages,
     compute_loss=compute_loss,
+    loss_formula=r"\mathcal{L} = -\sum_{i,t} w_{i,t}\,(R_i - b)\,\log \pi_{i,t} + \beta \sum_{i,t} w_{i,t}\,\mathrm{KL}_{i,t}",
+    advantage_formula=r"A_i = R_i - b,\qquad b \leftarrow d\,b + (1-d)\,\mathrm{mean}(R)\ \text{after the step}",
+    push_formula=r"c_{i,t} = -\frac{\partial \mathcal{L}}{\partial \log \pi_{i,t}} = w_{i,t}\,(R_i - b)",
 )

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from llmrl_core.lm_rl.algorithms.grpo import check_groups, compute_clipped_loss
+from llmrl_core.lm_rl.algorithms.grpo import (CLIPPED_LOSS_FORMULA, CLIPPED_PUSH_FORMULA, check_groups,
+                                             compute_clipped_loss, compute_push)
 from llmrl_core.lm_rl.algorithms.spec import AdvantageInputs, Advantages, Algorithm, AlgorithmConfig
 
 
@@ -48,4 +49,8 @@ RLOO = Algorithm(
     validate=check_groups,
     compute_advantages=compute_advantages,
     compute_loss=compute_clipped_loss,  # GRPO's clipped ratio plus beta * KL
+    compute_push=compute_push,
+    loss_formula=CLIPPED_LOSS_FORMULA,
+    advantage_formula=r"A_i = R_i - \frac{1}{k-1}\sum_{j \ne i} R_j",
+    push_formula=CLIPPED_PUSH_FORMULA,
 )

@@ -10,7 +10,11 @@ score, advantages, update. It asks the algorithm only for what differs between t
   * `compute_advantages(cfg, batch, state)`: advantages (and value targets) for the scored batch;
   * `compute_loss(cfg, mb)`: the loss of one micro-batch, from log-probs the trainer computed;
   * `metric_keys`: the metrics it logs on top of the common ones; `label`/`description` for the UI;
-  * `settings`: the config fields only it reads (the form shows them when it is picked).
+  * `settings`: the config fields only it reads (the form shows them when it is picked);
+  * `compute_push(cfg, mb, ratio)`: what the update does to each token, -dL/d(log pi_t) of the policy
+    term (the KL term apart, common.compute_kl_push), and where the ratio was clipped; `kl_in_loss` says
+    whether beta * KL is a term of its loss (PPO folds it into the rewards instead);
+  * `loss_formula`, `advantage_formula`, `push_formula`: its math in LaTeX, for the step inspector.
 
 The dataclasses below are the plain tensors passed across that line; shapes use B for
 sequences (prompts x samples) and T for completion positions, b for a micro-batch's rows.
@@ -96,6 +100,13 @@ class Loss:
     value_clipfrac: float = 0.0  # fraction of tokens whose value update was clipped
 
 
+def compute_no_clip_push(cfg: AlgorithmConfig, mb: LossInputs, ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The push of a loss -A * log pi_t per token (no ratio, no clip): w_t * A, nothing clipped."""
+    advantages = mb.advantages if mb.advantages.dim() == 2 else mb.advantages.unsqueeze(1)  # (b, T) or (b, 1)
+    push = mb.weights * advantages  # (b, T)
+    return push, torch.zeros_like(push, dtype=torch.bool)
+
+
 def make_no_state() -> dict[str, Any]:
     """The state of an algorithm that carries nothing between steps."""
     return {}
@@ -124,3 +135,9 @@ class Algorithm:
     metric_keys: frozenset[str] = frozenset()  # metrics logged on top of the common ones
     init_state: Callable[[], dict[str, Any]] = make_no_state  # state carried between steps; saved in checkpoints
     settings: tuple[str, ...] = ()  # the RLConfig fields only it reads: the form shows them when it is picked
+    # -dL/d(log pi_t) of its policy term (b, T) and the clipped tokens (b, T), from a micro-batch and its ratio
+    compute_push: Callable[[AlgorithmConfig, LossInputs, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = compute_no_clip_push
+    kl_in_loss: bool = True  # beta * KL per token is a term of the loss (False: it is in the rewards, as in PPO)
+    loss_formula: str = ""  # LaTeX: the loss of one step
+    advantage_formula: str = ""  # LaTeX: where the advantage comes from
+    push_formula: str = ""  # LaTeX: -dL/d(log pi_t), the push on one token
