@@ -56,7 +56,7 @@ def push_inspector_ui(run: dict, samples: pd.DataFrame, sample_id: int) -> None:
         st.info(note)
         return
     step_samples = samples[samples["step"] == step]
-    scale = max_abs([e.get("push") or [] for e in step_samples["extras"]])  # one scale for the step's samples
+    scale = max_abs([push_values(e)[0] or [] for e in step_samples["extras"]])  # one scale for the step's samples
     key = f"rl_push_token_{run_id}_{sample_id}"
     if key not in st.session_state:
         st.session_state[key] = _strongest(values)
@@ -75,8 +75,11 @@ def push_inspector_ui(run: dict, samples: pd.DataFrame, sample_id: int) -> None:
     st.number_input("Token", min_value=0, max_value=len(values) - 1, step=1, key=key,
                     help="The token whose push is written out below (or click one above).")
     formula_panel_ui(extras, index, config, rewards, step_samples)
-    with st.expander("The same batch under other algorithms", expanded=False):
-        compare_algorithms_ui(run_id, step_samples, config, extras)
+    others = st.expander("The same batch under other algorithms", expanded=False, key=f"rl_push_others_{run_id}",
+                         on_change="rerun")  # computed only while open: a live run redraws this tab every second
+    if others.open:
+        with others:
+            compare_algorithms_ui(run_id, step_samples, config, extras)
 
 
 def formula_panel_ui(extras: dict, index: int, config: dict, rewards: dict, step_samples: pd.DataFrame) -> None:

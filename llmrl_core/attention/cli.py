@@ -14,11 +14,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmrl_core.attention import maps as att
 from llmrl_core.core.errors import InputError
+
+if TYPE_CHECKING:
+    from llmrl_core.attention import maps as att
 
 
 MAX_GENERATE = 1024  # tokens a --generate completion may add
@@ -37,7 +40,11 @@ def check_out_path(out: str) -> Path:
     return path
 
 
-def _save_maps(out: str, maps: att.AttentionMaps) -> None:
+DEFAULT_MAX_TOKENS = 512  # attention.maps.MAX_TOKENS (a test checks): kept here so that building the parser for
+# any command never imports torch (`python -m llmrl_core runs list` answers in about a second)
+
+
+def _save_maps(out: str, maps: "att.AttentionMaps") -> None:
     """Write weights (L, H, T, T) float16, token ids, tokens and n_prompt to a .npz file."""
     np.savez_compressed(
         Path(out).expanduser(), weights=maps.weights, token_ids=np.array(maps.token_ids),
@@ -45,8 +52,10 @@ def _save_maps(out: str, maps: att.AttentionMaps) -> None:
     )
 
 
-def summarize_maps(maps: att.AttentionMaps, top: int = 5) -> dict:
+def summarize_maps(maps: "att.AttentionMaps", top: int = 5) -> dict:
     """Plain facts about a set of maps: sizes, the default head, the highest-contrast heads."""
+    from llmrl_core.attention import maps as att
+
     contrast = att.compute_entropy_contrast(maps.weights)  # (L, H)
     order = np.argsort(contrast.reshape(-1))[::-1][:top]
     layer, head = att.pick_default_head(maps)
@@ -74,6 +83,8 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     from llmrl_core.lm.generation import SamplingConfig
 
     text = args.text if args.text is not None else sys.stdin.read()
+    from llmrl_core.attention import maps as att
+
     loaded = att.load_attention_model(args.model, device=args.device)
     if args.generate:
         maps = att.generate_and_extract(
@@ -113,7 +124,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text", help="the text or prompt (default: read stdin)")
     p.add_argument("--chat", action="store_true", help="wrap the text in the model's chat template")
     p.add_argument("--generate", type=int, default=0, metavar="N", help="append a greedy completion of N tokens")
-    p.add_argument("--max-tokens", type=int, default=att.MAX_TOKENS, help="cap on mapped tokens (default 512)")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="cap on mapped tokens (default 512)")
     p.add_argument("--out", help="write the maps to this .npz file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -122,7 +133,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
             raise InputError(f"--generate takes a number of tokens from 0 to {MAX_GENERATE} (got {args.generate}).")
         if not 1 <= args.max_tokens <= MAX_MAP_TOKENS:
             raise InputError(f"--max-tokens must be from 1 to {MAX_MAP_TOKENS} (got {args.max_tokens}); "
-                             f"maps grow with its square, {att.MAX_TOKENS} is the default.")
+                             f"maps grow with its square, {DEFAULT_MAX_TOKENS} is the default.")
         if args.out is not None:
             check_out_path(args.out)
         return _cmd_attention(args)

@@ -293,7 +293,7 @@ class RLTrainer:
             **timings,
         })
         samples = make_samples(self.tokenizer, ro, scores.per_reward, total, token, cfg.samples_per_step,
-                               cfg.num_generations)
+                               cfg.num_generations, kl_scale=cfg.beta or 1.0)
         return StepResult(self.step_count, metrics, samples)
 
     def _run_phase(self, phase: str, fn: Callable, *args: Any) -> Any:

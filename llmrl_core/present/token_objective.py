@@ -1,6 +1,6 @@
 """What one update did to each token of a stored step, explained: the push, its formula, other algorithms.
 
-The trainer stores with every sample the push it computed on each token, -dL/d(log pi_t) of the loss's
+The trainer stores with every sample the push it computed on each token (read back with lm_rl.samples.read_push), -dL/d(log pi_t) of the loss's
 policy term (llmrl_core/lm_rl/algorithms/common.py), the KL term's push apart, the clipped positions and
 the sample's aggregation weight w. From those and the stored rewards, ratios and advantages this module:
 
@@ -29,6 +29,7 @@ import torch
 
 from llmrl_core.lm_rl.algorithms import REGISTRY, AdvantageInputs, LossInputs, compute_token_weights, get_algorithm
 from llmrl_core.lm_rl.algorithms.common import LOSS_TYPES
+from llmrl_core.lm_rl.samples import read_push
 
 PUSH_LEGEND = ("Red: this update makes the token more likely. Blue: less likely. White: barely touched. "
                "Struck through: the ratio was clipped there, so the token got no gradient from the policy term.")
@@ -93,7 +94,8 @@ def explain_token(extras: dict, index: int, config: dict, rewards: dict, step_sa
     `step_samples` (the samples of the same step, with `extras` and `rewards` columns) supplies the group's
     rewards for GRPO and RLOO. Raises ValueError when the sample has no recorded push (runs before issue 21).
     """
-    if extras.get("push") is None:
+    push, kl_pushes = read_push(extras)
+    if push is None:
         raise ValueError("This sample was stored before the per-token push was recorded: train a new step to see it.")
     tokens = extras.get("tokens") or []
     if not 0 <= index < len(tokens):
@@ -125,15 +127,13 @@ def explain_token(extras: dict, index: int, config: dict, rewards: dict, step_sa
                        rf"{_fmt(1 + eps_high)}] \text{{ in the advantage's direction)}}")
     else:
         substituted = rf"c_{{i,t}} = {product} = {_fmt(contribution)}"
-    kl_push = None
-    if extras.get("kl_push") is not None and index < len(extras["kl_push"]):
-        kl_push = float(extras["kl_push"][index])
+    kl_push = float(kl_pushes[index]) if kl_pushes is not None and index < len(kl_pushes) else None
     return TokenExplanation(
         algorithm=algo.label, loss_formula=algo.loss_formula, advantage_formula=algo.advantage_formula,
         push_formula=algo.push_formula, weight_formula=WEIGHT_FORMULAS.get(loss_type, ""), token=str(tokens[index]),
         index=index, factors=factors, clipped=clipped, clip_range=(1 - eps_low, 1 + eps_high) if uses_ratio else None,
         contribution=contribution,
-        recorded=float(extras["push"][index]), kl_push=kl_push, substituted=substituted, advantage_source=source,
+        recorded=float(push[index]), kl_push=kl_push, substituted=substituted, advantage_source=source,
     )
 
 
@@ -304,9 +304,9 @@ def max_abs(rows: Sequence[Sequence[float]]) -> float:
 
 def push_values(extras: dict) -> tuple[list[float] | None, str]:
     """The stored push per token for the token view, and a note."""
-    push = extras.get("push")
+    push, _ = read_push(extras)
     if push is None:
         return None, "This sample was stored before the per-token push was recorded (train a new step to see it)."
     clipped = len(extras.get("clipped") or [])
     note = f"{clipped} token(s) clipped." if clipped else "No token was clipped."
-    return [float(v) for v in push], note
+    return push, note

@@ -10,6 +10,7 @@ import streamlit as st
 
 from llmrl_core.present.common import escape_markdown
 from llmrl_core.runs.headline import describe_run_headline
+from ui.guided_step import guided_step_ui
 from ui.live_run import format_status
 from ui.state import get_store
 
@@ -66,6 +67,7 @@ def main() -> None:
         "Look inside its attention, train classic agents on Gymnasium, and compare, export and report what worked."
     )
     demo_entries_ui()
+    guided_step_ui("home_guide")
     latest_runs_ui()
 
 

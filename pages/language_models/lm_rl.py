@@ -23,6 +23,7 @@ from llmrl_core.lm_rl.prompts import BUILTIN_PROMPT_SETS, load_prompt_set
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.present.common import escape_markdown
 from ui.clone import take_clone_request
+from ui.guided_step import guided_step_ui
 from ui.config_widgets import config_field_ui
 from ui.prompt_picker import MODES as PROMPT_MODES
 from ui.prompt_picker import prompt_picker_ui, show_prompt_preview_ui
@@ -428,6 +429,7 @@ def main() -> None:
     st.caption("Fine-tune the language model with GRPO, RLOO, REINFORCE or PPO against rewards you pick, and watch "
                "reward, KL and samples live. Runs go on when this tab closes; the CLI runs the same configs "
                "(`python -m llmrl_core train`).")
+    guided_step_ui("rl_guide")
     if "rl_view_next" in st.session_state:  # set by Start or "Edit a copy" before their st.rerun()
         st.session_state[VIEW_KEY] = st.session_state.pop("rl_view_next")
     elif VIEW_KEY not in st.session_state and get_store().list_runs(kind="lm_rl").empty:

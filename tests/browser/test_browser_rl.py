@@ -77,7 +77,7 @@ def test_rl_make_it_positive_journey(tmp_path, workbench_home, tiny_model_dir):
         assert len({n for n in seen if n > 0}) >= 2, f"points did not arrive one by one: {seen}"
 
         # The samples table has rows, and the token view shows a coloured completion.
-        table = page.locator('[data-testid="stDataFrame"]').last
+        table = page.locator('[data-testid="stDataFrame"]:visible').first  # the samples table (the token view's follow)
         table.wait_for(timeout=30_000)
         grid = table.locator('[role="grid"]')  # the data grid's accessible table (drawn on a canvas)
         grid.wait_for(state="attached", timeout=30_000)

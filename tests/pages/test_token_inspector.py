@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from llmrl_core.lm_rl.samples import read_push
 from llmrl_core.lm_rl.trainer import RLTrainer
 from tests.unit.test_trainer import PROMPTS, tiny_config
 
@@ -42,13 +43,14 @@ def test_inspector_starts_on_the_strongest_token_and_writes_its_formula(grpo_ste
     run, samples = grpo_step
     extras = samples.loc[0, "extras"]
     at = _open(run, samples)
-    strongest = max(range(len(extras["push"])), key=lambda i: abs(extras["push"][i]))
+    push = read_push(extras)[0]
+    strongest = max(range(len(push)), key=lambda i: abs(push[i]))
     assert at.number_input(key="rl_push_token_7_1").value == strongest
     latex = " ".join(e.value for e in at.get("latex"))
     assert r"\min" in latex and r"\mathrm{std}" in latex and "c_{i,t}" in latex  # GRPO's loss, advantage, push
     captions = " ".join(c.value for c in at.caption)
     assert "Red: this update makes the token more likely" in captions
-    assert f"recorded a push of {extras['push'][strongest]:.4g}" in captions
+    assert f"recorded a push of {push[strongest]:.4g}" in captions
     assert any("group" in m.value and "mean" in m.value for m in at.markdown)  # where A came from
     assert "The KL term adds" in captions  # beta > 0
 
@@ -79,6 +81,9 @@ def test_tokens_reach_the_page_escaped(grpo_step):
 def test_side_by_side_lists_the_algorithms_the_step_allows(grpo_step):
     run, samples = grpo_step
     at = _open(run, samples)
+    assert len(at.dataframe) == 1, "closed, the side-by-side computes nothing"
+    at.session_state["rl_push_others_7"] = True  # open it, as a click does
+    at.run()
     labels = " ".join(m.value for m in at.markdown)
     assert "GRPO (this run)" in labels and "RLOO" in labels and "REINFORCE" in labels and "PPO" not in labels
     weights = at.dataframe[1].value

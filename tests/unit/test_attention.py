@@ -100,6 +100,9 @@ def test_cap_tokens_keeps_short_texts_whole():
     assert att.cap_tokens([1, 2, 3], 3) == ([1, 2, 3], "")
     ids, message = att.cap_tokens(list(range(600)))
     assert len(ids) == att.MAX_TOKENS == 512 and "600 tokens" in message
+    from llmrl_core.attention.cli import DEFAULT_MAX_TOKENS
+
+    assert DEFAULT_MAX_TOKENS == att.MAX_TOKENS  # the CLI's copy, kept so that parsing never imports torch
 
 
 def test_prompt_plus_generated_completion(tiny_eager):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-from tests.support.cli import run_cli
+from tests.support.cli import ROOT, run_cli
 
 
 def test_generate_json_has_token_logprobs(tiny_model_dir, workbench_home):
@@ -62,3 +64,13 @@ def test_runs_rename_note_and_delete(workbench_home, tmp_path):
     deleted = run_cli("runs", "delete", "1", "--with-files", home=home)
     assert deleted.returncode == 0 and not folder.exists()
     assert run_cli("runs", "show", "1", home=home).returncode == 2
+
+
+def test_building_the_parser_imports_no_torch():
+    """`python -m llmrl_core runs list` must not pay for torch (about 2 s): every verb's parser is built for any
+    command, so each feature's add_cli imports its heavy modules inside its handlers."""
+    code = ("import sys; from llmrl_core.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from llmrl_core.lm_rl.samples import read_push
 from llmrl_core.lm_rl.trainer import RLTrainer
 from llmrl_core.present.token_objective import (compare_sequence_weights, compute_step_pushes, explain_token,
                                                 list_comparable, load_step_batch)
@@ -38,8 +39,9 @@ def test_formula_panel_and_recomputation_reproduce_the_recorded_push(tiny_model_
     samples, config = _last_step(tiny_model_dir, changes)
     assert len(samples) == config["prompts_per_step"] * config["num_generations"]
     for extras, rewards in zip(samples["extras"], samples["rewards"]):
-        assert len(extras["push"]) == len(extras["tokens"]) and extras["token_weight"] > 0
-        assert (extras.get("kl_push") is not None) == (config["beta"] > 0 and config["algorithm"] != "ppo")
+        push, kl_push = read_push(extras)
+        assert len(push) == len(extras["tokens"]) and extras["token_weight"] > 0
+        assert (kl_push is not None) == (config["beta"] > 0 and config["algorithm"] != "ppo")
         for t in range(len(extras["tokens"])):
             shown = explain_token(extras, t, config, rewards, samples)
             # the push from exactly the numbers shown; they are stored rounded (advantage 4 decimals, ratio 4)
@@ -52,9 +54,10 @@ def test_formula_panel_and_recomputation_reproduce_the_recorded_push(tiny_model_
     push, clipped = compute_step_pushes(step, config, config["algorithm"], config["loss_type"], ran=True)
     recorded = torch.zeros_like(push)
     for i, extras in enumerate(step.extras):
-        recorded[i, :len(extras["push"])] = torch.tensor(extras["push"])
+        push_i = read_push(extras)[0]
+        recorded[i, :len(push_i)] = torch.tensor(push_i)
         assert clipped[i].nonzero().squeeze(1).tolist() == extras["clipped"]
-    # rtol: the recorded push keeps 4 significant digits, the stored ratio 4 decimals; atol: PPO's per-token
+    # rtol: the recorded push is float16 (3 significant digits), the stored ratio 4 decimals; atol: PPO's per-token
     # advantages are stored with 4 decimals, which shifts a push by up to 5e-5 x w x r
     weight = max(e["token_weight"] for e in step.extras)
     torch.testing.assert_close(push, recorded, rtol=1e-3, atol=weight * 1e-4)
@@ -77,3 +80,14 @@ def test_sequence_weights_show_the_length_bias(tiny_model_dir):
     assert table["grpo: sum of w"].tolist() == pytest.approx([1 / b] * b)
     assert table["dapo: sum of w"].tolist() == pytest.approx((tokens / tokens.sum()).tolist())
     assert table["dr_grpo: sum of w"].tolist() == pytest.approx((tokens / (b * config["max_new_tokens"])).tolist())
+
+
+def test_push_storage_round_trip_keeps_three_digits_at_any_scale():
+    """Stored as float16 of push / w: a push of 2e-7 (w 1e-7) keeps its digits; out-of-range values saturate."""
+    from llmrl_core.lm_rl.samples import decode_scaled_f16, encode_scaled_f16
+
+    values = torch.tensor([2.0e-7, -3.3e-7, 0.0, 1.234e-7])  # (4,) a push on a batch of 16 x 128 tokens
+    back = torch.tensor(decode_scaled_f16(encode_scaled_f16(values, 1e-7), 1e-7), dtype=torch.float64)
+    torch.testing.assert_close(back, values.double(), rtol=1e-3, atol=0)
+    assert len(encode_scaled_f16(torch.zeros(128), 1.0)) == 344  # 2 bytes a token, base64: 2.7 characters
+    assert decode_scaled_f16(encode_scaled_f16(torch.tensor([1e9]), 1.0), 1.0) == [65504.0]
