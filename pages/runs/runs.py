@@ -172,6 +172,12 @@ def samples_tab_ui(view: LiveRun) -> None:
     rewards = pd.json_normalize(samples["rewards"].tolist()).add_prefix("reward/")
     st.dataframe(pd.concat([samples[["step", "prompt", "completion"]], rewards], axis=1), hide_index=True,
                  width="stretch")
+    if any(isinstance(e, dict) and e.get("tokens") for e in samples["extras"]):  # per-token data: the token view
+        from llmrl_core.present.lm_rl import make_samples_frame
+        from ui.rl_dashboard import token_view_ui
+
+        table = view.memo("samples_table", lambda: make_samples_frame(samples))
+        token_view_ui(view.run, table[table["step"] == table["step"].max()], samples)
 
 
 def logs_tab_ui(view: LiveRun) -> None:

@@ -90,3 +90,27 @@ def test_side_by_side_lists_the_algorithms_the_step_allows(grpo_step):
     assert {"grpo: sum of w", "dapo: sum of w", "dr_grpo: sum of w"} <= set(weights.columns)
     at.segmented_control(key="rl_push_compare_lt_7").set_value("dapo").run()
     assert not at.exception, at.exception
+
+
+def test_runs_page_samples_tab_shows_the_push_view(grpo_step, workbench_home):
+    from tests.support.apptest import ROOT
+    from ui import state
+
+    run, samples = grpo_step
+    state.get_run_manager.clear()
+    store = state.get_store()
+    run_id = store.create_run("lm_rl", "inspect on Runs", run["config"], total_steps=2)
+    store.mark_started(run_id)
+    store.add_samples(run_id, 2, samples.drop(columns=["id", "step"]).to_dict("records"))
+    store.set_progress(run_id, 2, 2)
+    store.set_status(run_id, "completed")
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.switch_page("pages/runs/runs.py").run()
+        at.session_state[f"runs_tabs_{run_id}"] = "Samples"
+        at.run()
+        assert not at.exception, at.exception
+        assert at.get("bidi_component"), "the clickable push view"
+        assert any("recorded a push of" in c.value for c in at.caption)
+    finally:
+        state.get_run_manager.clear()
