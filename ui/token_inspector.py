@@ -58,23 +58,26 @@ def push_inspector_ui(run: dict, samples: pd.DataFrame, sample_id: int) -> None:
     step_samples = samples[samples["step"] == step]
     scale = max_abs([push_values(e)[0] or [] for e in step_samples["extras"]])  # one scale for the step's samples
     key = f"rl_push_token_{run_id}_{sample_id}"
-    if key not in st.session_state:
-        st.session_state[key] = _strongest(values)
-    index = min(int(st.session_state[key]), len(values) - 1)
+    picked = st.session_state.get(key)
+    index = None if picked is None else min(int(picked), len(values) - 1)
     markup = render_token_html(extras["tokens"], values, make_token_tooltips(extras), mode="diverging", scale=scale,
                                struck=set(extras.get("clipped") or []))
-    st.caption(f"{PUSH_LEGEND} {note} Click a token to see its formula.")
+    strongest = _strongest(values)
+    st.caption(f"{PUSH_LEGEND} {note} Click a token to see its formula (the strongest push here is on token "
+               f"{strongest}).")
 
     def take_click() -> None:
         clicked = (st.session_state.get(f"{key}_picker") or {}).get("token")
         if clicked is not None:
             st.session_state[key] = int(clicked)
 
-    _token_picker(key=f"{key}_picker", data={"markup": markup, "selected": index}, default={"token": None},
-                  on_token_change=take_click)
-    st.number_input("Token", min_value=0, max_value=len(values) - 1, step=1, key=key,
-                    help="The token whose push is written out below (or click one above).")
-    formula_panel_ui(extras, index, config, rewards, step_samples)
+    _token_picker(key=f"{key}_picker", data={"markup": markup, "selected": -1 if index is None else index},
+                  default={"token": None}, on_token_change=take_click)
+    st.number_input("Token", min_value=0, max_value=len(values) - 1, value=None, step=1, key=key,
+                    placeholder="click a token above, or type its number",
+                    help="The token whose push is written out below.")
+    if index is not None:  # the formula panel waits for a pick: a live run redraws this tab at every step
+        formula_panel_ui(extras, index, config, rewards, step_samples)
     others = st.expander("The same batch under other algorithms", expanded=False, key=f"rl_push_others_{run_id}",
                          on_change="rerun")  # computed only while open: a live run redraws this tab every second
     if others.open:

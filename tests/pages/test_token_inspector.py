@@ -39,13 +39,17 @@ def _open(run, samples) -> AppTest:
     return at
 
 
-def test_inspector_starts_on_the_strongest_token_and_writes_its_formula(grpo_step):
+def test_inspector_names_the_strongest_token_and_writes_its_formula_once_picked(grpo_step):
     run, samples = grpo_step
     extras = samples.loc[0, "extras"]
     at = _open(run, samples)
     push = read_push(extras)[0]
     strongest = max(range(len(push)), key=lambda i: abs(push[i]))
-    assert at.number_input(key="rl_push_token_7_1").value == strongest
+    assert at.number_input(key="rl_push_token_7_1").value is None
+    assert not at.get("latex"), "no formula before a token is picked (a live run redraws this tab)"
+    assert any(f"the strongest push here is on token {strongest}" in c.value for c in at.caption)
+    at.number_input(key="rl_push_token_7_1").set_value(strongest).run()
+    assert not at.exception, at.exception
     latex = " ".join(e.value for e in at.get("latex"))
     assert r"\min" in latex and r"\mathrm{std}" in latex and "c_{i,t}" in latex  # GRPO's loss, advantage, push
     captions = " ".join(c.value for c in at.caption)
@@ -81,12 +85,12 @@ def test_tokens_reach_the_page_escaped(grpo_step):
 def test_side_by_side_lists_the_algorithms_the_step_allows(grpo_step):
     run, samples = grpo_step
     at = _open(run, samples)
-    assert len(at.dataframe) == 1, "closed, the side-by-side computes nothing"
+    assert len(at.dataframe) == 0, "closed, the side-by-side computes nothing"
     at.session_state["rl_push_others_7"] = True  # open it, as a click does
     at.run()
     labels = " ".join(m.value for m in at.markdown)
     assert "GRPO (this run)" in labels and "RLOO" in labels and "REINFORCE" in labels and "PPO" not in labels
-    weights = at.dataframe[1].value
+    weights = at.dataframe[0].value
     assert {"grpo: sum of w", "dapo: sum of w", "dr_grpo: sum of w"} <= set(weights.columns)
     at.segmented_control(key="rl_push_compare_lt_7").set_value("dapo").run()
     assert not at.exception, at.exception
@@ -111,6 +115,6 @@ def test_runs_page_samples_tab_shows_the_push_view(grpo_step, workbench_home):
         at.run()
         assert not at.exception, at.exception
         assert at.get("bidi_component"), "the clickable push view"
-        assert any("recorded a push of" in c.value for c in at.caption)
+        assert any("Click a token to see its formula" in c.value for c in at.caption)
     finally:
         state.get_run_manager.clear()
