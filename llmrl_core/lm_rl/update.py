@@ -204,14 +204,14 @@ class PolicyUpdater:
         # advantages and loss weights over the whole batch (B rows of every process; the identity on one)
         whole, width = distributed.gather_advantage_inputs(comm, AdvantageInputs(rewards, mask, old_logp, ref_logp, old_values))
         adv = self.algorithm.compute_advantages(cfg, whole, self.algorithm_state)
-        weights = compute_token_weights(whole.mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
+        whole_weights = compute_token_weights(whole.mask, cfg.loss_type, cfg.max_new_tokens)  # (B, T)
         value_weights = whole.mask / whole.mask.sum().clamp(min=1.0)  # (B, T) token mean for the value loss
         # this process's rows: its loss is its share of the whole batch's loss
         advantages, weights, value_weights, returns = (distributed.take_local(comm, t, mask.shape[1])
-                                                       for t in (adv.advantages, weights, value_weights, adv.returns))
+                                                       for t in (adv.advantages, whole_weights, value_weights, adv.returns))
         return UpdateBatch(ro=ro, chunks=chunks, mask=mask, advantages=advantages, weights=weights,
                            value_weights=value_weights, old_logp=old_logp, ref_logp=ref_logp, old_values=old_values,
-                           returns=returns, whole=whole, adv=adv, whole_weights=weights)
+                           returns=returns, whole=whole, adv=adv, whole_weights=whole_weights)
 
     def update(self, ro: Rollout, rewards: torch.Tensor, step: int) -> tuple[dict[str, float], TokenStats, dict[str, float]]:
         """Advantages, then num_epochs optimizer steps on one scored rollout (step `step`, 1-based, for messages).
