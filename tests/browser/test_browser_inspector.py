@@ -35,11 +35,13 @@ def test_click_a_token_and_see_its_formula_with_numbers(tmp_path, workbench_home
         assert candidates, (count, [len(e["tokens"]) for e in samples["extras"]])
         target = 1 if count > 1 else 0
         picker.nth(target).click()
+        # the pick reruns the script; the formula panel appears only after it (under load the rerun can start
+        # later than wait_idle's first look, so wait for what the pick draws rather than for idleness)
+        recorded = page.locator("p:visible", has_text="The trainer recorded a push of")  # not the closed guide's
+        recorded.wait_for(timeout=60_000)
         wait_idle(page)
         token_box = page.get_by_role("spinbutton", name="Token", exact=True)
         assert token_box.input_value() == str(target)
-        recorded = page.locator("p:visible", has_text="The trainer recorded a push of")  # not the closed guide's
-        recorded.wait_for(timeout=30_000)
         text = recorded.inner_text()
         assert "the numbers above give" in text
         assert any(f"recorded a push of {read_push(e)[0][target]:.4g} " in text for e in candidates), text
