@@ -1,7 +1,7 @@
 """The language-model RL step: `RLTrainer(cfg).train_step()` samples, scores and updates once.
 
-It returns the step's metrics (TRL's names) and samples (with per-token log-probs, ratios, KL and
-advantages for the token view), so the loop can be driven by the 'lm_rl' job (job.py), the CLI, a
+It returns the step's metrics (TRL's names) and samples (with per-token log-probs, ratios, KL,
+advantages and the update's push on each token for the token view), so the loop can be driven by the 'lm_rl' job (job.py), the CLI, a
 test or a notebook. The trainer only sets the parts up and runs them in order:
 
   1.-2. rollout.py: take prompts_per_step prompts, sample num_generations completions each, score
