@@ -282,15 +282,6 @@ def compare_sequence_weights(step: StepBatch, config: dict) -> pd.DataFrame:
     return frame
 
 
-def summarize_pushes(push: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Totals of a push matrix: how much went up, how much down, and the share of the longest completion."""
-    up = float(push.clamp(min=0).sum())
-    down = float(push.clamp(max=0).sum())
-    longest = int(mask.sum(1).argmax())
-    total = float(push.abs().sum()) or 1.0
-    return {"pushed up": up, "pushed down": down, "longest completion's share of |push|": float(push[longest].abs().sum()) / total}
-
-
 def list_push_rows(push: torch.Tensor, step: StepBatch) -> list[list[float]]:
     """A push matrix as one list per completion, cut to its length (for render_token_html)."""
     return [push[i, :len(e.get("tokens") or [])].tolist() for i, e in enumerate(step.extras)]
