@@ -60,8 +60,9 @@ def main() -> None:
     from llmrl_core.core.hardware import read_device_info
     from llmrl_core.gym.config import make_gym_config
     from llmrl_core.lm_rl.config import make_preset_config
-    from llmrl_core.runs import ACTIVE_STATUSES, RunManager, RunStore
+    from llmrl_core.runs import RunManager, RunStore
     from tests.support.browser import CHROMIUM_ARGS, find_chromium, serve_app
+    from tests.support.waiting import stop_runs
 
     print(f"cpu: {read_device_info('cpu').name}; {os.cpu_count()} cores; {args.sessions} sessions")
     manager = RunManager(RunStore(home / "runs.sqlite"))
@@ -108,11 +109,7 @@ def main() -> None:
             loaded = _step_times(store, lm_run, t_load, time.time())
             browser.close()
     finally:
-        for run_id in store.list_runs(statuses=ACTIVE_STATUSES)["id"]:
-            manager.stop(int(run_id))
-        for run_id in (lm_run, gym_run):
-            if not manager.wait(run_id, 30):
-                manager.kill(run_id)
+        stop_runs(manager, (lm_run, gym_run))
         manager.close()
 
     quiet_med = statistics.median(quiet) if quiet else float("nan")

@@ -15,8 +15,9 @@ import urllib.request
 
 import pytest
 
-from llmrl_core.runs import ACTIVE_STATUSES, RunManager, RunStore
+from llmrl_core.runs import RunManager, RunStore
 from tests.support.browser import CHROMIUM_ARGS, find_chromium, serve_app
+from tests.support.waiting import stop_runs
 
 SESSIONS = 4  # two on each page; bench/bench_sessions.py opens 20 and times them
 POLLS = 6
@@ -72,11 +73,7 @@ def test_sessions_on_live_pages_while_two_runs_train(tmp_path, tiny_model_dir):
             log = log_path.read_text(errors="replace")  # before closing: a closing tab may cut a send short
             browser.close()
     finally:
-        for run_id in store.list_runs(statuses=ACTIVE_STATUSES)["id"]:
-            manager.stop(int(run_id))
-        for run_id in (lm_run, gym_run):
-            if not manager.wait(run_id, 30):
-                manager.kill(run_id)
+        stop_runs(manager, (lm_run, gym_run))
 
     assert "Traceback" not in log and "Error" not in log, log[-3000:]
     assert store.get_run(lm_run)["status"] in {"stopped", "completed"}, store.get_run(lm_run)["error"]
