@@ -21,7 +21,7 @@ install_python_packages() {
     log "Creating the virtual environment $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --no-compile -q)
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     local spec="${TORCH_SPEC:-}"
     if [ -z "$spec" ]; then
@@ -44,7 +44,7 @@ install_python_packages() {
 
 install_test_packages() {
   log "Installing the test packages"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-test.txt
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-compile -q -r requirements-test.txt
   if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       log "Installing Chromium for the browser tests (apt-get install chromium)"
@@ -73,12 +73,12 @@ case "${1:-start}" in
     install_python_packages
     install_test_packages
     shift || true
-    # In parallel on the cores there are (at most 4; TEST_WORKERS overrides it, 0 runs in this process),
-    # browser tests kept on one worker (--dist loadgroup), unless the arguments choose (-n, -p no:xdist).
+    # In parallel on the cores there are (at most 4; TEST_WORKERS overrides it, 0 runs in this process), unless the
+    # arguments choose (-n, -p no:xdist). Each worker has its own LLMRL_HOME and ports, so any test runs on any worker.
     cores=$(nproc 2>/dev/null || echo 1)
     workers="${TEST_WORKERS:-$(( cores > 4 ? 4 : cores ))}"
     [ "$workers" -lt 2 ] && workers=0
-    parallel=(-n "$workers" --dist loadgroup)
+    parallel=(-n "$workers")
     for arg in "$@"; do
       case "$arg" in -n*|--numprocesses*|no:xdist|--dist*) parallel=() ;; esac
     done

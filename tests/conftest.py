@@ -25,14 +25,6 @@ from llmrl_core.runs.kinds import register_kind  # noqa: E402  (after the path: 
 register_kind("demo", "tests.support.demo_job:DEMO_KIND")  # a test kind: this session and the workers it launches
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests run one after another on one xdist worker (with --dist loadgroup): each drives a
-    Streamlit server, Chromium and often a training worker, and two at once on two cores starve each other."""
-    for item in items:
-        if item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
-
-
 def get_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder every worker of this test session sees (the session's temporary root under xdist)."""
     base = tmp_path_factory.getbasetemp()

@@ -172,15 +172,18 @@ PROBE = textwrap.dedent('''
             width = max(len(r) for r in rows)
             return torch.tensor([r + [self.eos_ids[0]] * (width - len(r)) for r in rows])  # (b, T), T varies
 
-    cfg = RLConfig.from_dict(json.loads(os.environ["PROBE_CONFIG"]))
     frame = pd.DataFrame({"prompt": ["Hello there", "The movie was", "Today I feel", "Once upon a time"]})
-    trainer = FixedTrainer(cfg, prompts=frame)
-    start = {k: v.detach().clone() for k, v in trainer.policy.named_parameters()}
-    metrics = [trainer.train_step().metrics for _ in range(cfg.steps)]
+    results = {}
+    for name, config in json.loads(os.environ["PROBE_CONFIGS"]).items():  # one launch runs every configuration
+        cfg = RLConfig.from_dict(config)
+        trainer = FixedTrainer(cfg, prompts=frame)
+        start = {k: v.detach().clone() for k, v in trainer.policy.named_parameters()}
+        metrics = [trainer.train_step().metrics for _ in range(cfg.steps)]
+        results[name] = {"params": {k: v.detach().clone() for k, v in trainer.policy.named_parameters()},
+                         "start": start, "metrics": metrics}
+        trainer.comm.wait_for_everyone()
     if trainer.is_main_process:
-        torch.save({"params": {k: v.detach() for k, v in trainer.policy.named_parameters()}, "start": start,
-                    "metrics": metrics}, os.environ["PROBE_OUT"])
-    trainer.comm.wait_for_everyone()
+        torch.save(results, os.environ["PROBE_OUT"])
     trainer.comm.end_training()
     if trainer.comm.num_processes > 1:
         from llmrl_core.runs.launch import exit_rank
@@ -196,14 +199,15 @@ def probe_config(tiny_model_dir, **changes) -> dict:
     return RLConfig(**{**base, **changes}).to_dict()
 
 
-def run_probe(tmp_path: Path, config: dict, num_processes: int) -> dict:
-    """Run PROBE on `num_processes` CPU processes (1: plainly; 2: through the built accelerate command)."""
+def run_probe(tmp_path: Path, configs: dict[str, dict], num_processes: int) -> dict:
+    """Run PROBE over `configs` (name -> RLConfig dict) on `num_processes` CPU processes (1: plainly; 2: through the
+    built accelerate command); one launch runs them all, so process start-up is paid once, not once per config."""
     from llmrl_core.runs.launch import build_launch_command, get_launch_env, write_accelerate_config
     from llmrl_core.runs.manager import _find_free_port
 
     (tmp_path / "distributed_probe.py").write_text(PROBE)
     out = tmp_path / f"probe-{num_processes}.pt"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PROBE_CONFIG=json.dumps(config), PROBE_OUT=str(out),
+    env = dict(os.environ, OMP_NUM_THREADS="1", PROBE_CONFIGS=json.dumps(configs), PROBE_OUT=str(out),
                PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
     if num_processes == 1:
         command = [sys.executable, "-m", "distributed_probe"]
@@ -214,22 +218,32 @@ def run_probe(tmp_path: Path, config: dict, num_processes: int) -> dict:
         command = build_launch_command(1, config_path=path, num_processes=num_processes, main_process_port=port)
         command = command[:command.index("llmrl_core")] + ["distributed_probe"]
         env.update(get_launch_env(use_cpu=True))
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[:6000]
     return torch.load(out)
 
 
+EQUIVALENCE_CASES = {
+    "grpo-dapo": {},  # GRPO, dapo (one token count over both processes), 2 micro-batches (no_sync on the first)
+    "ppo": {"algorithm": "ppo", "beta": 0.1, "kl_estimator": "k1"},  # value head averaged by hand, whitening over the batch
+    "grpo-lora": {"use_lora": True, "beta": 0.1, "loss_type": "grpo", "learning_rate": 1e-2},  # reference = adapters off
+    "rloo-2-epochs": {"algorithm": "rloo", "num_epochs": 2, "loss_type": "dr_grpo"},  # old log-probs, two optimizer steps
+}
+
+
+@pytest.fixture(scope="module")
+def equivalence_runs(tiny_model_dir, tmp_path_factory) -> tuple[dict, dict]:
+    """(one process, two processes): every EQUIVALENCE_CASES run's start weights, final weights and metrics."""
+    folder = tmp_path_factory.mktemp("equivalence")
+    one = {name: probe_config(tiny_model_dir, **changes) for name, changes in EQUIVALENCE_CASES.items()}
+    two = {name: {**config, "num_processes": 2} for name, config in one.items()}
+    return run_probe(folder, one, 1), run_probe(folder, two, 2)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("changes", [
-    {},  # GRPO, dapo (one token count over both processes), 2 micro-batches (no_sync on the first)
-    {"algorithm": "ppo", "beta": 0.1, "kl_estimator": "k1"},  # value head averaged by hand, whitening over the batch
-    {"use_lora": True, "beta": 0.1, "loss_type": "grpo", "learning_rate": 1e-2},  # reference = adapters off
-    {"algorithm": "rloo", "num_epochs": 2, "loss_type": "dr_grpo"},  # old log-probs, two optimizer steps per step
-], ids=["grpo-dapo", "ppo", "grpo-lora", "rloo-2-epochs"])
-def test_two_processes_give_the_parameters_of_one_on_the_same_global_batch(tiny_model_dir, tmp_path, changes):
-    config = probe_config(tiny_model_dir, **changes)
-    one = run_probe(tmp_path, config, 1)
-    two = run_probe(tmp_path, {**config, "num_processes": 2}, 2)
+@pytest.mark.parametrize("case", list(EQUIVALENCE_CASES))
+def test_two_processes_give_the_parameters_of_one_on_the_same_global_batch(equivalence_runs, case):
+    one, two = equivalence_runs[0][case], equivalence_runs[1][case]
     moved = max(float((one["params"][k] - one["start"][k]).abs().max()) for k in one["params"])
     assert moved > 1e-4  # the steps really changed the weights
     worst = max(float((two["params"][k] - one["params"][k]).abs().max()) for k in one["params"])
