@@ -21,7 +21,7 @@ install_python_packages() {
     log "Creating the virtual environment $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --no-compile -q)
+  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     local spec="${TORCH_SPEC:-}"
     if [ -z "$spec" ]; then
@@ -44,7 +44,7 @@ install_python_packages() {
 
 install_test_packages() {
   log "Installing the test packages"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-compile -q -r requirements-test.txt
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-test.txt
   if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       log "Installing Chromium for the browser tests (apt-get install chromium)"
