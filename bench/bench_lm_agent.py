@@ -14,7 +14,7 @@ Printed, on the bundled model (SmolLM2-135M-Instruct) and this machine:
   5. what limits it: the measured steps/s against the steps PPO needs on CartPole.
 Aim (issue 11): a trained mean return of at least 195 (CartPole-v0's solved line) within 15 minutes.
 
-Run: python bench/bench_lm_agent.py [--minutes 15] [--model bundled] [--n-envs 8] [--algo ppo] [--n-steps 16]
+Run: python bench/bench_lm_agent.py [--minutes 15] [--preset NAME] [--model bundled] [--n-envs 8] [--algo ppo] [--n-steps 16]
 The budget is checked between updates, so training overshoots --minutes by up to one rollout and update.
 """
 
@@ -33,6 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SOLVED = 195.0
+TARGET_RATIO, TARGET_RETURN = 3.0, 75.0
+"""Issue 17's target: a trained greedy mean return of at least 3x the zero-shot one and at least 75, CI above 0."""
 SB3_PPO_STEPS = 12_000
 """Steps SB3's PPO with RL Zoo's CartPole settings needs to first evaluate at 475 (bench/bench_gym.py's order of magnitude)."""
 
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--n-epochs", type=int, default=2, help="PPO passes per rollout (default 2)")
     parser.add_argument("--lora-last-layers", type=int, default=0, help="adapters in the last N blocks only (default 0: all)")
     parser.add_argument("--speed-steps", type=int, default=8, help="batched steps per condition (in rounds of 2)")
+    parser.add_argument("--preset", default="", help="start from an Agent page preset (agent/config.AGENT_PRESETS); "
+                        "--minutes replaces its max_minutes, and the other flags apply only when given")
     args = parser.parse_args()
     home = Path(os.environ.get("LLMRL_BENCH_HOME") or tempfile.mkdtemp(prefix="bench_lm_agent_"))
     os.environ["LLMRL_HOME"] = str(home)
@@ -71,16 +75,16 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from llmrl_core.agent.config import AgentConfig
     from llmrl_core.agent.train import AgentTrainer
     from llmrl_core.lm.models import load_causal_lm
     from llmrl_core.runs import RunManager, RunStore
 
     print(f"CPU: {torch.backends.cpu.get_cpu_capability()} · torch threads {torch.get_num_threads()} · "
           f"cores {os.cpu_count()} · CUDA {'yes' if torch.cuda.is_available() else 'no'}")
-    config = AgentConfig(model=args.model, algo=args.algo, n_envs=args.n_envs, total_steps=100_000_000,
-                         max_minutes=args.minutes, n_steps=args.n_steps, n_epochs=args.n_epochs,
-                         lora_last_layers=args.lora_last_layers)
+    config = make_bench_config(args, parser)
+    print(f"config: {'preset ' + args.preset if args.preset else 'AgentConfig defaults'} · " + ", ".join(
+        f"{k}={v!r}" for k, v in config.to_dict().items() if k not in ("instruction", "state_template")))
+    print(f"instruction {config.instruction!r} · state template {config.state_template!r}")
 
     # 2. Speed, with and without the cached prefix (the same policy, LoRA on, as in training).
     loaded = load_causal_lm(args.model, device=config.device)
@@ -96,14 +100,14 @@ def main() -> None:
         for use_cache in (True, False):
             rounds[use_cache].append(measure_steps_per_second(trainer, 2, use_cache))
     cached, uncached = statistics.median(rounds[True]), statistics.median(rounds[False])
-    print(f"env steps/s over {args.n_envs} envs: cached prefix {cached:.2f} · uncached {uncached:.2f} · "
+    print(f"env steps/s over {config.n_envs} envs: cached prefix {cached:.2f} · uncached {uncached:.2f} · "
           f"ratio {cached / uncached:.2f}x", flush=True)
     trainer.close()
     del trainer, loaded
 
     # 3. The job: random and zero-shot returns, training for --minutes, the trained return.
-    print(f"training for {args.minutes:g} min ({args.algo.upper()}, n_steps {args.n_steps}, n_epochs {args.n_epochs}, "
-          f"LoRA in {'every block' if not args.lora_last_layers else f'the last {args.lora_last_layers} blocks'})…", flush=True)
+    print(f"training for {args.minutes:g} min ({config.algo.upper()}, n_steps {config.n_steps}, n_epochs {config.n_epochs}, "
+          f"LoRA in {'every block' if not config.lora_last_layers else f'the last {config.lora_last_layers} blocks'})…", flush=True)
     store = RunStore(home / "runs.sqlite")
     t0 = time.perf_counter()
     run_id, status = RunManager(store).run_foreground("agent", config.to_dict(), name="bench", total_steps=config.total_steps)
@@ -113,13 +117,20 @@ def main() -> None:
         print(f"run {run_id} {status}: {run.get('error')}")
         return
     s = run["summary"]
-    print(f"random policy: mean return {s['random_return']:.1f} (20 episodes)")
-    print(f"untrained (zero-shot, greedy): mean return {s['zero_shot_return']:.1f} ± {s['zero_shot_std']:.1f} (20 episodes)")
+    episodes = config.eval_episodes
+    print(f"random policy: mean return {s['random_return']:.1f} ({episodes} episodes)")
+    print(f"untrained (zero-shot, {'greedy' if config.greedy_eval else 'sampled'}): mean return "
+          f"{s['zero_shot_return']:.1f} ± {s['zero_shot_std']:.1f} ({episodes} episodes)")
     low, high = s["difference_ci95"]
-    print(f"after {s['train_seconds'] / 60:.1f} min of {args.algo.upper()} ({s['steps']} steps, {s['episodes']} episodes, "
+    print(f"after {s['train_seconds'] / 60:.1f} min of {config.algo.upper()} ({s['steps']} steps, {s['episodes']} episodes, "
           f"{s['updates']} updates, {s['steps_per_second']:.1f} steps/s with updates): trained mean return "
           f"{s['trained_return']:.1f} ± {s['trained_std']:.1f}; difference {s['difference']:+.1f} "
           f"(95% CI {low:+.1f} to {high:+.1f}); whole job {wall / 60:.1f} min")
+    met = (s["trained_return"] >= TARGET_RATIO * s["zero_shot_return"] and s["trained_return"] >= TARGET_RETURN
+           and low > 0)
+    print(f"issue 17 target (trained greedy >= {TARGET_RATIO:g}x zero-shot and >= {TARGET_RETURN:g}, CI above 0): "
+          f"{'met' if met else 'missed'} (ratio {s['trained_return'] / max(s['zero_shot_return'], 1e-9):.2f}x, "
+          f"trained {s['trained_return']:.1f}, CI low {low:+.1f})")
     curve = store.read_metrics(run_id, names=["rollout/ep_rew_mean"])
     if not curve.empty:
         best = curve.loc[curve["value"].idxmax()]
@@ -141,6 +152,24 @@ def main() -> None:
               f"this CPU; at {s['steps_per_second']:.1f} steps/s (rollout and updates) 15 minutes hold about "
               f"{possible:,.0f} environment steps, while PPO with a 64-unit MLP needs about {SB3_PPO_STEPS:,} steps to "
               "solve CartPole and a language-model policy with LoRA typically needs more, not fewer.")
+
+
+def make_bench_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The run's AgentConfig: the defaults (or --preset's values), the flags given, --minutes as the budget."""
+    from llmrl_core.agent.config import AGENT_PRESETS, AgentConfig
+
+    flags = {"model": "model", "algo": "algo", "n_envs": "n_envs", "n_steps": "n_steps", "n_epochs": "n_epochs",
+             "lora_last_layers": "lora_last_layers"}
+    if args.preset:
+        if args.preset not in AGENT_PRESETS:
+            parser.error(f"unknown preset {args.preset!r}; presets: {', '.join(AGENT_PRESETS)}")
+        values = dict(AGENT_PRESETS[args.preset].overrides)
+        values.update({field: getattr(args, dest) for dest, field in flags.items()
+                       if getattr(args, dest) != parser.get_default(dest)})
+    else:
+        values = {field: getattr(args, dest) for dest, field in flags.items()}
+    values.update(total_steps=100_000_000, max_minutes=args.minutes)
+    return AgentConfig.from_dict(values)
 
 
 def print_diagnostics(store, run_id: int) -> None:

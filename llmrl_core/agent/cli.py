@@ -2,6 +2,7 @@
 
 Examples:
   python -m llmrl_core agent --env CartPole-v1 --model bundled --algo ppo --steps 4096
+  python -m llmrl_core agent --preset cartpole-5-minutes       # the Agent page's preset: learns within 5 minutes
   python -m llmrl_core agent --algo reinforce --minutes 15 --set learning_rate=1e-4 --set n_envs=8
   python -m llmrl_core agent --env FrozenLake-v1 --episodes 200 --set "action_words=[left, down, right, up]"
 The same job as the dashboard's Agent page, writing to the same store: the run appears there live.
@@ -12,16 +13,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from llmrl_core.agent.config import ALGOS, AgentConfig
+from llmrl_core.agent.config import AGENT_PRESETS, ALGOS, AgentConfig
 from llmrl_core.agent.text_env import ADAPTERS, get_adapter, make_example_observation, render_state
-from llmrl_core.core.config import parse_set_items
+from llmrl_core.core.config import parse_set_items, suggest
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs.foreground import run_and_report
 
 
 def make_cli_config(args: argparse.Namespace) -> AgentConfig:
-    """The run's config from the flags (flags win over --set)."""
-    settings: dict[str, Any] = parse_set_items(args.set, AgentConfig)
+    """The run's config: the preset's values (--preset), then --set, then the flags (flags win)."""
+    settings: dict[str, Any] = {}
+    if args.preset:
+        if args.preset not in AGENT_PRESETS:
+            raise InputError(f"Unknown preset {args.preset!r}{suggest(args.preset, AGENT_PRESETS)}; presets: "
+                             f"{', '.join(AGENT_PRESETS)}.")
+        settings.update(AGENT_PRESETS[args.preset].overrides)
+    settings.update(parse_set_items(args.set, AgentConfig))
     flags = {"env_id": args.env, "model": args.model, "algo": args.algo, "total_steps": args.steps,
              "max_episodes": args.episodes, "max_minutes": args.minutes, "seed": args.seed, "n_envs": args.n_envs,
              "device": args.device}
@@ -60,6 +67,7 @@ def add_cli(subparsers: Any) -> None:
     """Register the `agent` command."""
     cmd = subparsers.add_parser("agent", help="the language model as a Gymnasium agent (PPO, REINFORCE)",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("--preset", help=f"start from a preset of the Agent page ({', '.join(AGENT_PRESETS)})")
     cmd.add_argument("--env", choices=list(ADAPTERS), help="environment (default CartPole-v1)")
     cmd.add_argument("--model", help="model spec (default: bundled)")
     cmd.add_argument("--algo", choices=list(ALGOS), help="algorithm (default ppo)")
@@ -67,7 +75,7 @@ def add_cli(subparsers: Any) -> None:
     cmd.add_argument("--episodes", type=int, help="stop after this many training episodes")
     cmd.add_argument("--minutes", type=float, help="stop training after this many minutes")
     cmd.add_argument("--seed", type=int, help="seed (default 0)")
-    cmd.add_argument("--n-envs", dest="n_envs", type=int, help="environments batched per forward pass (default 8)")
+    cmd.add_argument("--n-envs", dest="n_envs", type=int, help="environments batched per forward pass (default 16)")
     cmd.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where the model runs (default auto)")
     cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="any AgentConfig setting, e.g. --set learning_rate=1e-4 (repeatable)")

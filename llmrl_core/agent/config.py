@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from llmrl_core.agent.text_env import ADAPTERS, check_template, get_adapter
-from llmrl_core.core.config import ConfigBase, suggest
+from llmrl_core.core.config import ConfigBase, Preset, suggest
 from llmrl_core.core.errors import InputError
 
 ALGOS = ("ppo", "reinforce")
@@ -45,11 +45,11 @@ class AgentConfig(ConfigBase):
     # ------------------------------------------------------------------ algorithm
     algo: str = "ppo"
     """'ppo' (clipped ratio, value head, GAE) or 'reinforce' (Monte Carlo returns minus the value baseline)"""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """AdamW step size of the model's trainable weights (LoRA adapters or all weights)"""
     value_learning_rate: float = 1e-3
     """AdamW step size of the value head"""
-    n_steps: int = 32
+    n_steps: int = 16
     """steps collected per environment before each update"""
     n_epochs: int = 2
     """passes over each rollout (PPO; REINFORCE always makes one)"""
@@ -61,8 +61,8 @@ class AgentConfig(ConfigBase):
     """GAE lambda (arXiv 1506.02438); REINFORCE uses 1 (full Monte Carlo returns)"""
     clip_range: float = 0.2
     """PPO's ratio clip epsilon"""
-    ent_coef: float = 0.01
-    """entropy bonus weight (over the action distribution)"""
+    ent_coef: float = 0.05
+    """entropy bonus weight (over the action distribution); keeps both actions sampled while the policy learns"""
     vf_coef: float = 0.5
     """value loss weight"""
     max_grad_norm: float = 0.5
@@ -85,11 +85,12 @@ class AgentConfig(ConfigBase):
     """LoRA dropout"""
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     """layers that get adapters ('all-linear', or names like q_proj, v_proj)"""
-    lora_last_layers: int = 0
-    """adapters only in the last N transformer blocks (0: every block); backward then stops below them, a cheaper update"""
+    lora_last_layers: int = 4
+    """adapters only in the last N transformer blocks (0, or N at least the model's blocks: every block); backward then
+    stops below them, a cheaper update"""
 
     # ------------------------------------------------------------------ budget and evaluation
-    n_envs: int = 8
+    n_envs: int = 16
     """environments stepped in parallel, batched into one forward pass per step"""
     total_steps: int = 4096
     """environment steps to train for (summed over environments)"""
@@ -162,3 +163,16 @@ class AgentConfig(ConfigBase):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise InputError(message)
+
+
+AGENT_PRESETS: dict[str, Preset] = {
+    "cartpole-5-minutes": Preset(
+        title="Learn CartPole in 5 minutes",
+        description="PPO on CartPole for 5 minutes: the default state text, whose words carry the decision (which "
+                    "way the pole leans and falls), LoRA in the last 4 blocks, 16 environments per forward pass. "
+                    "On a 2-core CPU the probability of pushing the right way climbs from the first minute and "
+                    "the greedy return rises from about 9 to well above 75 (bench/bench_lm_agent.py measures it).",
+        overrides=dict(env_id="CartPole-v1", algo="ppo", total_steps=100_000, max_minutes=5.0, eval_episodes=10),
+    ),
+}
+"""The Agent page's one-click starting points (what they promise is measured by bench/bench_lm_agent.py --preset)."""

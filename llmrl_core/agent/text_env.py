@@ -95,9 +95,11 @@ def describe_frozen_lake(obs: Any, desc: Sequence[str] = FROZEN_LAKE_MAP) -> dic
 ADAPTERS: dict[str, TextAdapter] = {
     "CartPole-v1": TextAdapter(
         env_id="CartPole-v1",
-        instruction="Balance a pole on a cart. Each step, push the cart left or right, toward the side the pole leans.\n",
-        state_template=("Cart {cart_position:+.1f} moving {cart_velocity:+.1f}. Pole leans {pole_side} "
-                        "{pole_angle:.0f} degrees, turning {pole_turning}. Push the cart"),
+        # Words, not numbers, carry the decision: the model learns "falling right -> right" within minutes
+        # (bench/bench_lm_agent.py), while digits cost tokens and a 135M model does not learn to read them in that
+        # time. The instruction names no side to favour ("toward the lean" was a weaker rule than the fall).
+        instruction="Balance a pole on a cart. Each step, push the cart left or right.\n",
+        state_template="Pole leans {pole_side}, falling {pole_turning}. Push the cart",
         action_words=("left", "right"),
         fields=("cart_position", "cart_velocity", "pole_angle", "pole_side", "pole_speed", "pole_turning",
                 "pole_angle_rad", "pole_velocity_rad"),

@@ -234,10 +234,8 @@ def make_trainable(model: Any, config: AgentConfig) -> Any:
         n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
         if not n_layers:
             raise InputError("lora_last_layers needs a model that reports num_hidden_layers; set it to 0 for every block.")
-        if config.lora_last_layers > n_layers:
-            raise InputError(f"lora_last_layers is {config.lora_last_layers} but the model has {n_layers} blocks; "
-                             f"set it to at most {n_layers}, or 0 for every block.")
-        extra["layers_to_transform"] = list(range(n_layers - config.lora_last_layers, n_layers))
+        # N at least the model's depth means every block: the default (4) must fit small models too.
+        extra["layers_to_transform"] = list(range(max(0, n_layers - config.lora_last_layers), n_layers))
         if targets == ["all-linear"]:  # peft takes a layer range only with named modules: name every linear layer
             targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                               if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"})

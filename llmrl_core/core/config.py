@@ -454,3 +454,12 @@ def parse_set_items(items: Iterable[str] | None, cls: type | tuple[type, ...], f
             value = coerce_text(specs[key], value)
         parsed[key] = value
     return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named starting point of a run kind's form: a title and description for the UI, and the fields it sets."""
+
+    title: str
+    description: str
+    overrides: dict

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmrl_core.core.config import ConfigBase, show_value
+from llmrl_core.core.config import ConfigBase, Preset, show_value
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms import ALGORITHMS, get_algorithm
 from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
@@ -304,15 +304,6 @@ class RLConfig(ConfigBase):
 
 
 # ---------------------------------------------------------------------- presets
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named starting point: a title and description for the UI, and the fields it sets."""
-
-    title: str
-    description: str
-    overrides: dict
 
 
 PRESETS: dict[str, Preset] = {

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from llmrl_core.agent.config import ALGOS, NORMALISATIONS, AgentConfig
+from llmrl_core.agent.config import AGENT_PRESETS, ALGOS, NORMALISATIONS, AgentConfig
 from llmrl_core.agent.job import find_gym_baseline
 from llmrl_core.agent.text_env import ADAPTERS, get_adapter, make_env, render_prompt
 from llmrl_core.core.errors import InputError, WorkbenchError
@@ -37,6 +37,7 @@ from ui.state import get_run_manager, get_store
 
 ALGO_LABELS = {"ppo": "PPO (value head, GLAM)", "reinforce": "REINFORCE (value baseline)"}
 PICK_KEY, SELECTED_KEY = "agent_pick", "agent_run_id"
+FORM_KEY, PRESET_KEY = "agent_form", "agent_preset_applied"  # what the form starts from, per environment
 SVG_HEIGHT = 220
 TUNING_FIELDS = ("learning_rate", "value_learning_rate", "n_steps", "n_epochs", "minibatch_size", "gamma", "gae_lambda",
                  "clip_range", "ent_coef", "vf_coef", "max_grad_norm", "normalisation", "use_lora", "lora_r",
@@ -111,8 +112,33 @@ def prompt_preview_ui(config: AgentConfig) -> bool:
     return True
 
 
+def apply_agent_preset(name: str) -> None:
+    """Callback: fill the form from a preset (the environment, the algorithm and every field it sets; the model
+    stays the user's). The form's widgets are dropped, so they render again from the preset's values."""
+    values = dict(AGENT_PRESETS[name].overrides)
+    env_id = values.get("env_id", list(ADAPTERS)[0])
+    st.session_state["agent_env"] = env_id
+    st.session_state["agent_algo"] = values.get("algo", AgentConfig.algo)
+    st.session_state.setdefault(FORM_KEY, {})[env_id] = values
+    prefix = f"agent_{env_id}_"
+    for key in [k for k in st.session_state if str(k).startswith(prefix)]:
+        del st.session_state[key]
+    st.session_state[PRESET_KEY] = name
+
+
+def presets_ui() -> None:
+    """One button per preset; each fills the whole form."""
+    for name, preset in AGENT_PRESETS.items():
+        st.button(preset.title, key=f"agent_preset_{name}", on_click=apply_agent_preset, args=(name,), width="stretch",
+                  help=preset.description, icon=":material/bolt:")
+    applied = st.session_state.get(PRESET_KEY)
+    if applied in AGENT_PRESETS:
+        st.caption(f"Preset **{AGENT_PRESETS[applied].title}** applied: {AGENT_PRESETS[applied].description}")
+
+
 def settings_ui() -> None:
     """Model, environment, template, algorithm and budget; Train validates everything, then starts the run."""
+    presets_ui()
     env_id = st.selectbox("Environment", list(ADAPTERS), key="agent_env")
     adapter = get_adapter(env_id)
     st.caption(adapter.blurb)
@@ -120,7 +146,8 @@ def settings_ui() -> None:
                           help="'bundled' (SmolLM2-135M-Instruct), a model folder, a .gguf file or a Hub id")
     algo = st.selectbox("Algorithm", list(ALGOS), format_func=ALGO_LABELS.get, key="agent_algo")
     docs = AgentConfig.field_docs()
-    defaults = AgentConfig(env_id=env_id)
+    seeded = st.session_state.get(FORM_KEY, {}).get(env_id, {})  # a preset's values, else the config's defaults
+    defaults = AgentConfig.from_dict({k: v for k, v in seeded.items() if k not in ("model", "algo")} | {"env_id": env_id})
     prefix = f"agent_{env_id}_"
     c1, c2 = st.columns(2)
     values: dict[str, Any] = {"env_id": env_id, "model": model.strip(), "algo": algo}
@@ -133,12 +160,12 @@ def settings_ui() -> None:
     values["max_episodes"] = int(c2.number_input("max_episodes", value=defaults.max_episodes, step=10,
                                                  key=prefix + "max_episodes", help=docs.get("max_episodes")))
     with st.expander("Prompt template", expanded=True):
-        values["instruction"] = st.text_area("instruction", value=adapter.instruction, key=prefix + "instruction",
+        values["instruction"] = st.text_area("instruction", value=defaults.instruction, key=prefix + "instruction",
                                              help=docs.get("instruction"), height=80)
         values["state_template"] = st.text_area(
-            "state_template", value=adapter.state_template, key=prefix + "state_template", height=80,
+            "state_template", value=defaults.state_template, key=prefix + "state_template", height=80,
             help=f"{docs.get('state_template')}; fields: " + ", ".join("{" + f + "}" for f in adapter.fields))
-        words = st.text_input("action_words", value=", ".join(adapter.action_words), key=prefix + "action_words",
+        words = st.text_input("action_words", value=", ".join(defaults.action_words), key=prefix + "action_words",
                               help=docs.get("action_words") + " (comma-separated)")
         values["action_words"] = [w.strip() for w in words.split(",")]
         try:

@@ -39,6 +39,30 @@ def test_preview_shows_the_prompt_and_the_token_checks(tiny_model_dir) -> None:
     assert any("You are at row 0, column 0." in c and "⟨left | down | right | up⟩" in c for c in _codes(at))
 
 
+def test_a_preset_fills_the_form_and_keeps_the_model(tiny_model_dir) -> None:
+    from llmrl_core.agent.config import AGENT_PRESETS, AgentConfig
+
+    name, preset = next(iter(AGENT_PRESETS.items()))
+    values = preset.overrides
+    env = values["env_id"]
+    at = _page(tiny_model_dir)
+    at.number_input(key=f"agent_{env}_n_envs").set_value(3)  # a change the preset replaces with its own value
+    at.selectbox(key="agent_env").set_value("FrozenLake-v1")
+    at.run()
+    at.button(key=f"agent_preset_{name}").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="agent_env").value == env
+    assert at.text_input(key="agent_model").value == str(tiny_model_dir)  # the user's model stays
+    expected = AgentConfig.from_dict({k: v for k, v in values.items() if k != "model"})
+    for field in ("total_steps", "max_minutes", "n_envs", "eval_episodes", "learning_rate", "lora_last_layers"):
+        assert at.number_input(key=f"agent_{env}_{field}").value == getattr(expected, field), field
+    assert at.text_area(key=f"agent_{env}_state_template").value == expected.state_template
+    assert any(f"Preset **{preset.title}** applied" in c.value for c in at.caption)
+    assert any(c.endswith("Push the cart ⟨left | right⟩") and "falling" in c for c in _codes(at)), _codes(at)
+    assert not at.button(key="agent_train").disabled
+
+
 def test_bad_templates_are_refused_and_train_is_disabled(tiny_model_dir) -> None:
     from ui.state import get_store
 

@@ -31,3 +31,22 @@ def test_agent_cli_refuses_bad_templates_before_a_run(tiny_model_dir, tmp_path):
     from llmrl_core.runs import RunStore
 
     assert RunStore(tmp_path / "runs.sqlite").list_runs(kind="agent").empty
+
+
+def test_a_preset_fills_the_config_and_flags_win():
+    import argparse
+
+    import pytest
+
+    from llmrl_core.agent.cli import add_cli, make_cli_config
+    from llmrl_core.agent.config import AGENT_PRESETS
+    from llmrl_core.core.errors import InputError
+
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    name, preset = next(iter(AGENT_PRESETS.items()))
+    config = make_cli_config(parser.parse_args(["agent", "--preset", name, "--minutes", "2", "--set", "seed=3"]))
+    assert config.max_minutes == 2 and config.seed == 3  # the flag and --set over the preset
+    assert config.eval_episodes == preset.overrides["eval_episodes"] and config.total_steps == preset.overrides["total_steps"]
+    with pytest.raises(InputError, match=f"Unknown preset '{name[:-1]}'.*{name}"):
+        make_cli_config(parser.parse_args(["agent", "--preset", name[:-1]]))

@@ -13,11 +13,12 @@ from llmrl_core.core.errors import InputError
 def test_cartpole_prompt_is_exactly_as_documented() -> None:
     adapter = get_adapter("CartPole-v1")
     obs = np.array([0.012, -0.21, -0.05, 0.31])  # pole 2.9 degrees to the left, turning right
-    assert render_state(adapter, adapter.state_template, obs) == (
-        "Cart +0.0 moving -0.2. Pole leans left 3 degrees, turning right. Push the cart")
+    assert render_state(adapter, adapter.state_template, obs) == "Pole leans left, falling right. Push the cart"
     assert render_prompt(adapter, adapter.instruction, adapter.state_template, obs) == (
-        "Balance a pole on a cart. Each step, push the cart left or right, toward the side the pole leans.\n"
-        "Cart +0.0 moving -0.2. Pole leans left 3 degrees, turning right. Push the cart")
+        "Balance a pole on a cart. Each step, push the cart left or right.\n"
+        "Pole leans left, falling right. Push the cart")
+    numbers = "Cart {cart_position:+.1f} moving {cart_velocity:+.1f}. Pole leans {pole_side} {pole_angle:.0f} degrees."
+    assert render_state(adapter, numbers, obs) == "Cart +0.0 moving -0.2. Pole leans left 3 degrees."
     values = adapter.describe_state(obs)
     assert values["pole_angle"] == pytest.approx(np.degrees(0.05))
     assert values["pole_speed"] == pytest.approx(np.degrees(0.31))

@@ -120,12 +120,13 @@ def test_lora_last_layers_puts_adapters_in_the_top_blocks_only(tiny_lm) -> None:
     assert trainable and all(".layers.1." in n and "lora_" in n for n in trainable), trainable
 
 
-def test_lora_last_layers_beyond_the_model_is_refused(tiny_lm) -> None:
+def test_lora_last_layers_beyond_the_model_adapts_every_block(tiny_lm) -> None:
+    """The default (4 blocks) on a 2-block model: adapters in both blocks, as with 0."""
     from llmrl_core.agent.train import make_trainable
-    from llmrl_core.core.errors import InputError
 
-    with pytest.raises(InputError, match="the model has 2 blocks"):
-        make_trainable(tiny_lm.model, AgentConfig(lora_last_layers=3))
+    model = make_trainable(tiny_lm.model, AgentConfig(lora_last_layers=3, lora_target_modules=["q_proj", "v_proj"]))
+    blocks = {n.split(".layers.")[1].split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert blocks == {"0", "1"}, blocks
 
 
 def test_lora_last_layers_with_all_linear_adapts_every_linear_of_the_top_block(tiny_lm) -> None:
