@@ -67,6 +67,9 @@ def main() -> None:
     print(f"cpu: {read_device_info('cpu').name}; {os.cpu_count()} cores; {args.sessions} sessions")
     manager = RunManager(RunStore(home / "runs.sqlite"))
     store = manager.store
+    from llmrl_core.runs.queue import set_max_concurrent
+
+    set_max_concurrent(store, 2)  # the load case is two runs training at once (the queue would run them in turn)
     overrides = {"model": args.model} if args.model else {}
     lm_cfg = make_preset_config("make-it-positive", device="cpu", steps=100_000, **overrides)
     gym_cfg = make_gym_config("CartPole-v1", "random", total_steps=50_000_000)

@@ -14,7 +14,7 @@ import importlib
 import json
 import sys
 import time
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from llmrl_core.core.errors import WorkbenchError
 
@@ -73,6 +73,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from llmrl_core.runs import RunStore
 
     store = RunStore()
+    if args.action == "queue":
+        return _show_queue(store, args)
     if args.action == "list":
         store.recover_interrupted()
         runs = store.list_runs(kind=args.kind)
@@ -115,8 +117,38 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         freed = delete_run_files(args.run_id) if args.with_files else 0
         print(f"Deleted run {args.run_id}" + (f" and {freed / 1e6:.1f} MB of files." if args.with_files else "."))
         return 0
+    from llmrl_core.runs import queue
+
+    if args.action == "move":
+        if args.to is None:
+            raise WorkbenchError("'runs move' needs the new position, e.g. python -m llmrl_core runs move 7 --to 1")
+        print(f"Run {args.run_id} is now number {queue.move(store, args.run_id, args.to)} in the queue.")
+        return 0
+    if args.action == "cancel" or (args.action == "stop" and queue.get_queue_position(store, args.run_id)):
+        queue.cancel(store, args.run_id)
+        print(f"Run {args.run_id} left the queue (cancelled before it started).")
+        return 0
     store.request_control(args.run_id, args.action)
     print(f"Asked run {args.run_id} to {args.action}.")
+    return 0
+
+
+def _show_queue(store: Any, args: argparse.Namespace) -> int:
+    """`runs queue [--max-concurrent N]`: the waiting runs in order, the slots in use and the limit."""
+    from llmrl_core.runs import queue
+
+    if args.max_concurrent is not None:
+        limit = queue.set_max_concurrent(store, args.max_concurrent if args.max_concurrent > 0 else None)
+        print(f"Runs at once: {limit}" + (" (the default)" if args.max_concurrent == 0 else "") + ".")
+    waiting = queue.list_queue(store)
+    used, limit = queue.count_used_slots(store), queue.get_max_concurrent(store)
+    if args.json:
+        print(json.dumps({"max_concurrent": limit, "slots_in_use": used, "waiting": waiting.to_dict(orient="records")}))
+        return 0
+    print(f"Slots in use: {used} of {limit}. " + ("Nothing waits." if waiting.empty else f"{len(waiting)} waiting:"))
+    for r in waiting.itertuples():
+        who = "" if not r.owner else "  (started by a command with --queue)"
+        print(f"{r.position:>3}. run {r.id:<5} {r.kind:<8} {r.slots} slot{'s' if r.slots > 1 else ''}  {r.name}{who}")
     return 0
 
 
@@ -161,12 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     runs = sub.add_parser("runs", help="list, show or control runs in the store")
-    runs.add_argument("action", choices=["list", "show", "stop", "pause", "resume", "rename", "note", "delete"])
+    runs.add_argument("action", choices=["list", "show", "stop", "pause", "resume", "rename", "note", "delete", "queue",
+                                         "cancel", "move"])
     runs.add_argument("run_id", nargs="?", type=int)
     runs.add_argument("text", nargs="?", help="the new name (rename) or the note (note; empty clears it)")
     runs.add_argument("--with-files", action="store_true", help="delete: also remove the run's files on disk")
     runs.add_argument("--kind", help="only runs of this kind")
     runs.add_argument("--json", action="store_true")
+    runs.add_argument("--to", type=int, help="move: the new queue position (1 = next)")
+    runs.add_argument("--max-concurrent", type=int, dest="max_concurrent",
+                      help="queue: set how many runs may run at once (0: the default, one per GPU or 1 on a CPU)")
     runs.set_defaults(func=_cmd_runs)
 
     prep = sub.add_parser("prepare", help="convert the bundled model once (the dashboard then starts in a second)")

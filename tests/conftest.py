@@ -62,6 +62,9 @@ def workbench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shared_models.mkdir(exist_ok=True)
         models.symlink_to(shared_models, target_is_directory=True)
     os.environ["LLMRL_HOME"] = str(home)
+    # Tests that start several runs at once test other things than the queue, which would run them one by one
+    # on a CPU-only machine: they get room for 8. The queue's own tests set the limit in their store.
+    os.environ.setdefault("LLMRL_MAX_CONCURRENT", "8")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return home

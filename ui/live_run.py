@@ -22,6 +22,7 @@ import streamlit as st
 
 from llmrl_core.runs import ACTIVE_STATUSES
 from llmrl_core.runs.reader import DEFAULT_MAX_POINTS, downsample
+from llmrl_core.runs.queue import get_queue_position
 from llmrl_core.runs.store import RunHeartbeat
 from llmrl_core.present.common import escape_markdown
 from ui.state import get_metrics_cache, get_run_manager, get_store
@@ -91,6 +92,15 @@ def run_controls_ui(run: dict, key_prefix: str, container: Any = None) -> None:
         return
     manager = get_run_manager()
     run_id, status = run["id"], run["status"]
+    place = get_queue_position(manager.store, run_id) if status == "queued" else None
+    if place is not None:
+        (container or st).info(f"Waiting in the run queue: number {place[0]} of {place[1]}. It starts when a slot "
+                               "frees (the Runs page shows the queue and how many runs may run at once).",
+                               icon=":material/hourglass_top:")
+        if (container or st).button("Cancel", key=f"{key_prefix}_cancel_{run_id}", help="Leaves the queue; it never starts."):
+            manager.stop(run_id)
+            st.toast(f"Run {run_id} left the queue.")
+        return
     c1, c2 = (container or st).columns(2)
     if status == "running" and c1.button("Pause", key=f"{key_prefix}_pause_{run_id}", help="Pauses after the current step."):
         manager.pause(run_id)

@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     # ("cannot import name 'AutoConfig' from 'transformers'", seen when the Agent page and the sidebar first
     # ran together); resolving them here, before any session thread exists, takes that race away.
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    # The run manager's supervisor starts with the server, not with the first page view: runs waiting in the
+    # queue start (and workers of an earlier server are watched) even when no browser is open.
+    from ui.state import start_server_supervisor
+
+    start_server_supervisor()
     args = list(sys.argv[1:] if argv is None else argv)
     sys.argv = ["streamlit", "run", *(args or ["app.py"])]
     cli.main()

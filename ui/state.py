@@ -26,13 +26,28 @@ def _close_run_manager(manager: RunManager) -> None:
     manager.close()
 
 
+_server_manager: RunManager | None = None
+"""The manager ui/serve.py starts with the server, before any session: queued runs start with no page open."""
+
+
+def start_server_supervisor() -> RunManager:
+    """Create the server's run manager now and start its supervisor (ui/serve.py calls this at start-up)."""
+    global _server_manager
+    _server_manager = RunManager(RunStore())
+    _server_manager.watch_store()
+    return _server_manager
+
+
 @st.cache_resource(show_spinner=False, on_release=_close_run_manager)
 def get_run_manager() -> RunManager:
     """The run manager (and through it the store); marks runs left by dead processes interrupted.
 
-    Its supervisor thread starts at once, so runs launched by an earlier server (re-attached after a
-    restart) are watched too. Clearing the cache closes it (its supervisor thread ends).
+    The one the server started (start_server_supervisor), else a new one. Its supervisor thread runs from
+    the start, so runs launched by an earlier server (re-attached after a restart) are watched and queued
+    runs start in order. Clearing the cache closes it (its supervisor thread ends).
     """
+    if _server_manager is not None and not _server_manager.closed:
+        return _server_manager
     manager = RunManager(RunStore())
     manager.watch_store()
     return manager

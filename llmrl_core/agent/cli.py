@@ -60,7 +60,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     name = args.name or f"LM {config.algo.upper()} · {config.env_id}"
     print(f"The language model plays {config.env_id} ({config.algo.upper()}, {config.total_steps} steps); "
           "watch it live on the dashboard's Agent page.")
-    return run_and_report("agent", config.to_dict(), name, config.total_steps, args.json)
+    return run_and_report("agent", config.to_dict(), name, config.total_steps, args.json, queue=args.queue)
 
 
 def add_cli(subparsers: Any) -> None:
@@ -80,5 +80,6 @@ def add_cli(subparsers: Any) -> None:
     cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="any AgentConfig setting, e.g. --set learning_rate=1e-4 (repeatable)")
     cmd.add_argument("--name", help="run name")
+    cmd.add_argument("--queue", action="store_true", help="wait in the run queue for a free slot (default: start now)")
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     cmd.set_defaults(func=_cmd_agent)

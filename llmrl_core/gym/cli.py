@@ -52,7 +52,7 @@ def _cmd_gym(args: argparse.Namespace) -> int:
     name = args.name or f"{config.algo.upper()} · {config.env_id}"
     print(f"Training {config.algo.upper()} on {config.env_id} for {config.total_steps} steps; "
           f"watch it live on the dashboard's Gym page.")
-    return run_and_report("gym", config.to_dict(), name, config.total_steps, args.json)
+    return run_and_report("gym", config.to_dict(), name, config.total_steps, args.json, queue=args.queue)
 
 
 def add_cli(subparsers: Any) -> None:
@@ -73,5 +73,6 @@ def add_cli(subparsers: Any) -> None:
                      help="a setting or hyperparameter, e.g. --set gamma=0.99 or --set net_arch=[64,64] "
                           "(the value is read as YAML, then as the setting's type; repeatable)")
     gym.add_argument("--name", help="run name")
+    gym.add_argument("--queue", action="store_true", help="wait in the run queue for a free slot (default: start now)")
     gym.add_argument("--json", action="store_true", help="print the result as JSON")
     gym.set_defaults(func=_cmd_gym)

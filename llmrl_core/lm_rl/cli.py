@@ -92,16 +92,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from llmrl_core.lm.precision import describe_config_precision
 
     print(describe_config_precision(cfg.mixed_precision, cfg.device))  # what 'auto' chose, and why
+    from llmrl_core.runs import RunStore
+    from llmrl_core.runs.foreground import announce_queue
+
     if cfg.num_processes > 1:
+        if args.queue:
+            raise InputError("--queue waits for one process's run; a multi-process run from the command line starts "
+                             "at once. Queue it from the dashboard (it takes one slot per process), or leave out --queue.")
+        announce_queue(RunStore(), False)
         return _train_on_processes(cfg, quiet=args.quiet)
 
     from tqdm import tqdm
 
     from llmrl_core.runs import RunManager
+    from llmrl_core.runs.foreground import print_queue_wait
     from llmrl_core.lm_rl.job import run_lm_rl_job
     from llmrl_core.lm_rl.trainer import StepResult
 
     manager = RunManager()
+    announce_queue(manager.store, args.queue)
     bar = tqdm(total=cfg.steps, desc=cfg.name, unit="step", disable=args.quiet)
 
     def on_step(result: StepResult) -> None:
@@ -114,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         run_id, status = manager.run_foreground(
             "lm_rl", cfg.to_dict(), name=cfg.name, total_steps=cfg.steps,
-            job=lambda ctx: run_lm_rl_job(ctx, on_step=on_step),
+            job=lambda ctx: run_lm_rl_job(ctx, on_step=on_step), queue=args.queue, on_wait=print_queue_wait,
         )
     finally:
         bar.close()
@@ -199,4 +208,5 @@ def add_cli(subparsers: Any) -> None:
     train.add_argument("--list-presets", action="store_true", help="list presets and exit")
     train.add_argument("--dump-config", action="store_true", help="print the final config as YAML and exit")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--queue", action="store_true", help="wait in the run queue for a free slot (default: start now)")
     train.set_defaults(func=_cmd_train)

@@ -17,6 +17,9 @@ a worker ends it kills what is left of its process group (e.g. the custom-reward
 Stop, pause and resume work from any process: the request is written to the store and the
 job's context picks it up (throttled to a few reads a second), so the dashboard can stop a
 run started from the CLI, and a restarted dashboard can stop a worker launched by the old one.
+
+Runs the dashboard starts wait in the run queue (queue.py) until a slot is free; the supervisor starts
+them in order as slots free, also after a server restart. CLI runs start at once unless asked to queue.
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from llmrl_core.core.errors import WorkbenchError
+from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
+from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
+QUEUE_POLL_S = 1.0  # how often a CLI run waiting in the queue looks for its turn
+QUEUE_LAUNCH_LOG = "Left the run queue"  # the log line of a dispatch (bench/bench_queue.py times the gaps by it)
 
 def register_job(kind: str, target: str) -> None:
     """Register a job function (or a RunKindSpec), given as 'module:attr', under `kind`; see kinds.register_kind."""
@@ -264,9 +270,30 @@ class RunManager:
             return self._start_thread(kind, config, name, total_steps, job)
         get_job(kind)  # an unknown kind fails here, before a run exists
         run_id = self.store.create_run(kind, name or f"{kind} run", dict(config), total_steps)
-        self._launch_worker(run_id)
+        enqueue(self.store, run_id)  # it starts now when a slot is free, else when one frees (runs/queue.py)
+        self.dispatch(just_started=run_id)
         self._ensure_supervisor()
         return run_id
+
+    def dispatch(self, just_started: int | None = None) -> list[int]:
+        """Start waiting runs in queue order while slots are free; returns the ids started (the supervisor calls
+        it every pass, so a run that ends makes room for the next within a pass). Each run that waited logs
+        how long; `just_started`, a run Start queued a moment ago, does not when it starts at once."""
+        started: list[int] = []
+        while not self._closed.is_set() and has_waiting(self.store):
+            run_id = claim_next(self.store, make_owner())
+            if run_id is None:
+                break
+            if run_id != just_started:
+                run = self.store.get_run(run_id) or {}
+                waited = time.time() - float(run.get("created") or time.time())
+                self.store.add_log(run_id, f"{QUEUE_LAUNCH_LOG} after waiting {waited:.1f} s; launching its worker.")
+            try:
+                self._launch_worker(run_id)
+            except WorkbenchError:
+                continue  # the run is failed with the reason; the next one may start
+            started.append(run_id)
+        return started
 
     def _launch_worker(self, run_id: int) -> None:
         """Start `python -m llmrl_core worker RUN_ID` in a new session; a failure to launch fails the run."""
@@ -307,17 +334,50 @@ class RunManager:
         return run_id
 
     def run_foreground(self, kind: str, config: Mapping[str, Any], name: str | None = None,
-                       total_steps: int | None = None, job: JobFn | None = None) -> tuple[int, str]:
-        """Run a job in this thread (the CLI); Ctrl-C stops it cleanly. Returns (run id, status)."""
+                       total_steps: int | None = None, job: JobFn | None = None, queue: bool = False,
+                       on_wait: Callable[[int, int], None] | None = None) -> tuple[int, str]:
+        """Run a job in this thread (the CLI); Ctrl-C stops it cleanly. Returns (run id, status).
+
+        queue: wait in the run queue for this run's turn and a free slot first (`on_wait(position, waiting)` is
+        called when the position changes); Ctrl-C while waiting cancels it. Without it the run starts at once,
+        beside whatever runs (the CLI says so).
+        """
         job = job or get_job(kind)
         run_id = self.store.create_run(kind, name or f"{kind} run", dict(config), total_steps)
+        if queue:
+            owner = make_owner()
+            enqueue(self.store, run_id, owner=owner)
+            try:
+                self._wait_for_turn(run_id, owner, on_wait)
+            except KeyboardInterrupt:
+                cancel(self.store, run_id)
+                return run_id, "stopped"
         ctx = JobContext(run_id, self.store, dict(config))
         return run_id, execute_run(ctx, job)
+
+    def _wait_for_turn(self, run_id: int, owner: str, on_wait: Callable[[int, int], None] | None) -> None:
+        """Poll the queue until this process may start `run_id` (it claims it)."""
+        shown = None
+        while claim_next(self.store, owner, run_id=run_id) is None:
+            place = get_queue_position(self.store, run_id)
+            if place is None:  # cancelled from elsewhere (the Runs page, `runs cancel`)
+                raise KeyboardInterrupt
+            if on_wait is not None and place != shown:
+                on_wait(*place)
+                shown = place
+            time.sleep(QUEUE_POLL_S)
 
     # ------------------------------------------------------------------ control
 
     def stop(self, run_id: int) -> None:
-        """Ask a run to stop (through the store, so any process sees it); a worker that ignores it is killed later."""
+        """Ask a run to stop (through the store, so any process sees it); a worker that ignores it is killed later.
+        A run still waiting in the queue leaves it instead (it never starts)."""
+        if get_queue_position(self.store, run_id) is not None:
+            try:
+                cancel(self.store, run_id)
+                return
+            except InputError:  # it started meanwhile: stop it as any running run
+                pass
         ctx = self._contexts.get(run_id)
         if ctx:
             ctx.stop_event.set()
@@ -411,6 +471,11 @@ class RunManager:
                                                     daemon=True)
                 self._supervisor.start()
 
+    @property
+    def closed(self) -> bool:
+        """True once close() was called (the supervisor has ended or is ending)."""
+        return self._closed.is_set()
+
     def watch_store(self) -> None:
         """Also supervise runs launched by an earlier server (re-attached after a restart)."""
         self._ensure_supervisor()
@@ -455,6 +520,7 @@ class RunManager:
         for worker in workers:
             if worker.proc.poll() is not None:
                 self._reap(worker)
+        self.dispatch()
         now = time.monotonic()
         for run_id, asked in stops.items():
             pid = self._worker_pid(run_id)
@@ -485,7 +551,8 @@ class RunManager:
         runs = self.store.list_runs(statuses=ACTIVE_STATUSES)
         for listed in runs.itertuples():
             run_id = int(listed.id)
-            if run_id in self._workers or run_id in self._threads or is_owner_alive(listed.owner):
+            waiting = listed.queue_pos is not None and listed.queue_pos == listed.queue_pos  # not None, not NaN
+            if waiting or run_id in self._workers or run_id in self._threads or is_owner_alive(listed.owner):
                 continue
             # The listing may be old by now (this thread can wait long for a core or the GIL): a run that ended,
             # or went live again under a new owner (a resume, a re-launch), meanwhile is not failed.

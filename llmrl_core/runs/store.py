@@ -59,7 +59,12 @@ CREATE TABLE IF NOT EXISTS runs (
     step INTEGER DEFAULT 0,
     total_steps INTEGER,
     summary TEXT,
-    note TEXT
+    note TEXT,
+    queue_pos REAL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -278,17 +283,19 @@ class RunStore:
         """Bring a store written by an older version up to this schema (adds what is missing, changes nothing else).
 
         - runs.note (issue 10): a free-text note per run.
+        - runs.queue_pos (issue 19): a waiting run's place in the queue (runs/queue.py); NULL for every other run.
         - metrics_run_name_step: (run_id, name, step, value), so a run's best and last value of one metric
           (the runs table) and a few metrics of a run (compare) are read from the index alone. On an old
           store with millions of metric rows it is built once, on the first open (a few seconds).
         """
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        if "note" not in columns:
-            try:
-                conn.execute("ALTER TABLE runs ADD COLUMN note TEXT")
-            except sqlite3.OperationalError as err:  # another process added it a moment ago
-                if "duplicate column" not in str(err):
-                    raise
+        for column, sql_type in (("note", "TEXT"), ("queue_pos", "REAL")):
+            if column not in columns:
+                try:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
+                except sqlite3.OperationalError as err:  # another process added it a moment ago
+                    if "duplicate column" not in str(err):
+                        raise
         conn.execute("CREATE INDEX IF NOT EXISTS metrics_run_name_step ON metrics(run_id, name, step, value)")
 
     def _close_conn(self) -> None:
@@ -366,6 +373,38 @@ class RunStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def write_transaction(self):
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT) on this thread's connection, rolled back on an error.
+
+        What runs inside reads and changes the store as one step: no other process writes in between
+        (the queue's claim of the next run relies on it).
+        """
+        conn = self._conn()
+        with self._translate_errors():
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock first (waits busy_timeout), so no upgrade deadlock
+        try:
+            yield conn
+            with self._translate_errors():
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def get_setting(self, key: str) -> str | None:
+        """A workbench-wide setting shared by the server and the CLI (e.g. the queue's limit), or None."""
+        row = self._execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Set a workbench-wide setting; None removes it (its default applies again)."""
+        if value is None:
+            self._execute("DELETE FROM settings WHERE key=?", (key,))
+        else:
+            self._execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                          (key, str(value)))
 
     # ------------------------------------------------------------------ runs
 
@@ -481,7 +520,7 @@ class RunStore:
 
     def list_runs(self, kind: str | None = None, statuses: Iterable[str] | None = None) -> pd.DataFrame:
         """Runs newest first, as a frame (config left as JSON text for cheap listing)."""
-        sql = "SELECT id, kind, name, status, created, started, ended, step, total_steps, error, owner FROM runs"
+        sql = "SELECT id, kind, name, status, created, started, ended, step, total_steps, error, owner, queue_pos FROM runs"
         clauses, params = [], []
         if kind:
             clauses.append("kind=?")
@@ -494,13 +533,18 @@ class RunStore:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY id DESC"
         rows = [dict(r) for r in self._execute(sql, params).fetchall()]
-        columns = ["id", "kind", "name", "status", "created", "started", "ended", "step", "total_steps", "error", "owner"]
+        columns = ["id", "kind", "name", "status", "created", "started", "ended", "step", "total_steps", "error", "owner",
+                   "queue_pos"]
         return pd.DataFrame(rows, columns=columns)
 
     def recover_interrupted(self) -> list[int]:
-        """Mark runs left active by a process that no longer exists as 'interrupted'; return their ids."""
+        """Mark runs left active by a process that no longer exists as 'interrupted'; return their ids.
+
+        Runs waiting in the queue (queue_pos set) are not interrupted: they have not started, and wait on.
+        """
         rows = self._execute(
-            f"SELECT id, owner FROM runs WHERE status IN ({','.join('?' * len(ACTIVE_STATUSES))})", ACTIVE_STATUSES
+            f"SELECT id, owner FROM runs WHERE status IN ({','.join('?' * len(ACTIVE_STATUSES))}) AND queue_pos IS NULL",
+            ACTIVE_STATUSES,
         ).fetchall()
         dead = [int(r["id"]) for r in rows if not is_owner_alive(r["owner"])]
         for run_id in dead:

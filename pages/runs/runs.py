@@ -29,6 +29,7 @@ from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files
 from llmrl_core.runs.kinds import list_kind_names
 from llmrl_core.runs.table import summarize_runs
 from ui.clone import find_clone_page, request_clone
+from ui.queue_panel import queue_ui
 from ui.review import alarms_ui, export_ui, report_ui
 
 PICK_KEY, SELECTED_KEY = "runs_pick", "runs_selected"
@@ -229,6 +230,7 @@ def main() -> None:
     if runs.empty:
         st.info("No runs yet. Start one from a training page (links above) or the CLI.")
         return
+    queue_ui()
     runs_table_ui()
     run_id = run_picker_ui(runs, PICK_KEY, SELECTED_KEY)
     live_run_ui(run_id, run_detail_ui, key="runs")

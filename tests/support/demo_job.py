@@ -50,17 +50,14 @@ def run_demo_job(ctx: JobContext) -> dict:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo job in the foreground (proves the store without a model)."""
-    from llmrl_core.runs import RunManager
+    from llmrl_core.runs.foreground import run_and_report
 
     if args.steps < 1:  # refused here, before a run exists in the store
         raise WorkbenchError(f"--steps must be at least 1 (got {args.steps}).")
     if not 0 <= args.delay <= 60:  # also NaN and inf
         raise WorkbenchError(f"--delay must be between 0 and 60 seconds (got {args.delay}); 0.05 is the default.")
-    manager = RunManager()
     config = {"steps": args.steps, "delay": args.delay, "seed": args.seed}
-    run_id, status = manager.run_foreground("demo", config, name=args.name or "demo", total_steps=args.steps)
-    print(f"run {run_id}: {status}")
-    return 0 if status in {"completed", "stopped"} else 1
+    return run_and_report("demo", config, args.name or "demo", args.steps, as_json=False, queue=args.queue)
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +67,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--delay", type=float, default=0.05)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--name")
+    demo.add_argument("--queue", action="store_true", help="wait in the run queue for a free slot")
     demo.set_defaults(func=_cmd_demo)
 
 

@@ -1,0 +1,151 @@
+"""The run queue (issue 19): runs started together run one after another, and a killed server loses none.
+
+Printed, on this machine, through the real dashboard server (`python -m ui.serve app.py`, whose run manager
+starts with it) over a temporary LLMRL_HOME with the queue's limit set to 1:
+  1. six tiny Gymnasium runs (random policy on CartPole, --steps steps each) queued at once, as the pages'
+     Start does (RunStore.create_run + queue.enqueue; the server's supervisor starts them): the most that
+     ran at once, their order, and the gap between one run's end and the next one's launch (the queue's
+     share: its log line "Left the run queue") and the next one's first step (with the worker's imports);
+  2. six more queued the same way; the server is killed with SIGKILL while one runs and four wait; a new
+     server starts on the same store: every run completes, each exactly once ("Started." logged once).
+Target (issue 19): no gap over 2 s between runs, and after the restart all six complete, each once.
+
+Run: python bench/bench_queue.py [--steps 2000]
+Not measured here (not built yet): sweeps and disk retention, the issue's other two parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TARGET_GAP_S = 2.0
+
+
+def queue_runs(store, n: int, steps: int, tag: str) -> list[int]:
+    """Queue n tiny gym runs the way the pages' Start does, minus the dispatch (the server's supervisor does it)."""
+    from llmrl_core.gym.config import GymConfig
+    from llmrl_core.runs import queue
+
+    ids = []
+    for i in range(n):
+        config = GymConfig(env_id="CartPole-v1", algo="random", total_steps=steps, n_envs=1, eval_freq=steps,
+                           eval_episodes=1, seed=i).to_dict()
+        run_id = store.create_run("gym", f"{tag} {i + 1}", config, total_steps=steps)
+        queue.enqueue(store, run_id)
+        ids.append(run_id)
+    return ids
+
+
+def wait_all_final(store, ids: list[int], timeout: float, most: list[int] | None = None) -> None:
+    """Poll until every run has a final status; track the most runs running at once in most[0]."""
+    from llmrl_core.runs import FINAL_STATUSES
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [store.get_run(i) for i in ids]
+        if most is not None:
+            most[0] = max(most[0], sum(r["status"] == "running" for r in runs))
+        if all(r["status"] in FINAL_STATUSES for r in runs):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out: {[(i, store.get_run(i)['status']) for i in ids]}")
+
+
+def log_time(store, run_id: int, prefix: str) -> float | None:
+    logs = store.read_logs(run_id)
+    hits = logs[logs["message"].str.startswith(prefix)]
+    return float(hits["time"].iloc[0]) if not hits.empty else None
+
+
+def count_logs(store, run_id: int, message: str) -> int:
+    logs = store.read_logs(run_id)
+    return int((logs["message"] == message).sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2000, help="environment steps per tiny run (default 2000)")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench_queue_"))
+    os.environ["LLMRL_HOME"] = str(home)
+    os.environ.pop("LLMRL_MAX_CONCURRENT", None)
+
+    from llmrl_core.runs import RunStore, queue
+    from llmrl_core.runs.manager import QUEUE_LAUNCH_LOG
+    from tests.support.browser import start_app, stop_app
+
+    store = RunStore(home / "runs.sqlite")
+    queue.set_max_concurrent(store, 1)
+    load = " ".join(open("/proc/loadavg").read().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+    print(f"cores {os.cpu_count()} · load average {load} · limit 1 run at once · {args.steps} steps per run")
+
+    # 1. Six at once, one after another.
+    server, url = start_app(home)
+    try:
+        t0 = time.monotonic()
+        ids = queue_runs(store, 6, args.steps, "burst")
+        most = [0]
+        wait_all_final(store, ids, timeout=600, most=most)
+        wall = time.monotonic() - t0
+    finally:
+        stop_app(server)
+    runs = [store.get_run(i) for i in ids]
+    statuses = [r["status"] for r in runs]
+    launch_gaps, start_gaps = [], []
+    for prev, nxt in zip(runs, runs[1:]):
+        launched = log_time(store, nxt["id"], QUEUE_LAUNCH_LOG)
+        launch_gaps.append(launched - prev["ended"])
+        start_gaps.append(nxt["started"] - prev["ended"])
+    in_order = all(a["started"] < b["started"] for a, b in zip(runs, runs[1:]))
+    print(f"6 runs queued at once: {statuses.count('completed')} completed in {wall:.1f} s; most running at once "
+          f"{most[0]}; in queue order: {'yes' if in_order else 'no'}")
+    print(f"gap from a run's end to the next one's launch: max {max(launch_gaps):.2f} s, mean "
+          f"{sum(launch_gaps) / len(launch_gaps):.2f} s ({', '.join(f'{g:.2f}' for g in launch_gaps)})")
+    print(f"gap from a run's end to the next one's first step (with the worker's imports): max {max(start_gaps):.2f} s, "
+          f"mean {sum(start_gaps) / len(start_gaps):.2f} s")
+    print(f"target: no gap over {TARGET_GAP_S:g} s between runs: "
+          f"{'met' if max(launch_gaps) <= TARGET_GAP_S else 'missed'} for the queue's launch; "
+          f"{'met' if max(start_gaps) <= TARGET_GAP_S else 'missed'} counting the worker's start-up")
+
+    # 2. Kill -9 of the server while one runs and four wait; a new server finishes the queue.
+    server, url = start_app(home)
+    ids = queue_runs(store, 6, args.steps * 3, "restart")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = [store.get_run(i) for i in ids]
+        if sum(r["status"] in ("completed",) for r in runs) >= 1 and len(queue.list_queue(store)) == 4:
+            break
+        time.sleep(0.05)
+    waiting = len(queue.list_queue(store))
+    running = [r["id"] for r in (store.get_run(i) for i in ids) if r["status"] == "running"]
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+    print(f"server killed with SIGKILL: {waiting} runs waiting, running {running}")
+    time.sleep(2)
+    server, url = start_app(home)
+    try:
+        t0 = time.monotonic()
+        wait_all_final(store, ids, timeout=600)
+        wall = time.monotonic() - t0
+    finally:
+        stop_app(server)
+    runs = [store.get_run(i) for i in ids]
+    starts = [count_logs(store, i, "Started.") for i in ids]
+    done = sum(r["status"] == "completed" for r in runs)
+    print(f"after the restart: {done} of 6 completed in {wall:.1f} s; times each started: {starts}; "
+          f"statuses {[r['status'] for r in runs]}")
+    print(f"target: all 6 complete, each exactly once: {'met' if done == 6 and starts == [1] * 6 else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
