@@ -59,12 +59,13 @@ def measure_steps_per_second(trainer, n_steps: int, use_cache: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget (default 15)")
-    parser.add_argument("--model", default="bundled")
-    parser.add_argument("--n-envs", type=int, default=8)
-    parser.add_argument("--algo", default="ppo", choices=["ppo", "reinforce"])
-    parser.add_argument("--n-steps", type=int, default=16, help="steps per environment per update (default 16)")
-    parser.add_argument("--n-epochs", type=int, default=2, help="PPO passes per rollout (default 2)")
-    parser.add_argument("--lora-last-layers", type=int, default=0, help="adapters in the last N blocks only (default 0: all)")
+    # Left out, each setting is the config's default (or the preset's): the bench measures what users get.
+    parser.add_argument("--model", help="model spec (default: bundled)")
+    parser.add_argument("--n-envs", type=int, help="environments per forward pass (default: AgentConfig's)")
+    parser.add_argument("--algo", choices=["ppo", "reinforce"], help="algorithm (default ppo)")
+    parser.add_argument("--n-steps", type=int, help="steps per environment per update (default: AgentConfig's)")
+    parser.add_argument("--n-epochs", type=int, help="PPO passes per rollout (default: AgentConfig's)")
+    parser.add_argument("--lora-last-layers", type=int, help="adapters in the last N blocks (default: AgentConfig's)")
     parser.add_argument("--speed-steps", type=int, default=8, help="batched steps per condition (in rounds of 2)")
     parser.add_argument("--preset", default="", help="start from an Agent page preset (agent/config.AGENT_PRESETS); "
                         "--minutes replaces its max_minutes, and the other flags apply only when given")
@@ -87,7 +88,7 @@ def main() -> None:
     print(f"instruction {config.instruction!r} · state template {config.state_template!r}")
 
     # 2. Speed, with and without the cached prefix (the same policy, LoRA on, as in training).
-    loaded = load_causal_lm(args.model, device=config.device)
+    loaded = load_causal_lm(config.model, device=config.device)
     trainer = AgentTrainer(config, loaded)
     prefix, state = len(trainer.policy.prefix_ids), len(trainer.policy.encode(trainer.render_states(trainer.obs[:1])[0]))
     print(f"model {loaded.resolved.display_name} on {loaded.device} · prompt: instruction {prefix} tokens (cached), "
@@ -148,7 +149,7 @@ def main() -> None:
         print(f"aim met: a mean return of at least {SOLVED:g} within {args.minutes:g} minutes")
     else:
         possible = s["steps_per_second"] * 60 * 15
-        print(f"aim not met: {target:.1f} of {SOLVED:g}. Limit: the policy is a {loaded_params(args.model)} model on "
+        print(f"aim not met: {target:.1f} of {SOLVED:g}. Limit: the policy is a {loaded_params(config.model)} model on "
               f"this CPU; at {s['steps_per_second']:.1f} steps/s (rollout and updates) 15 minutes hold about "
               f"{possible:,.0f} environment steps, while PPO with a 64-unit MLP needs about {SB3_PPO_STEPS:,} steps to "
               "solve CartPole and a language-model policy with LoRA typically needs more, not fewer.")
@@ -160,14 +161,12 @@ def make_bench_config(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
     flags = {"model": "model", "algo": "algo", "n_envs": "n_envs", "n_steps": "n_steps", "n_epochs": "n_epochs",
              "lora_last_layers": "lora_last_layers"}
+    values: dict = {}
     if args.preset:
         if args.preset not in AGENT_PRESETS:
             parser.error(f"unknown preset {args.preset!r}; presets: {', '.join(AGENT_PRESETS)}")
-        values = dict(AGENT_PRESETS[args.preset].overrides)
-        values.update({field: getattr(args, dest) for dest, field in flags.items()
-                       if getattr(args, dest) != parser.get_default(dest)})
-    else:
-        values = {field: getattr(args, dest) for dest, field in flags.items()}
+        values.update(AGENT_PRESETS[args.preset].overrides)
+    values.update({field: getattr(args, dest) for dest, field in flags.items() if getattr(args, dest) is not None})
     values.update(total_steps=100_000_000, max_minutes=args.minutes)
     return AgentConfig.from_dict(values)
 
