@@ -15,19 +15,14 @@ from typing import Any
 
 from llmrl_core.agent.config import AGENT_PRESETS, ALGOS, AgentConfig
 from llmrl_core.agent.text_env import ADAPTERS, get_adapter, make_example_observation, render_state
-from llmrl_core.core.config import parse_set_items, suggest
+from llmrl_core.core.config import get_preset_overrides, parse_set_items
 from llmrl_core.core.errors import InputError
 from llmrl_core.runs.foreground import run_and_report
 
 
 def make_cli_config(args: argparse.Namespace) -> AgentConfig:
     """The run's config: the preset's values (--preset), then --set, then the flags (flags win)."""
-    settings: dict[str, Any] = {}
-    if args.preset:
-        if args.preset not in AGENT_PRESETS:
-            raise InputError(f"Unknown preset {args.preset!r}{suggest(args.preset, AGENT_PRESETS)}; presets: "
-                             f"{', '.join(AGENT_PRESETS)}.")
-        settings.update(AGENT_PRESETS[args.preset].overrides)
+    settings: dict[str, Any] = get_preset_overrides(AGENT_PRESETS, args.preset) if args.preset else {}
     settings.update(parse_set_items(args.set, AgentConfig))
     flags = {"env_id": args.env, "model": args.model, "algo": args.algo, "total_steps": args.steps,
              "max_episodes": args.episodes, "max_minutes": args.minutes, "seed": args.seed, "n_envs": args.n_envs,

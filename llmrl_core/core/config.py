@@ -463,3 +463,10 @@ class Preset:
     title: str
     description: str
     overrides: dict
+
+
+def get_preset_overrides(presets: Mapping[str, Preset], name: str, hint: str = "") -> dict:
+    """The fields preset `name` sets (a copy), or an InputError naming the presets there are (and `hint`)."""
+    if name not in presets:
+        raise InputError(f"Unknown preset {name!r}{suggest(name, presets)}; choose one of: {', '.join(presets)}{hint}.")
+    return dict(presets[name].overrides)

@@ -24,15 +24,12 @@ from llmrl_core.core.errors import InputError
 
 def build_config(args: argparse.Namespace) -> Any:
     """The RLConfig from --preset, --config, --set and --steps, in that order of precedence (last wins)."""
-    from llmrl_core.core.config import parse_set_items, suggest
+    from llmrl_core.core.config import get_preset_overrides, parse_set_items
     from llmrl_core.lm_rl.config import PRESETS, RLConfig
 
     data: dict[str, Any] = {}
     if args.preset:
-        if args.preset not in PRESETS:
-            raise InputError(f"Unknown preset {args.preset!r}{suggest(args.preset, PRESETS)}; "
-                             f"choose one of: {', '.join(PRESETS)} (see --list-presets).")
-        data.update(PRESETS[args.preset].overrides)
+        data.update(get_preset_overrides(PRESETS, args.preset, " (see --list-presets)"))
     if args.config:
         data.update(_read_yaml_fields(args.config))
     data.update(parse_set_items(args.set, RLConfig))  # values read as YAML, then as the field's type

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmrl_core.core.config import ConfigBase, Preset, show_value
+from llmrl_core.core.config import ConfigBase, Preset, get_preset_overrides, show_value
 from llmrl_core.core.errors import InputError
 from llmrl_core.lm_rl.algorithms import ALGORITHMS, get_algorithm
 from llmrl_core.lm_rl.algorithms.common import KL_ESTIMATORS, LOSS_TYPES
@@ -349,6 +349,4 @@ PRESETS: dict[str, Preset] = {
 
 def make_preset_config(name: str, **overrides: Any) -> RLConfig:
     """The config of preset `name`, with `overrides` applied on top."""
-    if name not in PRESETS:
-        raise InputError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
-    return RLConfig.from_dict({**PRESETS[name].overrides, **overrides})
+    return RLConfig.from_dict({**get_preset_overrides(PRESETS, name), **overrides})

@@ -38,6 +38,11 @@ def test_agent_training_journey(tmp_path, workbench_home, tiny_model_dir):
         model.fill(str(tiny_model_dir))
         model.press("Enter")
         page.get_by_text("action words are distinct token sequences").wait_for(timeout=90_000)
+        # The 5-minute preset fills the form (the model stays); the tiny budget below replaces its budget.
+        page.get_by_role("button", name="Learn CartPole in 5 minutes").click()
+        page.get_by_text("Preset Learn CartPole in 5 minutes applied").wait_for(timeout=60_000)
+        assert "falling" in page.locator('[data-testid="stCode"]').first.text_content()
+        assert page.get_by_role("textbox", name="Model").input_value() == str(tiny_model_dir)
         _set_number(page, "total_steps", "32")
         _set_number(page, "n_envs", "2")
         page.get_by_text("Hyperparameters").click()
