@@ -153,6 +153,10 @@ class RLConfig(ConfigBase):
     """save a checkpoint when the run ends (completed or stopped)"""
     save_total_limit: int = 2
     """keep the newest N checkpoints plus the final one, optimizer state only in the newest (a full 135M checkpoint is ~1.6 GB with it)"""
+    keep_for_resuming: bool = False
+    """keep the optimizer state in the final checkpoint when the run ends, so a resume continues AdamW's moments
+    exactly (about twice the weights' size on disk); off: an ended run keeps weights only (a resume starts a fresh
+    AdamW). A run that fails or is interrupted keeps it in its newest checkpoint either way"""
     resume_from: str | None = None
     """checkpoint folder to continue from (weights, optimizer, step)"""
     samples_per_step: int = 64

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from llmrl_core.lm_rl import distributed
-from llmrl_core.lm_rl.checkpoints import make_checkpoint_dir, prune_checkpoints
+from llmrl_core.lm_rl.checkpoints import list_checkpoints, make_checkpoint_dir, prune_checkpoints, strip_optimizer_state
 from llmrl_core.lm_rl.config import RLConfig
 from llmrl_core.lm_rl.trainer import RLTrainer, StepResult
 
@@ -90,6 +90,8 @@ def train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResult
     if cfg.save_final and trainer.step_count > first_step and last_saved != trainer.step_count:
         save(trainer.step_count, final=True)
     comm.wait_for_everyone()  # no process leaves while another still saves
+    if main and not cfg.keep_for_resuming:
+        drop_optimizer_states(ctx, root)
     window = min(10, len(rewards))
     return {
         "steps": trainer.step_count,
@@ -97,6 +99,22 @@ def train_until_done(ctx: Any, trainer: RLTrainer, on_step: Callable[[StepResult
         "reward_last": float(np.mean(rewards[-window:])) if rewards else None,
         "checkpoint": str(make_checkpoint_dir(root, last_saved)) if last_saved is not None else None,
     }
+
+
+def drop_optimizer_states(ctx: Any, root: Any) -> None:
+    """A run that ended (completed or stopped) keeps weights only: the optimizer state leaves every checkpoint,
+    unless the config's keep_for_resuming asks to keep it (issue 19: 1.6 GB -> about 0.5 GB for the bundled model)."""
+    stripped = []
+    for folder in list_checkpoints(root):
+        try:
+            if strip_optimizer_state(folder):
+                stripped.append(folder)
+        except Exception as err:  # a full disk or an odd file: the run's outcome stands, the state stays
+            ctx.log(f"Could not drop the optimizer state of {folder.name}: {err}", "warning")
+    if stripped:
+        ctx.store.update_artifact_meta(ctx.run_id, stripped, {"optimizer": False})
+        ctx.log(f"Dropped the optimizer state from {', '.join(p.name for p in stripped)}: the run ended and "
+                "keep_for_resuming is off, so its folder holds the weights only (a resume starts a fresh AdamW).")
 
 
 def apply_retention(ctx: Any, root: Any, keep: int) -> None:

@@ -47,6 +47,13 @@ def compute_tree_bytes(path: str | Path) -> int:
     return total
 
 
+def measure_home_disk() -> dict[str, int]:
+    """Bytes the workbench home holds (runs' files, the store, caches) and bytes free on its disk."""
+    home = get_home()
+    usage = shutil.disk_usage(home if home.exists() else home.parent)
+    return {"home_bytes": compute_tree_bytes(home), "free_bytes": int(usage.free), "disk_bytes": int(usage.total)}
+
+
 def compute_run_disk_bytes(run_id: int, store: Any = None) -> int:
     """Bytes a run takes on disk: its artifact folder, plus (given its `store`) recorded artifacts
     that lie elsewhere under $LLMRL_HOME. Nothing outside $LLMRL_HOME is counted: it is not the run's."""

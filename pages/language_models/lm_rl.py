@@ -190,7 +190,9 @@ def sampling_and_algorithm_ui() -> None:
         _field("grad_accum_steps", container=c1)
         _field("save_every", "checkpoint every N steps (save_every)", c2)
         _field("samples_per_step", container=c3)
-        _field("save_final")
+        c1, c2 = st.columns(2)
+        _field("save_final", container=c1)
+        _field("keep_for_resuming", "keep for resuming (optimizer state in the final checkpoint)", c2)
         _field("resume_from", "resume_from (checkpoint folder; empty: start fresh)")
 
 

@@ -25,7 +25,7 @@ from ui.live_run import (
 from ui.run_views import run_error_ui
 from ui.state import get_store
 
-from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files
+from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files, measure_home_disk
 from llmrl_core.runs.kinds import list_kind_names
 from llmrl_core.runs.table import summarize_runs
 from ui.clone import find_clone_page, request_clone
@@ -214,6 +214,22 @@ DETAIL_TABS = {"Curves": curves_tab_ui, "Samples": samples_tab_ui, "Health": lam
                "Log": logs_tab_ui, "Artifacts": files_tab_ui, "Config": config_tab_ui, "Export & report": share_tab_ui}
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _home_disk(home: str) -> dict[str, int]:
+    """The home's size and the disk's free space (a walk of the home: at most once every 30 s)."""
+    return measure_home_disk()
+
+
+def disk_ui() -> None:
+    """The workbench home's disk use and the free space beside it."""
+    from llmrl_core.core.paths import get_home
+
+    disk = _home_disk(str(get_home()))
+    st.caption(f":material/hard_drive: The workbench home ({escape_markdown(str(get_home()))}) holds "
+               f"{format_bytes(disk['home_bytes'])}; {format_bytes(disk['free_bytes'])} free on its disk. "
+               "Fine-tuning runs that ended keep their weights only, unless keep_for_resuming was set.")
+
+
 def start_links_ui() -> None:
     """Where real runs come from."""
     c1, c2, c3, _ = st.columns([1, 1, 1, 1])
@@ -231,6 +247,7 @@ def main() -> None:
         st.info("No runs yet. Start one from a training page (links above) or the CLI.")
         return
     queue_ui()
+    disk_ui()
     runs_table_ui()
     run_id = run_picker_ui(runs, PICK_KEY, SELECTED_KEY)
     live_run_ui(run_id, run_detail_ui, key="runs")

@@ -52,6 +52,7 @@ def test_the_queue_panel_reorders_cancels_and_sets_the_limit(queued) -> None:
     store, (first, second, third) = queued
     at = _open()
     assert any(e.label.startswith("Run queue · 1 of 1 slot in use · 3 waiting") for e in at.expander)
+    assert any("The workbench home" in c.value and "free on its disk" in c.value for c in at.caption)
     names = " ".join(m.value for m in at.markdown)
     assert f"#{first} first" in names and f"#{second} \\<b\\>second\\</b\\>" in names, names  # escaped
     assert at.button(key=f"queue_up_{first}").disabled and at.button(key=f"queue_down_{third}").disabled

@@ -47,7 +47,7 @@ def test_save_total_limit_is_validated():
 
 def test_retention_keeps_the_newest_checkpoints_plus_the_final_one(tiny_model_dir, store, home):
     # saves at steps 2, 4, 6 and the final 7: keep 4 and 6 (the limit) plus 7, optimizer only in 7
-    cfg = tiny_config(tiny_model_dir, steps=7, save_every=2, save_total_limit=2)
+    cfg = tiny_config(tiny_model_dir, steps=7, save_every=2, save_total_limit=2, keep_for_resuming=True)
     run_id, status = run_job(store, cfg)
     assert status == "completed", store.get_run(run_id)["error"]
 
@@ -74,12 +74,28 @@ def test_retention_keeps_the_newest_checkpoints_plus_the_final_one(tiny_model_di
 
 def test_a_save_every_run_keeps_only_the_limit(tiny_model_dir, store, home):
     # steps divisible by save_every: the last periodic checkpoint is the final one, so the limit is all
-    cfg = tiny_config(tiny_model_dir, steps=3, save_every=1, save_total_limit=1)
+    cfg = tiny_config(tiny_model_dir, steps=3, save_every=1, save_total_limit=1, keep_for_resuming=True)
     run_id, status = run_job(store, cfg)
     assert status == "completed", store.get_run(run_id)["error"]
     folders = list_checkpoints(get_run_dir(run_id))
     assert [f.name for f in folders] == ["checkpoint-000003"] and has_optimizer_state(folders[0])
     assert list(store.list_artifacts(run_id)["step"]) == [3]
+
+
+def test_an_ended_run_keeps_weights_only_unless_asked_to_keep_the_optimizer(tiny_model_dir, store, home):
+    """Issue 19: completed and stopped runs drop the optimizer state from every checkpoint (keep_for_resuming off)."""
+    cfg = tiny_config(tiny_model_dir, steps=3, save_every=2, save_total_limit=2)
+    assert cfg.keep_for_resuming is False
+    run_id, status = run_job(store, cfg)
+    assert status == "completed", store.get_run(run_id)["error"]
+    folders = list_checkpoints(get_run_dir(run_id))
+    assert [f.name for f in folders] == ["checkpoint-000002", "checkpoint-000003"]
+    assert [has_optimizer_state(f) for f in folders] == [False, False]
+    assert [m["optimizer"] for m in store.list_artifacts(run_id, kind="checkpoint")["meta"]] == [False, False]
+    assert any("keep_for_resuming is off" in m for m in store.read_logs(run_id)["message"])
+    messages: list[str] = []
+    resumed = RLTrainer(cfg.replace(steps=4, resume_from=str(folders[-1])), log=messages.append)
+    assert resumed.step_count == 3 and not resumed.optimizer.state and resumed.train_step().step == 4
 
 
 def test_disk_use_counts_the_run_folder_and_deleting_frees_it(store, home, tmp_path):
