@@ -8,10 +8,14 @@ starts with it) over a temporary LLMRL_HOME with the queue's limit set to 1:
      share: its log line "Left the run queue") and the next one's first step (with the worker's imports);
   2. six more queued the same way; the server is killed with SIGKILL while one runs and four wait; a new
      server starts on the same store: every run completes, each exactly once ("Started." logged once).
-Target (issue 19): no gap over 2 s between runs, and after the restart all six complete, each once.
+  3. disk: a make-it-positive run (full fine-tuning of the bundled model) and its LoRA variant, each stopped after
+     2 steps, with keep_for_resuming on (what every ended run kept before issue 19: the optimizer state in the
+     final checkpoint) and off (the default now): the run folder's bytes.
+Target (issue 19): no gap over 2 s between runs, and after the restart all six complete, each once; a stopped
+make-it-positive run at most 600 MB, a LoRA run at most 20 MB.
 
-Run: python bench/bench_queue.py [--steps 2000]
-Not measured here (not built yet): sweeps and disk retention, the issue's other two parts.
+Run: python bench/bench_queue.py [--steps 2000] [--skip-disk]
+Not measured here (not built yet): sweeps, the issue's second part.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def count_logs(store, run_id: int, message: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000, help="environment steps per tiny run (default 2000)")
+    parser.add_argument("--skip-disk", action="store_true", help="leave out part 3 (two LM runs of the bundled model)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench_queue_"))
     os.environ["LLMRL_HOME"] = str(home)
@@ -145,6 +150,44 @@ def main() -> None:
     print(f"after the restart: {done} of 6 completed in {wall:.1f} s; times each started: {starts}; "
           f"statuses {[r['status'] for r in runs]}")
     print(f"target: all 6 complete, each exactly once: {'met' if done == 6 and starts == [1] * 6 else 'missed'}")
+
+    # 3. Disk of a stopped run, before (keep_for_resuming on: the old behaviour) and after (the default).
+    if args.skip_disk:
+        return
+    for preset, target_mb in (("make-it-positive", 600), ("make-it-positive-lora", 20)):
+        before, s1 = measure_stopped_run_bytes(preset, keep=True)
+        after, s2 = measure_stopped_run_bytes(preset, keep=False)
+        print(f"{preset} stopped after 2 steps: {before / 1e6:.1f} MB with the optimizer state (as before) -> "
+              f"{after / 1e6:.1f} MB weights only ({s1}, {s2}); target at most {target_mb} MB: "
+              f"{'met' if after <= target_mb * 1e6 else 'missed'}")
+
+
+def measure_stopped_run_bytes(preset: str, keep: bool, stop_at: int = 2) -> tuple[int, str]:
+    """(bytes of the run's folder, status) of `preset` stopped after `stop_at` steps, with keep_for_resuming=`keep`."""
+    import threading
+
+    from llmrl_core.lm_rl.config import make_preset_config
+    from llmrl_core.runs import RunManager
+    from llmrl_core.runs.files import compute_run_disk_bytes
+
+    manager = RunManager()
+    cfg = make_preset_config(preset, steps=100, keep_for_resuming=keep, samples_per_step=4)
+    done = threading.Event()
+    result: dict = {}
+
+    def run() -> None:
+        result["id"], result["status"] = manager.run_foreground("lm_rl", cfg.to_dict(), name=f"disk {preset} keep={keep}",
+                                                                total_steps=cfg.steps)
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while not done.wait(0.2):
+        runs = manager.store.list_runs(kind="lm_rl")
+        if not runs.empty and int(runs["step"].iloc[0] or 0) >= stop_at:
+            manager.store.request_control(int(runs["id"].iloc[0]), "stop")
+    manager.close()
+    return compute_run_disk_bytes(result["id"], manager.store), result["status"]
 
 
 if __name__ == "__main__":
