@@ -164,6 +164,22 @@ def count_lora_params(model_facts: Mapping[str, Any], rank: int, target_modules:
     return sum(rank * (n_in + n_out) * count for name, (n_in, n_out, count) in shapes.items() if name in targets)
 
 
+def estimate_checkpoint_bytes(cfg: Mapping[str, Any], model_facts: Mapping[str, Any]) -> int:
+    """Disk a run's checkpoints take at their peak: every kept checkpoint's weights (fp32; the adapters only with
+    LoRA) plus one AdamW state (two fp32 moments of what trains) in the newest while the run goes on.
+
+    Kept: the final one (save_final) plus up to save_total_limit periodic ones (save_every). A floor: the
+    tokenizer, the config and the trainer's small state come on top.
+    """
+    n_params = int(model_facts.get("n_params") or 0)
+    trainable = (count_lora_params(model_facts, int(cfg.get("lora_r") or 16), list(cfg.get("lora_target_modules") or
+                                   ["all-linear"])) if cfg.get("use_lora") else n_params)
+    steps, every = int(cfg.get("steps") or 0), int(cfg.get("save_every") or 0)
+    kept = (1 if cfg.get("save_final", True) else 0) + (min(int(cfg.get("save_total_limit") or 1), steps // every)
+                                                        if every else 0)
+    return max(kept, 1) * trainable * 4 + trainable * 8
+
+
 def resolve_activation_bytes(mixed_precision: str | None, bf16_native: bool = True) -> int:
     """Bytes of an activation: 2 under bf16 autocast ('bf16', or 'auto' on a device that runs bf16 natively), else 4.
 

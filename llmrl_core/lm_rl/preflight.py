@@ -9,7 +9,8 @@ What it catches:
   * bf16 autocast on a CPU without native bfloat16 (no AVX512_BF16 or AMX): torch emulates it,
     and on an AMD Zen 2 one GRPO update took 130 s in bf16 against 5 s in fp32;
   * a model whose weights, gradients and AdamW state alone exceed the free memory;
-  * a batch whose activations push the estimate past the free memory.
+  * a batch whose activations push the estimate past the free memory;
+  * checkpoints that the disk under the workbench home cannot hold (memory.estimate_checkpoint_bytes).
 
 The memory estimate is llmrl_core/lm_rl/memory.py's (one formula for the page, the CLI and these
 checks): the model's size comes from its config.json (`compute_model_shape`, no weights read), the
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrl_core.core.hardware import DeviceInfo, read_device_info  # tests patch read_device_info here
-from llmrl_core.lm_rl.memory import DEFAULT_PROMPT_TOKENS, MemoryEstimate, estimate_from_config
+from llmrl_core.lm_rl.memory import DEFAULT_PROMPT_TOKENS, MemoryEstimate, estimate_checkpoint_bytes, estimate_from_config
 
 HEADROOM = 0.9  # warn when the estimate exceeds this share of the free memory (the OS and the app need some)
 
@@ -158,11 +159,14 @@ def _gib(n: int | float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def check_rl_config(cfg: Any, device_info: DeviceInfo, shape: ModelShape | None = None) -> list[PreflightWarning]:
-    """Warnings for an RLConfig on a device: bf16 without hardware support, a model or batch that will not fit.
+def check_rl_config(cfg: Any, device_info: DeviceInfo, shape: ModelShape | None = None,
+                    disk_free_bytes: int | None = None) -> list[PreflightWarning]:
+    """Warnings for an RLConfig on a device: bf16 without hardware support, a model or batch that will not fit,
+    checkpoints the disk under the workbench home cannot hold.
 
     `shape` defaults to the one read from the model's config.json; without one (a GGUF not yet
-    converted, a hub id not in the cache) the memory checks are skipped.
+    converted, a hub id not in the cache) the memory and disk checks are skipped. `disk_free_bytes`
+    defaults to the free space of the workbench home's disk, measured now.
     """
     warnings: list[PreflightWarning] = []
     if cfg.mixed_precision == "bf16" and device_info.kind == "cpu" and not device_info.bf16_native:
@@ -175,7 +179,10 @@ def check_rl_config(cfg: Any, device_info: DeviceInfo, shape: ModelShape | None 
     if shape is None:
         config = find_model_config(cfg.model)
         shape = compute_model_shape(config) if config else None
-    if shape is None or not device_info.free_bytes:
+    if shape is None:
+        return warnings
+    warnings.extend(check_checkpoint_disk(cfg, shape, disk_free_bytes))
+    if not device_info.free_bytes:
         return warnings
     est = estimate_memory(shape, cfg, bf16_native=device_info.kind != "cpu" or device_info.bf16_native)
     budget = device_info.free_bytes * HEADROOM
@@ -206,6 +213,27 @@ def check_rl_config(cfg: Any, device_info: DeviceInfo, shape: ModelShape | None 
             "num_generations or max_new_tokens.", severity="error",
         ))
     return warnings
+
+
+def check_checkpoint_disk(cfg: Any, shape: ModelShape, disk_free_bytes: int | None = None) -> list[PreflightWarning]:
+    """A warning when the run's checkpoints (memory.estimate_checkpoint_bytes) would not fit the free disk."""
+    if disk_free_bytes is None:
+        import shutil
+
+        from llmrl_core.core.paths import get_home
+
+        home = get_home()
+        disk_free_bytes = shutil.disk_usage(home if home.exists() else home.parent).free
+    need = estimate_checkpoint_bytes(cfg.to_dict(), shape.to_facts())
+    if need <= disk_free_bytes * HEADROOM:
+        return []
+    return [PreflightWarning(
+        "save_total_limit",
+        f"its checkpoints need about {_gib(need)} on disk at their peak, with {_gib(disk_free_bytes)} free under the "
+        "workbench home: the run would fail when a save finds the disk full.",
+        "free space (delete old runs' files on the Runs page), lower save_total_limit or raise save_every, "
+        "set use_lora to true (adapters only), or point LLMRL_HOME at a larger disk.",
+    )]
 
 
 def preflight_rl_config(cfg: Any) -> list[PreflightWarning]:

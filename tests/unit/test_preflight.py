@@ -117,3 +117,24 @@ def test_this_machine_is_measured():
     assert device.cpu_capability == torch.backends.cpu.get_cpu_capability()
     assert device.free_bytes is None or device.free_bytes > 0
     print(device.describe())
+
+
+def test_checkpoints_the_disk_cannot_hold_are_warned_before_start(tiny_model_dir):
+    from llmrl_core.lm_rl.memory import estimate_checkpoint_bytes
+
+    shape = _tiny_shape(tiny_model_dir)
+    cfg = RLConfig(model=str(tiny_model_dir), steps=10, save_every=2, save_total_limit=3)
+    facts = shape.to_facts()
+    # 3 periodic + the final, fp32 weights each, and one AdamW state (2 moments) in the newest
+    assert estimate_checkpoint_bytes(cfg.to_dict(), facts) == 4 * shape.n_params * 4 + shape.n_params * 8
+    lora = cfg.replace(use_lora=True, save_every=0)
+    from llmrl_core.lm_rl.memory import count_lora_params
+
+    adapters = count_lora_params(facts, lora.lora_r, lora.lora_target_modules)
+    assert 0 < adapters < shape.n_params and estimate_checkpoint_bytes(lora.to_dict(), facts) == adapters * 12
+    need = estimate_checkpoint_bytes(cfg.to_dict(), facts)
+    found = preflight.check_checkpoint_disk(cfg, shape, disk_free_bytes=need // 2)
+    assert [w.field for w in found] == ["save_total_limit"] and "on disk" in found[0].message
+    assert "use_lora" in found[0].fix
+    assert preflight.check_checkpoint_disk(cfg, shape, disk_free_bytes=need * 2) == []
+    assert [w.field for w in check_rl_config(cfg, read_device_info("cpu"), shape, disk_free_bytes=1)] == ["save_total_limit"]
