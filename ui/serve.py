@@ -27,9 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     # The run manager's supervisor starts with the server, not with the first page view: runs waiting in the
     # queue start (and workers of an earlier server are watched) even when no browser is open.
+    from llmrl_core.core.errors import WorkbenchError
     from ui.state import start_server_supervisor
 
-    start_server_supervisor()
+    try:
+        start_server_supervisor()
+    except WorkbenchError as err:  # e.g. an unwritable LLMRL_HOME: the pages show the error, as before
+        print(f"The run supervisor did not start: {err}", file=sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
     sys.argv = ["streamlit", "run", *(args or ["app.py"])]
     cli.main()
