@@ -350,7 +350,10 @@ class RunManager:
             try:
                 self._wait_for_turn(run_id, owner, on_wait)
             except KeyboardInterrupt:
-                cancel(self.store, run_id)
+                try:
+                    cancel(self.store, run_id)
+                except InputError:  # already cancelled from elsewhere (the Runs page, `runs cancel`)
+                    pass
                 return run_id, "stopped"
         ctx = JobContext(run_id, self.store, dict(config))
         return run_id, execute_run(ctx, job)

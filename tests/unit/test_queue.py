@@ -206,3 +206,26 @@ def test_a_cli_run_with_queue_waits_for_its_turn_and_one_without_says_it_bypasse
     bypass = run_cli("demo", "--steps", "1", "--delay", "0", home=home)
     assert bypass.returncode == 0 and "bypasses the run queue (1 slot in use, 0 runs waiting)" in bypass.stderr
     qstore.set_status(other, "completed")
+
+
+def test_a_waiting_cli_run_cancelled_from_elsewhere_ends_stopped(qstore) -> None:
+    import threading
+
+    busy = qstore.create_run("demo", "busy", {})
+    qstore.mark_started(busy)
+    manager = RunManager(qstore)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(
+        zip(("id", "status"), manager.run_foreground("demo", {"steps": 1, "delay": 0}, name="cli", queue=True))))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while q.list_queue(qstore).empty and time.monotonic() < deadline:
+            time.sleep(0.05)
+        q.cancel(qstore, int(q.list_queue(qstore)["id"].iloc[0]))  # the Runs page's Cancel
+        thread.join(10)
+        assert not thread.is_alive() and result["status"] == "stopped"
+        assert qstore.get_run(result["id"])["status"] == "stopped" and "never started" in qstore.get_run(result["id"])["error"]
+    finally:
+        manager.close()
+        qstore.set_status(busy, "completed")
