@@ -80,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000, help="environment steps per tiny run (default 2000)")
     parser.add_argument("--skip-disk", action="store_true", help="leave out part 3 (two LM runs of the bundled model)")
+    parser.add_argument("--disk-only", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench_queue_"))
     os.environ["LLMRL_HOME"] = str(home)
@@ -93,6 +94,9 @@ def main() -> None:
     queue.set_max_concurrent(store, 1)
     load = " ".join(open("/proc/loadavg").read().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
     print(f"cores {os.cpu_count()} · load average {load} · limit 1 run at once · {args.steps} steps per run")
+
+    if args.disk_only:
+        return measure_disk()
 
     # 1. Six at once, one after another.
     server, url = start_app(home)
@@ -151,9 +155,12 @@ def main() -> None:
           f"statuses {[r['status'] for r in runs]}")
     print(f"target: all 6 complete, each exactly once: {'met' if done == 6 and starts == [1] * 6 else 'missed'}")
 
-    # 3. Disk of a stopped run, before (keep_for_resuming on: the old behaviour) and after (the default).
-    if args.skip_disk:
-        return
+    if not args.skip_disk:
+        measure_disk()
+
+
+def measure_disk() -> None:
+    """3. Disk of a stopped run, before (keep_for_resuming on: the old behaviour) and after (the default)."""
     for preset, target_mb in (("make-it-positive", 600), ("make-it-positive-lora", 20)):
         before, s1 = measure_stopped_run_bytes(preset, keep=True)
         after, s2 = measure_stopped_run_bytes(preset, keep=False)
