@@ -22,9 +22,12 @@ def _train(page, steps: str) -> None:
 
 @pytest.mark.browser
 def test_a_second_run_waits_its_turn_and_starts_by_itself(tmp_path, workbench_home):
-    store = RunStore(workbench_home / "runs.sqlite")
+    home = tmp_path / "home"  # a store of its own: the limit of 1 must not hold up other tests' runs
+    home.mkdir()
+    (home / "cache").symlink_to(workbench_home / "cache")
+    store = RunStore(home / "runs.sqlite")
     set_max_concurrent(store, 1)  # the page's setting, as a CPU-only machine has by default
-    with serve_app(workbench_home) as url, open_browser() as page:
+    with serve_app(home) as url, open_browser() as page:
         page.goto(f"{url}/gym", wait_until="domcontentloaded")
         page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)
         _train(page, "30000")

@@ -73,7 +73,7 @@ def test_batched_logprobs_match_one_sequence_at_a_time(tiny_model_dir):
 
 def test_job_writes_metrics_samples_and_checkpoint_then_resumes(tiny_model_dir, store):
     manager = RunManager(store)
-    cfg = tiny_config(tiny_model_dir, steps=2, save_every=1)
+    cfg = tiny_config(tiny_model_dir, steps=2, save_every=1, keep_for_resuming=True)  # the moments stay for a resume
     run_id, status = manager.run_foreground("lm_rl", cfg.to_dict(), name="tiny", total_steps=cfg.steps)
     assert status == "completed", store.get_run(run_id)["error"]
     wide = store.read_metrics_wide(run_id)
