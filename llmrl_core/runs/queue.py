@@ -59,13 +59,14 @@ def get_default_max_concurrent() -> int:
     return max(1, count_gpus())
 
 
+def read_limit(value: str | None) -> int:
+    """The limit a stored setting value gives: itself when a positive whole number, else the default."""
+    return max(1, int(value)) if value is not None and str(value).isdigit() else get_default_max_concurrent()
+
+
 def get_max_concurrent(store: RunStore) -> int:
     """The limit on slots in use at once: the store's setting, else the default."""
-    value = store.get_setting(MAX_CONCURRENT_KEY)
-    try:
-        return max(1, int(value)) if value is not None else get_default_max_concurrent()
-    except ValueError:
-        return get_default_max_concurrent()
+    return read_limit(store.get_setting(MAX_CONCURRENT_KEY))
 
 
 def set_max_concurrent(store: RunStore, value: int | None) -> int:
@@ -116,18 +117,18 @@ def get_queue_position(store: RunStore, run_id: int) -> tuple[int, int] | None:
     return None if len(match) == 0 else (int(queue.loc[match[0], "position"]), len(queue))
 
 
-def _used_slots(conn: Any) -> int:
-    """Slots taken by active runs that are not waiting and whose process lives (or is being created)."""
-    rows = conn.execute(
-        f"SELECT config, owner FROM runs WHERE status IN ({','.join('?' * len(ACTIVE_STATUSES))}) AND queue_pos IS NULL",
-        ACTIVE_STATUSES).fetchall()
-    return sum(count_slots(r["config"]) for r in rows if not r["owner"] or is_owner_alive(r["owner"]))
+USED_SLOTS_SQL = (f"SELECT config, owner FROM runs WHERE status IN ({','.join('?' * len(ACTIVE_STATUSES))}) "
+                  "AND queue_pos IS NULL")
+
+
+def _sum_slots(rows: list) -> int:
+    """Slots taken by (config, owner) rows of active runs not waiting, whose process lives (or is being created)."""
+    return sum(count_slots(config) for config, owner in rows if not owner or is_owner_alive(owner))
 
 
 def count_used_slots(store: RunStore) -> int:
-    """Slots in use now."""
-    with store.write_transaction() as conn:
-        return _used_slots(conn)
+    """Slots in use now (a plain read: the Runs page asks at every rerun)."""
+    return _sum_slots(store.fetch_rows(USED_SLOTS_SQL, ACTIVE_STATUSES))
 
 
 # ---------------------------------------------------------------------- changing
@@ -205,9 +206,9 @@ def claim_next(store: RunStore, owner: str, run_id: int | None = None) -> int | 
                             "ORDER BY queue_pos, id LIMIT 1").fetchone()
         if head is None or (run_id is None and head["owner"]) or (run_id is not None and int(head["id"]) != run_id):
             return None
-        used = _used_slots(conn)
+        used = _sum_slots([tuple(r) for r in conn.execute(USED_SLOTS_SQL, ACTIVE_STATUSES).fetchall()])
         value = conn.execute("SELECT value FROM settings WHERE key=?", (MAX_CONCURRENT_KEY,)).fetchone()
-        limit = max(1, int(value[0])) if value is not None and str(value[0]).isdigit() else get_default_max_concurrent()
+        limit = read_limit(None if value is None else value[0])
         if used > 0 and used + count_slots(head["config"]) > limit:
             return None
         conn.execute("UPDATE runs SET queue_pos=NULL, owner=? WHERE id=?", (owner, head["id"]))
