@@ -39,4 +39,5 @@ SPEC = RunKindSpec(
     compare_metrics=("charts/episodic_return",),
     table_columns={"model": "model", "algorithm": "algo"},
     cli="llmrl_core.agent.cli",
+    presets="llmrl_core.agent.config:AGENT_PRESETS",
 )

@@ -55,4 +55,5 @@ SPEC = RunKindSpec(
     compare_metrics=("charts/episodic_return", "eval/mean_reward"),
     table_columns={"model": "env_id", "algorithm": "algo"},
     cli="llmrl_core.gym.cli",
+    make_config="llmrl_core.gym.config:make_gym_config",  # hyperparameters go to params, RL Zoo values first
 )

@@ -55,4 +55,5 @@ SPEC = RunKindSpec(
     alarms="llmrl_core.lm_rl.alarms:read_run_alarms",
     before_after=True,
     cli="llmrl_core.lm_rl.cli",
+    presets="llmrl_core.lm_rl.config:PRESETS",
 )

@@ -78,6 +78,8 @@ class RunKindSpec:
     alarms: str | None = None  # "module:function"(store, run_id) -> health alarms; None: none watched
     before_after: bool = False  # its checkpoints answer prompts next to the base model (Before/after page)
     cli: str | None = None  # module with add_cli(subparsers): its CLI verb
+    make_config: str | None = None  # "module:function"(**fields) -> config from flat fields (a sweep's base); None: config_class
+    presets: str | None = None  # "module:attr" of its {name: core.config.Preset} (`sweep start --preset`)
 
 
 _REGISTERED: dict[str, str | RunKindSpec] = {}  # register_kind in this process: name -> target

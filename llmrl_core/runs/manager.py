@@ -39,6 +39,7 @@ from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
 from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting
+from llmrl_core.runs.sweeps import advance_sweeps, has_running_sweeps
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
 QUEUE_POLL_S = 1.0  # how often a CLI run waiting in the queue looks for its turn
@@ -275,6 +276,13 @@ class RunManager:
         self._ensure_supervisor()
         return run_id
 
+    def start_waiting(self) -> list[int]:
+        """Start what the queue allows now and keep the supervisor running, so runs queued straight into the store
+        (a sweep's trials) start in order; returns the ids started now."""
+        started = self.dispatch()
+        self._ensure_supervisor()
+        return started
+
     def dispatch(self, just_started: int | None = None) -> list[int]:
         """Start waiting runs in queue order while slots are free; returns the ids started (the supervisor calls
         it every pass, so a run that ends makes room for the next within a pass). Each run that waited logs
@@ -357,6 +365,24 @@ class RunManager:
                 return run_id, "stopped"
         ctx = JobContext(run_id, self.store, dict(config))
         return run_id, execute_run(ctx, job)
+
+    def run_queued_foreground(self, run_id: int, owner: str,
+                              on_wait: Callable[[int, int], None] | None = None) -> str:
+        """Run a run this process queued earlier (with `owner`, e.g. a sweep's trial from the CLI) in this thread,
+        once it is at the head of the queue and a slot is free; returns its final status ('stopped' when it was
+        cancelled from elsewhere while waiting; Ctrl-C while waiting cancels it and raises KeyboardInterrupt)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise InputError(f"No run with id {run_id}.")
+        try:
+            self._wait_for_turn(run_id, owner, on_wait)
+        except KeyboardInterrupt:
+            if get_queue_position(self.store, run_id) is None:  # cancelled from elsewhere: the caller goes on
+                return "stopped"
+            cancel(self.store, run_id)  # Ctrl-C here: the run leaves the queue, the caller hears of it
+            raise
+        ctx = JobContext(run_id, self.store, dict(run["config"]))
+        return execute_run(ctx, get_job(run["kind"]))
 
     def _wait_for_turn(self, run_id: int, owner: str, on_wait: Callable[[int, int], None] | None) -> None:
         """Poll the queue until this process may start `run_id` (it claims it)."""
@@ -523,6 +549,8 @@ class RunManager:
         for worker in workers:
             if worker.proc.poll() is not None:
                 self._reap(worker)
+        if has_running_sweeps(self.store):  # TPE's next trials, pruning, sweeps that ended (runs/sweeps.py)
+            advance_sweeps(self.store)
         self.dispatch()
         now = time.monotonic()
         for run_id, asked in stops.items():

@@ -60,7 +60,20 @@ CREATE TABLE IF NOT EXISTS runs (
     total_steps INTEGER,
     summary TEXT,
     note TEXT,
-    queue_pos REAL
+    queue_pos REAL,
+    sweep_id INTEGER,
+    sweep_trial TEXT
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    base TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    ended REAL,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -284,12 +297,14 @@ class RunStore:
 
         - runs.note (issue 10): a free-text note per run.
         - runs.queue_pos (issue 19): a waiting run's place in the queue (runs/queue.py); NULL for every other run.
+        - runs.sweep_id, runs.sweep_trial (issue 19): the sweep a run is a trial of, and its trial number, swept
+          values and seed (runs/sweeps.py); NULL for a run started on its own. The sweeps table is created above.
         - metrics_run_name_step: (run_id, name, step, value), so a run's best and last value of one metric
           (the runs table) and a few metrics of a run (compare) are read from the index alone. On an old
           store with millions of metric rows it is built once, on the first open (a few seconds).
         """
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        for column, sql_type in (("note", "TEXT"), ("queue_pos", "REAL")):
+        for column, sql_type in (("note", "TEXT"), ("queue_pos", "REAL"), ("sweep_id", "INTEGER"), ("sweep_trial", "TEXT")):
             if column not in columns:
                 try:
                     conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
@@ -297,6 +312,7 @@ class RunStore:
                     if "duplicate column" not in str(err):
                         raise
         conn.execute("CREATE INDEX IF NOT EXISTS metrics_run_name_step ON metrics(run_id, name, step, value)")
+        conn.execute("CREATE INDEX IF NOT EXISTS runs_sweep ON runs(sweep_id)")
 
     def _close_conn(self) -> None:
         conn = getattr(self._local, "conn", None)
