@@ -33,6 +33,7 @@ PAGES = {
         st.Page("pages/runs/runs.py", title="Runs", icon=":material/monitoring:"),
         st.Page("pages/runs/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("pages/runs/before_after.py", title="Before/after", icon=":material/difference:"),
+        st.Page("pages/runs/sweeps.py", title="Sweeps", icon=":material/tune:"),
     ],
 }
 

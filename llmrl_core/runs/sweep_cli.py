@@ -197,7 +197,7 @@ def add_cli(subparsers: Any) -> None:
     sweep.add_argument("--preset", help="start: begin from one of the kind's presets (e.g. make-it-positive)")
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="start: a base setting (repeatable)")
     sweep.add_argument("--name", help="start: the sweep's name (its runs are named after it)")
-    sweep.add_argument("--yes", action="store_true", help=f"start: queue more than 64 runs")
+    sweep.add_argument("--yes", action="store_true", help="start: queue more than 64 runs")
     sweep.add_argument("--detach", action="store_true", help="start: only queue the runs, for the dashboard's server")
     sweep.add_argument("--out", help="report: the HTML file to write")
     sweep.add_argument("--json", action="store_true", help="start/show: print the table as JSON")

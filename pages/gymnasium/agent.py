@@ -34,6 +34,7 @@ from ui.episodes import pick_episode_to_show
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
 from ui.state import get_run_manager, get_store
+from ui.sweep_form import sweep_form_ui
 
 ALGO_LABELS = {"ppo": "PPO (value head, GLAM)", "reinforce": "REINFORCE (value baseline)"}
 PICK_KEY, SELECTED_KEY = "agent_pick", "agent_run_id"
@@ -187,6 +188,7 @@ def settings_ui() -> None:
                                          total_steps=config.total_steps)
         select_run(run_id, PICK_KEY, SELECTED_KEY)
         st.rerun()
+    sweep_form_ui("agent", lambda: AgentConfig.from_dict(values).to_dict(), key="agent_sweep")
 
 
 # ----------------------------------------------------------------------------- the player

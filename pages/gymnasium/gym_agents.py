@@ -31,6 +31,7 @@ from ui.config_widgets import config_field_ui, config_form_ui
 from ui.episodes import pick_episode_to_show
 from ui.live_run import LiveRun, live_run_ui, run_controls_ui, run_heading_ui, run_picker_ui, run_progress_ui, select_run
 from ui.run_views import run_error_ui
+from ui.sweep_form import sweep_form_ui
 from ui.state import get_run_manager, get_store
 
 ALGO_LABELS = {name: algorithm.label for name, algorithm in GYM_ALGORITHMS.items()}
@@ -80,6 +81,8 @@ def settings_ui() -> None:
                                          total_steps=config.total_steps)
         select_run(run_id, PICK_KEY, SELECTED_KEY)
         st.rerun()
+    if algorithm.trains:
+        sweep_form_ui("gym", lambda: make_gym_config(env_id, algo, **overrides).to_dict(), key="gym_sweep")
 
 
 # ----------------------------------------------------------------------------- the player

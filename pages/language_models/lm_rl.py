@@ -32,6 +32,7 @@ from ui.live_run import live_run_ui, run_picker_ui
 from ui.rl_dashboard import rl_dashboard_ui
 from ui.scale import scale_ui
 from ui.state import default_model_spec, get_run_manager, get_store
+from ui.sweep_form import sweep_form_ui
 
 VIEW_KEY = "rl_view"
 VIEWS = ("Dashboard", "New run")
@@ -402,6 +403,8 @@ def new_run_ui() -> None:
                f"{cfg.get('max_new_tokens')} new tokens · {'LoRA' if cfg.get('use_lora') else 'full fine-tuning'} of "
                f"{escape_markdown(cfg.get('model'))}")
     start_run_ui()
+    sweep_form_ui("lm_rl", lambda: RLConfig.from_dict(dict(_config())).to_dict(), key="rl_sweep",
+                  validate=validate_config)  # the model and rewards are resolved on Queue, not at every rerun
 
 
 def pick_run_ui() -> int | None:

@@ -15,6 +15,7 @@ from llmrl_core.runs.kinds import find_kind
 from ui.review import report_ui
 from ui.state import get_store
 
+COMPARE_REQUEST_KEY = "compare_request"  # run ids another page asks Compare to open with (taken once)
 X_LABELS = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
 
 
@@ -22,6 +23,13 @@ def pick_runs_ui() -> list[int]:
     """The runs to compare (by default the newest run and the one before it of the same kind)."""
     runs = get_store().list_runs()
     names = runs.set_index("id")["name"].to_dict()
+    requested = st.session_state.pop(COMPARE_REQUEST_KEY, None)  # e.g. the Sweeps page's "Compare the best 3"
+    if requested:
+        st.session_state["cmp_runs"] = [int(r) for r in requested if int(r) in names]
+    if "cmp_runs" in st.session_state:  # the widget keeps its state; a default beside it would be ignored
+        st.session_state["cmp_runs"] = [r for r in st.session_state["cmp_runs"] if r in names]  # a run deleted meanwhile
+        return st.multiselect("Runs", runs["id"].tolist(), format_func=lambda i: f"#{i} {names.get(i, '')}",
+                              key="cmp_runs")
     same_kind = runs[runs["kind"] == runs["kind"].iloc[0]] if not runs.empty else runs
     return st.multiselect("Runs", runs["id"].tolist(), default=same_kind["id"].head(2).tolist(),
                           format_func=lambda i: f"#{i} {names.get(i, '')}", key="cmp_runs")
