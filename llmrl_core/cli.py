@@ -76,6 +76,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore()
     if args.action == "queue":
         return _show_queue(store, args)
+    if args.action == "free-space":
+        from llmrl_core.runs.files import free_space
+
+        count, runs, freed = free_space(store)
+        print(f"Freed {freed / 1e6:.1f} MB: {count} older checkpoint{'s' if count != 1 else ''} of {runs} ended "
+              f"run{'s' if runs != 1 else ''} (each keeps its final checkpoint).")
+        return 0
     if args.action == "list":
         store.recover_interrupted()
         runs = store.list_runs(kind=args.kind)
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list, show or control runs in the store")
     runs.add_argument("action", choices=["list", "show", "stop", "pause", "resume", "rename", "note", "delete", "queue",
-                                         "cancel", "move"])
+                                         "cancel", "move", "free-space"])
     runs.add_argument("run_id", nargs="?", type=int)
     runs.add_argument("text", nargs="?", help="the new name (rename) or the note (note; empty clears it)")
     runs.add_argument("--with-files", action="store_true", help="delete: also remove the run's files on disk")

@@ -8,6 +8,7 @@ refuses when it is a symlink or resolves outside $LLMRL_HOME/artifacts.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -88,3 +89,54 @@ def delete_run_files(run_id: int) -> int:
     before = compute_tree_bytes(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)  # rmtree unlinks symlinks inside, never follows them
     return before - compute_tree_bytes(run_dir)
+
+
+# ---------------------------------------------------------------------- "free space"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpareCheckpoint:
+    """A checkpoint an ended run does not need: not its final one."""
+
+    run_id: int
+    path: Path
+    bytes: int
+
+
+def find_spare_checkpoints(store: Any) -> list[SpareCheckpoint]:
+    """Every recorded checkpoint of a run that ended, except each run's final one (its newest by step), whose folder
+    lies inside the run's artifact folder (never a link, never anything outside $LLMRL_HOME/artifacts)."""
+    from llmrl_core.runs.store import FINAL_STATUSES
+
+    rows = store.fetch_rows(
+        "SELECT a.run_id, a.path FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE a.kind='checkpoint' "
+        f"AND r.status IN ({','.join('?' * len(FINAL_STATUSES))}) ORDER BY a.run_id, a.step, a.id", FINAL_STATUSES)
+    by_run: dict[int, list[str]] = {}
+    for run_id, path in rows:
+        by_run.setdefault(int(run_id), []).append(str(path))
+    spare = []
+    for run_id, paths in by_run.items():
+        inside = get_run_dir(run_id).resolve()
+        for path in dict.fromkeys(paths[:-1]):  # the last is the final checkpoint: kept
+            folder = Path(path)
+            if folder == Path(paths[-1]) or folder.is_symlink() or not folder.exists():
+                continue
+            if not folder.resolve().is_relative_to(inside):
+                continue
+            spare.append(SpareCheckpoint(run_id, folder, compute_tree_bytes(folder)))
+    return spare
+
+
+def free_space(store: Any) -> tuple[int, int, int]:
+    """Delete the checkpoints find_spare_checkpoints lists (and their rows); return (checkpoints, runs, bytes freed)."""
+    freed = count = 0
+    runs: set[int] = set()
+    for spare in find_spare_checkpoints(store):
+        shutil.rmtree(spare.path, ignore_errors=True)
+        if spare.path.exists():
+            continue  # could not be deleted (permissions): left as it is, and still recorded
+        store.remove_artifacts(spare.run_id, [spare.path])
+        freed += spare.bytes
+        count += 1
+        runs.add(spare.run_id)
+    return count, len(runs), freed

@@ -25,7 +25,7 @@ from ui.live_run import (
 from ui.run_views import run_error_ui
 from ui.state import get_store
 
-from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files, measure_home_disk
+from llmrl_core.runs.files import compute_run_disk_bytes, delete_run_files, free_space, measure_home_disk
 from llmrl_core.runs.kinds import list_kind_names
 from llmrl_core.runs.table import summarize_runs
 from ui.clone import find_clone_page, request_clone
@@ -225,9 +225,24 @@ def disk_ui() -> None:
     from llmrl_core.core.paths import get_home
 
     disk = _home_disk(str(get_home()))
-    st.caption(f":material/hard_drive: The workbench home ({escape_markdown(str(get_home()))}) holds "
-               f"{format_bytes(disk['home_bytes'])}; {format_bytes(disk['free_bytes'])} free on its disk. "
-               "Fine-tuning runs that ended keep their weights only, unless keep_for_resuming was set.")
+    c_text, c_button = st.columns([5, 1], vertical_alignment="center")
+    c_text.caption(f":material/hard_drive: The workbench home ({escape_markdown(str(get_home()))}) holds "
+                   f"{format_bytes(disk['home_bytes'])}; {format_bytes(disk['free_bytes'])} free on its disk. "
+                   "Fine-tuning runs that ended keep their weights only, unless keep_for_resuming was set.")
+    if c_button.button("Free space", key="runs_free_space", icon=":material/delete_sweep:",
+                       help="Deletes the checkpoints of ended runs other than each run's final one, and says how "
+                            "much that freed. Running runs are not touched. CLI: `runs free-space`."):
+        count, runs, freed = free_space(get_store())
+        _home_disk.clear()
+        st.session_state["runs_freed"] = (count, runs, freed)
+        st.rerun()
+    if freed := st.session_state.pop("runs_freed", None):
+        count, runs, size = freed
+        if count:
+            st.success(f"Freed {format_bytes(size)}: {count} older checkpoint{'s' if count != 1 else ''} of {runs} "
+                       f"ended run{'s' if runs != 1 else ''}; each kept its final checkpoint.")
+        else:
+            st.info("Nothing to free: no ended run holds a checkpoint besides its final one.")
 
 
 def start_links_ui() -> None:

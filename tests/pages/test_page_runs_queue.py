@@ -76,3 +76,23 @@ def test_a_waiting_run_shows_its_place_and_cancels_from_its_view(queued) -> None
     at.button(key=f"runs_cancel_{second}").click().run()
     assert store.get_run(second)["status"] == "stopped" and _order(store) == [first, third]
     assert not at.exception, at.exception
+
+
+def test_free_space_on_the_runs_page_says_how_much_it_freed(queued) -> None:
+    from llmrl_core.runs.files import get_run_dir
+
+    store, _ = queued
+    ended = store.create_run("lm_rl", "ended", {})
+    for step in (1, 2):
+        folder = get_run_dir(ended) / f"checkpoint-{step:06d}"
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"x" * 3_000_000)
+        store.add_artifact(ended, step, "checkpoint", folder)
+    store.set_status(ended, "stopped")
+    at = _open()
+    at.button(key="runs_free_space").click().run()
+    assert not at.exception, at.exception
+    assert "Freed 3.0 MB: 1 older checkpoint of 1 ended run; each kept its final checkpoint." in at.success[0].value
+    assert (get_run_dir(ended) / "checkpoint-000002").exists() and not (get_run_dir(ended) / "checkpoint-000001").exists()
+    at.button(key="runs_free_space").click().run()
+    assert "Nothing to free" in at.info[0].value
