@@ -203,18 +203,16 @@ def measure_sweep(store, home: Path, steps: int) -> None:
         wall = time.monotonic() - t0
     finally:
         stop_app(server)
-    sweep = sweeps.get_sweep(store, sweep_id)
-    trials = sweeps.read_trials(store, sweep_id)
-    names = [p.name for p in spec.params]
-    sets = sweeps.summarize_sets(trials, names)
-    best = sets[sets["is_best"]]
+    view = sweeps.read_sweep_view(store, sweep_id)
+    trials, sweep = view.trials, view.sweep
     print(f"sweep: {spec.describe()}, {steps} steps per run: {sweep['status']} in {wall:.1f} s; "
           f"{int((trials['status'] == 'completed').sum())} of {len(trials)} runs completed; most running at once {most}")
-    print(format_trials_table(trials, spec, int(best["trial"].iloc[0]) if len(best) else None).to_string(index=False))
-    print(format_sets_table(sets, names).to_string(index=False))
-    print(sweeps.describe_best(store, sweep_id))
+    print(format_trials_table(trials, spec, view.best_trial).to_string(index=False))
+    print(format_sets_table(view.sets, view.names).to_string(index=False))
+    print(sweeps.describe_best(view))
+    best = view.best
     print(f"target: the 2x2 sweep with 2 seeds completes with its table and best: "
-          f"{'met' if sweep['status'] == 'completed' and len(best) else 'missed'}")
+          f"{'met' if sweep['status'] == 'completed' and best is not None else 'missed'}")
 
 
 def measure_disk() -> None:

@@ -304,7 +304,6 @@ def _comparison_section(store: Any, runs: Sequence[Mapping[str, Any]]) -> str:
 
 def render_report_html(store: Any, run_ids: Sequence[int], before_after: Any = None) -> str:
     """The report page as one HTML string (see write_report)."""
-    from plotly.offline import get_plotlyjs
 
     run_ids = [int(r) for r in dict.fromkeys(run_ids)]
     if not run_ids:
@@ -335,6 +334,13 @@ def render_report_html(store: Any, run_ids: Sequence[int], before_after: Any = N
         if result is None and read_stored is not None:
             result = read_stored(store, int(run["id"]))
         body.append(_run_section(store, run, result))
+    return wrap_report_page(title, body)
+
+
+def wrap_report_page(title: str, body: Sequence[str]) -> str:
+    """A whole offline HTML page around escaped `body` parts: the report's style, plotly.js inside."""
+    from plotly.offline import get_plotlyjs
+
     # plotly.js is one script in the head; JSON and text below never contain a raw '<' from a run.
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

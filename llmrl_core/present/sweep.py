@@ -90,37 +90,25 @@ def format_sets_table(sets: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 
 def render_sweep_report_html(store: Any, sweep_id: int) -> str:
     """The sweep report as one self-contained HTML page (plotly.js inside; every text escaped)."""
-    from plotly.offline import get_plotlyjs
+    from llmrl_core.present.report import escape_text, render_figure_html, render_table, wrap_report_page
+    from llmrl_core.runs.sweeps import describe_best, read_sweep_view
 
-    from llmrl_core.present.report import _CSS, escape_text, render_figure_html, render_table
-    from llmrl_core.runs.sweeps import describe_best, get_main_metric, get_sweep, read_trials, summarize_sets
-
-    sweep = get_sweep(store, sweep_id)
-    spec: SweepSpec = sweep["spec"]
-    names = [p.name for p in spec.params]
-    metric, higher = get_main_metric(sweep["kind"])
-    trials = read_trials(store, sweep_id)
-    sets = summarize_sets(trials, names, higher)
-    best = sets[sets["is_best"]]
-    best_trial = int(best["trial"].iloc[0]) if len(best) else None
+    view = read_sweep_view(store, sweep_id)
+    sweep, spec = view.sweep, view.spec
     title = f"Sweep #{sweep['id']}: {sweep['name']}"
     body = [f"<h1>{escape_text(title)}</h1>",
             f'<p class="meta">LLM·RL Workbench sweep report, written {escape_text(time.strftime("%Y-%m-%d %H:%M"))}. '
             "This file works offline: everything it shows is inside it.</p>",
             f"<p>{escape_text(sweep['kind'])} runs · {escape_text(spec.describe())} · status {escape_text(sweep['status'])}"
             f"{' · pruning on' if spec.prune else ''}. Result of a run: the mean of its last logged values of "
-            f"{escape_text(metric)} ({'higher' if higher else 'lower'} is better).</p>",
-            f"<p><strong>{escape_text(describe_best(store, sweep_id))}</strong></p>"]
-    fig = make_parallel_figure(trials, spec, metric)
+            f"{escape_text(view.metric)} ({'higher' if view.higher_is_better else 'lower'} is better).</p>",
+            f"<p><strong>{escape_text(describe_best(view))}</strong></p>"]
+    fig = make_parallel_figure(view.trials, spec, view.metric)
     if fig is not None:
         body.append("<h2>Every run</h2>" + render_figure_html(fig))
-    body.append("<h2>Parameter sets (mean over seeds)</h2>" + render_table(format_sets_table(sets, names)))
-    body.append("<h2>Trials</h2>" + render_table(format_trials_table(trials, spec, best_trial)))
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape_text(title)}</title><style>{_CSS}</style>"
-            f'<script type="text/javascript">{get_plotlyjs()}</script></head>\n'
-            f"<body><main>\n{chr(10).join(body)}\n</main></body></html>\n")
+    body.append("<h2>Parameter sets (mean over seeds)</h2>" + render_table(format_sets_table(view.sets, view.names)))
+    body.append("<h2>Trials</h2>" + render_table(format_trials_table(view.trials, spec, view.best_trial)))
+    return wrap_report_page(title, body)
 
 
 def write_sweep_report(store: Any, sweep_id: int, out_path: str | Path) -> Path:

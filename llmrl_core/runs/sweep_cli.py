@@ -57,28 +57,21 @@ def _base_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_sweep(store: Any, sweep_id: int, as_json: bool = False) -> None:
     from llmrl_core.present.sweep import format_sets_table, format_trials_table
-    from llmrl_core.runs.sweeps import describe_best, get_main_metric, get_sweep, read_trials, summarize_sets
+    from llmrl_core.runs.sweeps import describe_best, read_sweep_view
 
-    sweep = get_sweep(store, sweep_id)
-    spec = sweep["spec"]
-    names = [p.name for p in spec.params]
-    metric, higher = get_main_metric(sweep["kind"])
-    trials = read_trials(store, sweep_id)
-    sets = summarize_sets(trials, names, higher)
+    view = read_sweep_view(store, sweep_id)
     if as_json:
-        print(json.dumps({"sweep_id": sweep_id, "status": sweep["status"], "spec": spec.to_dict(), "metric": metric,
-                          "trials": json.loads(trials.to_json(orient="records")),
-                          "sets": json.loads(sets.to_json(orient="records")),
-                          "best": describe_best(store, sweep_id)}, indent=2))
+        print(json.dumps({"sweep_id": sweep_id, "status": view.sweep["status"], "spec": view.spec.to_dict(),
+                          "metric": view.metric, "trials": json.loads(view.trials.to_json(orient="records")),
+                          "sets": json.loads(view.sets.to_json(orient="records")), "best": describe_best(view)}, indent=2))
         return
-    best = sets[sets["is_best"]]
-    print(f"Sweep {sweep_id} ({sweep['kind']}, {sweep['status']}): {spec.describe()}; result = mean of the last "
-          f"logged {metric}")
-    print(format_trials_table(trials, spec, int(best["trial"].iloc[0]) if len(best) else None).to_string(index=False))
-    if len(spec.seeds) > 1:
+    print(f"Sweep {sweep_id} ({view.sweep['kind']}, {view.sweep['status']}): {view.spec.describe()}; result = mean of "
+          f"the last logged {view.metric}")
+    print(format_trials_table(view.trials, view.spec, view.best_trial).to_string(index=False))
+    if len(view.spec.seeds) > 1:
         print("\nParameter sets over seeds:")
-        print(format_sets_table(sets, names).to_string(index=False))
-    print(describe_best(store, sweep_id))
+        print(format_sets_table(view.sets, view.names).to_string(index=False))
+    print(describe_best(view))
 
 
 def _prune_while(store: Any, sweep_id: int, done: threading.Event) -> None:

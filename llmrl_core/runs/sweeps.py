@@ -30,6 +30,7 @@ import json
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -260,6 +261,42 @@ def summarize_sets(trials: pd.DataFrame, names: Sequence[str], higher_is_better:
     return frame
 
 
+@dataclass(frozen=True)
+class SweepView:
+    """Everything the sweep's views show, read once: the sweep, its swept fields, the metric that ranks its trials,
+    each run (read_trials) and each parameter set (summarize_sets)."""
+
+    sweep: dict
+    names: list[str]
+    metric: str
+    higher_is_better: bool
+    trials: pd.DataFrame
+    sets: pd.DataFrame
+
+    @property
+    def spec(self) -> SweepSpec:
+        return self.sweep["spec"]
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The best parameter set's row, or None before any trial completed."""
+        best = self.sets[self.sets["is_best"]]
+        return best.iloc[0] if len(best) else None
+
+    @property
+    def best_trial(self) -> int | None:
+        return None if self.best is None else int(self.best["trial"])
+
+
+def read_sweep_view(store: RunStore, sweep_id: int) -> SweepView:
+    """The sweep, its trials and its parameter sets (one read of each run's main metric)."""
+    sweep = get_sweep(store, sweep_id)
+    names = [p.name for p in sweep["spec"].params]
+    metric, higher = get_main_metric(sweep["kind"])
+    trials = read_trials(store, sweep_id)
+    return SweepView(sweep, names, metric, higher, trials, summarize_sets(trials, names, higher))
+
+
 def rank_sets(sets: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFrame:
     """Parameter sets with a result, best first."""
     scored = sets[sets["mean"].map(lambda v: v == v)]
@@ -268,27 +305,20 @@ def rank_sets(sets: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFrame
 
 def pick_best_runs(store: RunStore, sweep_id: int, n: int = 3) -> list[int]:
     """The runs 'Compare the best 3' opens: the best seed's run of each of the n best parameter sets."""
-    sweep = get_sweep(store, sweep_id)
-    _, higher = get_main_metric(sweep["kind"])
-    sets = summarize_sets(read_trials(store, sweep_id), [p.name for p in sweep["spec"].params], higher)
-    return [int(r) for r in rank_sets(sets, higher)["best_run"].head(n) if r == r and r is not None]
+    view = read_sweep_view(store, sweep_id)
+    return [int(r) for r in rank_sets(view.sets, view.higher_is_better)["best_run"].head(n) if r == r and r is not None]
 
 
-def describe_best(store: RunStore, sweep_id: int) -> str:
-    """One line on the best set: 'best: learning_rate=0.001 n_steps=64 · charts/episodic_return 480.2 (95% CI 455.0 to
-    505.4 over 2 seeds) · runs 4, 8', or why there is none yet."""
-    sweep = get_sweep(store, sweep_id)
-    names = [p.name for p in sweep["spec"].params]
-    metric, higher = get_main_metric(sweep["kind"])
-    sets = summarize_sets(read_trials(store, sweep_id), names, higher)
-    best = sets[sets["is_best"]]
-    if best.empty:
+def describe_best(view: SweepView) -> str:
+    """One line on the best set: 'best: trial 3, learning_rate=0.001 n_steps=64 · charts/episodic_return 480.2 (95% CI
+    455.0 to 505.4 over 2 seeds)', or why there is none yet."""
+    row = view.best
+    if row is None:
         return "best: none yet (no trial has completed)"
-    row = best.iloc[0]
-    shown = " ".join(f"{n}={format_value(row[n])}" for n in names)
+    shown = " ".join(f"{n}={format_value(row[n])}" for n in view.names)
     spread = (f" (95% CI {row['low']:.4g} to {row['high']:.4g} over {int(row['runs_done'])} seeds)"
               if row["low"] == row["low"] else f" ({int(row['runs_done'])} seed{'s' if row['runs_done'] != 1 else ''})")
-    return f"best: trial {int(row['trial'])}, {shown} · {metric} {row['mean']:.4g}{spread}"
+    return f"best: trial {int(row['trial'])}, {shown} · {view.metric} {row['mean']:.4g}{spread}"
 
 
 # ---------------------------------------------------------------------- advancing

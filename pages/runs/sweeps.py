@@ -16,8 +16,7 @@ from llmrl_core.core.errors import WorkbenchError
 from llmrl_core.core.paths import get_home
 from llmrl_core.present.common import escape_markdown
 from llmrl_core.present.sweep import format_sets_table, format_trials_table, make_parallel_figure, write_sweep_report
-from llmrl_core.runs.sweeps import (cancel_sweep, describe_best, get_main_metric, get_sweep, list_sweeps, pick_best_runs,
-                                    read_trials, summarize_sets)
+from llmrl_core.runs.sweeps import cancel_sweep, describe_best, get_sweep, list_sweeps, pick_best_runs, read_sweep_view
 from ui.state import get_store
 from ui.sweep_form import SELECTED_KEY
 
@@ -77,31 +76,24 @@ def actions_ui(sweep: dict) -> None:
 
 def sweep_body_ui(sweep_id: int) -> None:
     """Status, best, plot and tables of one sweep (redrawn by the fragment while it runs)."""
-    store = get_store()
-    sweep = get_sweep(store, sweep_id)
-    spec = sweep["spec"]
-    names = [p.name for p in spec.params]
-    metric, higher = get_main_metric(sweep["kind"])
-    trials = read_trials(store, sweep_id)
-    sets = summarize_sets(trials, names, higher)
+    view = read_sweep_view(get_store(), sweep_id)
+    trials, spec = view.trials, view.spec
     ended = int(trials["status"].isin(["completed", "pruned", "stopped", "failed", "interrupted"]).sum())
     running = trials[trials["status"].isin(["running", "paused"])]
     st.progress(ended / max(1, spec.n_runs),
-                text=f"{sweep['status']} · {ended} of {spec.n_runs} runs ended"
+                text=f"{view.sweep['status']} · {ended} of {spec.n_runs} runs ended"
                      + (f" · running: #{', #'.join(map(str, running['run_id']))}" if len(running) else ""))
-    st.markdown(f"**{escape_markdown(describe_best(store, sweep_id))}**")
-    st.caption(f"A run's result: the mean of its last logged values of {escape_markdown(metric)} "
-               f"({'higher' if higher else 'lower'} is better).")
-    fig = make_parallel_figure(trials, spec, metric)
+    st.markdown(f"**{escape_markdown(describe_best(view))}**")
+    st.caption(f"A run's result: the mean of its last logged values of {escape_markdown(view.metric)} "
+               f"({'higher' if view.higher_is_better else 'lower'} is better).")
+    fig = make_parallel_figure(trials, spec, view.metric)
     if fig is not None:
         st.plotly_chart(fig, key=f"sweep_parcoords_{sweep_id}", config={"displaylogo": False})
-    best = sets[sets["is_best"]]
-    best_trial = int(best["trial"].iloc[0]) if len(best) else None
     if len(spec.seeds) > 1:
         st.markdown("**Parameter sets** (mean over seeds, 95% CI)")
-        st.dataframe(format_sets_table(sets, names), hide_index=True, width="stretch")
+        st.dataframe(format_sets_table(view.sets, view.names), hide_index=True, width="stretch")
     st.markdown("**Trials**")
-    st.dataframe(format_trials_table(trials, spec, best_trial), hide_index=True, width="stretch")
+    st.dataframe(format_trials_table(trials, spec, view.best_trial), hide_index=True, width="stretch")
 
 
 def main() -> None:

@@ -135,7 +135,7 @@ def test_tpe_asks_for_more_as_trials_finish_and_the_sweep_completes(store, base)
     assert sw.get_sweep(store, sweep_id)["status"] == "completed"
     trials = sw.read_trials(store, sweep_id)
     assert len(trials) == 6 and trials["status"].eq("completed").all()
-    assert sw.describe_best(store, sweep_id).startswith("best: trial")
+    assert sw.describe_best(sw.read_sweep_view(store, sweep_id)).startswith("best: trial")
 
 
 def test_the_best_set_gets_a_t_interval_over_seeds(store, base) -> None:
