@@ -356,10 +356,16 @@ def write_report(store: Any, run_ids: Sequence[int], out_path: str | Path, befor
     newest stored result is shown when it has one. The file is written under a temporary name and renamed,
     so an interrupted write never leaves a half report behind.
     """
+    return write_page(out_path, lambda: render_report_html(store, run_ids, before_after))
+
+
+def write_page(out_path: str | Path, render: Callable[[], str], example: str = "report.html") -> Path:
+    """Write the page `render` returns to `out_path` under a temporary name, then rename it (an interrupted write
+    never leaves half a page); refuses a folder before rendering anything."""
     out = Path(out_path).expanduser()
     if out.is_dir():
-        raise InputError(f"{out} is a folder; give a file name such as {out / 'report.html'}.")
-    page = render_report_html(store, run_ids, before_after)
+        raise InputError(f"{out} is a folder; give a file name such as {out / example}.")
+    page = render()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     try:

@@ -16,7 +16,6 @@ from typing import Any, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from llmrl_core.core.errors import InputError
 from llmrl_core.present.common import escape_plotly_text
 from llmrl_core.runs.sweep_spec import SweepSpec, format_value
 
@@ -113,15 +112,6 @@ def render_sweep_report_html(store: Any, sweep_id: int) -> str:
 
 def write_sweep_report(store: Any, sweep_id: int, out_path: str | Path) -> Path:
     """Write the sweep report to `out_path` (under a temporary name, then renamed); return the path."""
-    out = Path(out_path).expanduser()
-    if out.is_dir():
-        raise InputError(f"{out} is a folder; give a file name such as {out / 'sweep.html'}.")
-    page = render_sweep_report_html(store, sweep_id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    try:
-        partial.write_text(page, encoding="utf-8")
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+    from llmrl_core.present.report import write_page
+
+    return write_page(out_path, lambda: render_sweep_report_html(store, sweep_id), example="sweep.html")
