@@ -20,7 +20,7 @@ from llmrl_core.core.errors import WorkbenchError
 
 # Modules that add subcommands besides the run kinds' own (RunKindSpec.cli): each defines add_cli(subparsers).
 _PLUGIN_MODULES: list[str] = ["llmrl_core.attention.cli", "llmrl_core.review_cli", "llmrl_core.runs.worker",
-                               "llmrl_core.runs.sweep_cli"]
+                               "llmrl_core.sweep_cli"]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import pytest
 from llmrl_core.runs import RunStore
 from llmrl_core.runs.queue import set_max_concurrent
 from llmrl_core.runs.sweeps import list_sweeps, pick_best_runs, read_trials
-from tests.support.browser import open_browser, serve_app
+from tests.support.browser import open_browser, serve_app, wait_idle
 
 
 def _overlap(runs) -> bool:
@@ -33,17 +33,16 @@ def test_a_sweep_from_the_gym_page_runs_one_by_one_and_opens_the_best_in_compare
         steps.fill("1024")
         steps.press("Tab")
         page.get_by_text("Sweep: try several settings").click()
-        fields = page.get_by_role("combobox", name="Fields to sweep (up to 3)")
-        fields.click()
-        page.keyboard.type("learning_rate")
-        page.keyboard.press("Enter")
-        page.keyboard.type("n_steps")
-        page.keyboard.press("Enter")
-        page.keyboard.press("Escape")
         for name, values in (("learning_rate", "1e-3, 3e-4"), ("n_steps", "32, 64")):
+            page.get_by_role("combobox", name="Fields to sweep (up to 3)").click()
+            page.keyboard.type(name)
+            page.keyboard.press("Enter")
+            page.keyboard.press("Escape")
             box = page.get_by_role("textbox", name=name)
+            box.wait_for(timeout=60_000)  # the field's value box appears once the page reran
             box.fill(values)
             box.press("Tab")
+            wait_idle(page)
         page.get_by_text("4 runs to queue.").wait_for(timeout=30_000)
         page.get_by_role("button", name="Queue sweep").click()
         page.get_by_text("Sweep #1 queued").wait_for(timeout=60_000)
