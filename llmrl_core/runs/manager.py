@@ -38,7 +38,8 @@ from typing import Any, Callable, Mapping
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
-from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting
+from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting, list_queue
+from llmrl_core.runs.standby import STANDBY_LOG
 from llmrl_core.runs.sweeps import advance_sweeps, has_running_sweeps
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
@@ -241,6 +242,14 @@ class _Worker:
     log_path: Path
 
 
+@dataclass
+class _Standby:
+    """A worker started ahead of time for the next waiting run's kind (runs/standby.py)."""
+
+    kind: str
+    proc: subprocess.Popen
+
+
 class RunManager:
     """Launches runs as worker processes and supervises them; one per server process (the app caches it)."""
 
@@ -253,6 +262,7 @@ class RunManager:
         self._contexts: dict[int, JobContext] = {}
         self._workers: dict[int, _Worker] = {}
         self._stops: dict[int, float] = {}  # run id -> when stop was asked (for the escalation to a kill)
+        self._standby: _Standby | None = None  # the next waiting run's worker, its imports done (runs/standby.py)
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
         self._closed = threading.Event()  # set by close(): the supervisor ends and is not started again
@@ -301,19 +311,76 @@ class RunManager:
             except WorkbenchError:
                 continue  # the run is failed with the reason; the next one may start
             started.append(run_id)
+        if not self._closed.is_set():
+            self._prepare_standby()
         return started
+
+    def _prepare_standby(self) -> None:
+        """While a run of ours waits at the head of the queue, keep one worker for its kind warm; none otherwise."""
+        head = None
+        if has_waiting(self.store):
+            waiting = list_queue(self.store)
+            first = waiting.iloc[0] if len(waiting) else None
+            if first is not None and not first["owner"] and int(first["slots"]) == 1:  # a CLI's run is its own
+                head = str(first["kind"])
+        with self._lock:
+            standby = self._standby
+            if standby is not None and standby.kind == head and standby.proc.poll() is None:
+                return
+            self._standby = None
+        if standby is not None:
+            _end_standby(standby)
+        if head is None:
+            return
+        log_path = get_worker_log_path(self.store, 0).with_name(STANDBY_LOG)
+        command = [sys.executable, "-m", "llmrl_core", "worker", "--standby", head, "--store", str(self.store.path)]
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=_PACKAGE_PARENT, env=self._worker_env(), start_new_session=True)
+        except OSError:
+            return  # no standby: the next run's worker starts the usual way
+        with self._lock:
+            self._standby = _Standby(head, proc)
+
+    def _hand_to_standby(self, run_id: int, kind: str, log_path: Path) -> bool:
+        """Give `run_id` to the warm worker when it waits for runs of `kind`; False when there is none to give."""
+        with self._lock:
+            standby, self._standby = self._standby, None
+        if standby is None:
+            return False
+        if standby.kind != kind or standby.proc.poll() is not None:
+            _end_standby(standby)
+            return False
+        try:
+            standby.proc.stdin.write(f"{run_id}\n".encode())
+            standby.proc.stdin.close()
+        except OSError:
+            _end_standby(standby)
+            return False
+        self.store.assign_owner(run_id, make_owner(standby.proc.pid))
+        with self._lock:
+            self._workers[run_id] = _Worker(run_id, standby.proc, log_path)
+        self.store.add_log(run_id, "Handed to a worker started ahead of time (its imports were done while it waited).")
+        return True
+
+    def _worker_env(self) -> dict[str, str]:
+        return dict(os.environ, PYTHONUNBUFFERED="1",
+                    PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
 
     def _launch_worker(self, run_id: int) -> None:
         """Start `python -m llmrl_core worker RUN_ID` in a new session; a failure to launch fails the run."""
         log_path = get_worker_log_path(self.store, run_id)
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
+        env = self._worker_env()
         command = [sys.executable, "-m", "llmrl_core", "worker", str(run_id), "--store", str(self.store.path)]
         run = self.store.get_run(run_id) or {}
         config = run.get("config") or {}
         if int(config.get("num_processes", 1) or 1) > 1:  # the same worker on every process, through accelerate launch
             command, launch_env = self._make_accelerate_launch(run_id, config)
             env.update(launch_env)
+        elif self._hand_to_standby(run_id, str(run.get("kind")), log_path):
+            return
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as log:
@@ -520,6 +587,9 @@ class RunManager:
         self._closed.set()
         with self._lock:
             thread = self._supervisor
+            standby, self._standby = self._standby, None
+        if standby is not None:
+            _end_standby(standby)
         if thread is None or thread is threading.current_thread():
             return True
         thread.join(timeout)
@@ -611,6 +681,18 @@ class RunManager:
         self.store.set_status(run_id, "failed", error=error)
         self.store.add_log(run_id, f"Failed: {headline}", "error")
         self.store.request_control(run_id, None)
+
+
+def _end_standby(standby: _Standby) -> None:
+    """Close a standby worker's stdin (it exits without a run) and collect it when it is quick about it."""
+    try:
+        standby.proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        standby.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:  # still importing: it reads end of file and exits once done
+        pass
 
 
 RENDEZVOUS_TIMEOUT_S = 600  # torchrun's static rendezvous waits this long for the other machines (its default)

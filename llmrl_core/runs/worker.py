@@ -162,6 +162,13 @@ def _die_with_launcher() -> None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from llmrl_core.runs.launch import exit_rank, is_distributed_launch
 
+    if args.standby:
+        from llmrl_core.runs.standby import run_standby
+
+        status = run_standby(args.standby, args.store)
+        return 0 if status in {None, "completed", "stopped"} else 1
+    if args.run_id is None:
+        raise InputError("worker needs a run id (or --standby KIND), e.g. python -m llmrl_core worker 3")
     if is_distributed_launch():
         status = run_distributed_worker(args.run_id, args.store)
         exit_rank(0 if status in {"completed", "stopped"} else 1)
@@ -173,6 +180,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def add_cli(sub: argparse._SubParsersAction) -> None:
     """Register `worker RUN_ID [--store PATH]` (launched by the dashboard; rarely typed by hand)."""
     worker = sub.add_parser("worker", help="run one queued run from the store (the dashboard launches this)")
-    worker.add_argument("run_id", type=int)
+    worker.add_argument("run_id", type=int, nargs="?")
     worker.add_argument("--store", help="path of the run store (default: $LLMRL_HOME/runs.sqlite)")
+    worker.add_argument("--standby", metavar="KIND",
+                        help="import KIND's job now, then run the run id read from stdin (the dashboard's warm worker)")
     worker.set_defaults(func=_cmd_worker)

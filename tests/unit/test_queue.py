@@ -142,8 +142,23 @@ def test_the_manager_runs_queued_workers_one_after_another(qstore) -> None:
         assert [r["status"] for r in runs] == ["completed"] * 3, [(r["status"], r["error"]) for r in runs]
         assert most_at_once == 1
         assert runs[0]["ended"] <= runs[1]["started"] and runs[1]["ended"] <= runs[2]["started"]
+        handed = [any(m.startswith("Handed to a worker started ahead of time") for m in qstore.read_logs(i)["message"])
+                  for i in ids]
+        assert handed == [False, True, True]  # the waiting runs' workers did their imports while they waited
+        assert [sum(m == "Started." for m in qstore.read_logs(i)["message"]) for i in ids] == [1, 1, 1]
+        assert "runs run" in (qstore.path.parent / "workers" / f"run-{ids[2]:05d}.log").read_text()
     finally:
         manager.close()
+    assert manager._standby is None
+
+
+def test_a_standby_worker_exits_without_a_run(qstore) -> None:
+    """A warm worker whose stdin closes (the server ended, the queue emptied) exits and touches nothing."""
+    proc = subprocess.Popen([sys.executable, "-m", "llmrl_core", "worker", "--standby", "demo", "--store", str(qstore.path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate(b"", timeout=120)
+    assert proc.returncode == 0 and b"ready" in out, out
+    assert qstore.list_runs().empty
 
 
 def test_the_cli_shows_moves_and_cancels_the_queue(qstore, tmp_path) -> None:
