@@ -5,7 +5,9 @@ starts with it) over a temporary LLMRL_HOME with the queue's limit set to 1:
   1. six tiny Gymnasium runs (random policy on CartPole, --steps steps each) queued at once, as the pages'
      Start does (RunStore.create_run + queue.enqueue; the server's supervisor starts them): the most that
      ran at once, their order, and the gap between one run's end and the next one's launch (the queue's
-     share: its log line "Left the run queue") and the next one's first step (with the worker's imports);
+     share: its log line "Left the run queue") and the next one's first step (with the worker's imports),
+     first with LLMRL_STANDBY=0 (the baseline: every worker does its imports after the slot frees), then as
+     shipped (the next waiting run's worker imports while the current run runs: runs/standby.py);
   2. six more queued the same way; the server is killed with SIGKILL while one runs and four wait; a new
      server starts on the same store: every run completes, each exactly once ("Started." logged once).
   3. disk: a make-it-positive run (full fine-tuning of the bundled model) and its LoRA variant, each stopped after
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--skip-disk", action="store_true", help="leave out part 3 (two LM runs of the bundled model)")
     parser.add_argument("--disk-only", action="store_true", help="run part 3 only")
     parser.add_argument("--sweep-only", action="store_true", help="run part 4 only")
+    parser.add_argument("--burst-only", action="store_true", help="run part 1 only")
     parser.add_argument("--sweep-steps", type=int, default=10_000, help="environment steps per sweep run (default 10000)")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary workbench home")
     args = parser.parse_args()
@@ -105,7 +108,7 @@ def run_parts(args: argparse.Namespace) -> None:
     os.environ.pop("LLMRL_MAX_CONCURRENT", None)
 
     from llmrl_core.runs import RunStore, queue
-    from llmrl_core.runs.manager import QUEUE_LAUNCH_LOG
+    from llmrl_core.runs.manager import HANDED_LOG, QUEUE_LAUNCH_LOG
     from tests.support.browser import start_app, stop_app
 
     store = RunStore(home / "runs.sqlite")
@@ -118,7 +121,10 @@ def run_parts(args: argparse.Namespace) -> None:
     if args.sweep_only:
         return measure_sweep(store, home, args.sweep_steps)
 
-    # 1. Six at once, one after another.
+    # 1. Six at once, one after another: first without standby workers (the baseline), then as shipped.
+    baseline = measure_burst(store, home, args.steps, standby=False)
+    print(f"baseline, no worker started ahead of time (LLMRL_STANDBY=0): gap from a run's end to the next one's "
+          f"first step max {max(baseline):.2f} s, mean {sum(baseline) / len(baseline):.2f} s")
     server, url = start_app(home)
     try:
         t0 = time.monotonic()
@@ -140,11 +146,19 @@ def run_parts(args: argparse.Namespace) -> None:
           f"{most[0]}; in queue order: {'yes' if in_order else 'no'}")
     print(f"gap from a run's end to the next one's launch: max {max(launch_gaps):.2f} s, mean "
           f"{sum(launch_gaps) / len(launch_gaps):.2f} s ({', '.join(f'{g:.2f}' for g in launch_gaps)})")
+    handed = sum(count_logs(store, r["id"], HANDED_LOG) for r in runs[1:])
     print(f"gap from a run's end to the next one's first step (with the worker's imports): max {max(start_gaps):.2f} s, "
-          f"mean {sum(start_gaps) / len(start_gaps):.2f} s")
+          f"mean {sum(start_gaps) / len(start_gaps):.2f} s ({', '.join(f'{g:.2f}' for g in start_gaps)}); "
+          f"{handed} of {len(runs) - 1} handed to a worker started ahead of time; run length mean "
+          f"{sum(r['ended'] - r['started'] for r in runs) / len(runs):.1f} s")
     print(f"target: no gap over {TARGET_GAP_S:g} s between runs: "
           f"{'met' if max(launch_gaps) <= TARGET_GAP_S else 'missed'} for the queue's launch; "
           f"{'met' if max(start_gaps) <= TARGET_GAP_S else 'missed'} counting the worker's start-up")
+    print(f"mean gap to the next first step, baseline / with a worker started ahead of time: "
+          f"{sum(baseline) / len(baseline):.2f} / {sum(start_gaps) / len(start_gaps):.2f} s = "
+          f"{(sum(baseline) / len(baseline)) / max(1e-9, sum(start_gaps) / len(start_gaps)):.1f}x")
+    if args.burst_only:
+        return
 
     # 2. Kill -9 of the server while one runs and four wait; a new server finishes the queue.
     server, url = start_app(home)
@@ -178,6 +192,20 @@ def run_parts(args: argparse.Namespace) -> None:
     if not args.skip_disk:
         measure_disk()
     measure_sweep(store, home, args.sweep_steps)
+
+
+def measure_burst(store, home: Path, steps: int, standby: bool) -> list[float]:
+    """Six tiny runs queued at once through a server; the gaps from each run's end to the next one's first step."""
+    from tests.support.browser import start_app, stop_app
+
+    server, _ = start_app(home, extra_env={"LLMRL_STANDBY": "1" if standby else "0"})
+    try:
+        ids = queue_runs(store, 6, steps, "baseline" if not standby else "burst")
+        wait_all_final(store, ids, timeout=600)
+    finally:
+        stop_app(server)
+    runs = [store.get_run(i) for i in ids]
+    return [nxt["started"] - prev["ended"] for prev, nxt in zip(runs, runs[1:])]
 
 
 def measure_sweep(store, home: Path, steps: int) -> None:

@@ -39,12 +39,13 @@ from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
 from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting, list_queue
-from llmrl_core.runs.standby import STANDBY_LOG
+from llmrl_core.runs.standby import STANDBY_ENV, STANDBY_LOG
 from llmrl_core.runs.sweeps import advance_sweeps, has_running_sweeps
 
 JobFn = Callable[["JobContext"], Mapping[str, Any] | None]
 QUEUE_POLL_S = 1.0  # how often a CLI run waiting in the queue looks for its turn
 QUEUE_LAUNCH_LOG = "Left the run queue"  # the log line of a dispatch (bench/bench_queue.py times the gaps by it)
+HANDED_LOG = "Handed to a worker started ahead of time."
 
 def register_job(kind: str, target: str) -> None:
     """Register a job function (or a RunKindSpec), given as 'module:attr', under `kind`; see kinds.register_kind."""
@@ -318,7 +319,7 @@ class RunManager:
     def _prepare_standby(self) -> None:
         """While a run of ours waits at the head of the queue, keep one worker for its kind warm; none otherwise."""
         head = None
-        if has_waiting(self.store):
+        if os.environ.get(STANDBY_ENV, "1") != "0" and has_waiting(self.store):
             waiting = list_queue(self.store)
             first = waiting.iloc[0] if len(waiting) else None
             if first is not None and not first["owner"] and int(first["slots"]) == 1:  # a CLI's run is its own
@@ -362,7 +363,7 @@ class RunManager:
         self.store.assign_owner(run_id, make_owner(standby.proc.pid))
         with self._lock:
             self._workers[run_id] = _Worker(run_id, standby.proc, log_path)
-        self.store.add_log(run_id, "Handed to a worker started ahead of time (its imports were done while it waited).")
+        self.store.add_log(run_id, HANDED_LOG)
         return True
 
     def _worker_env(self) -> dict[str, str]:

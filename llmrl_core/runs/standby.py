@@ -7,6 +7,10 @@ KIND`, which imports KIND's job (the heavy part) and then blocks on its stdin. W
 manager writes the run id there; the standby moves its output to that run's log file and runs it as
 any worker would (runs/worker.run_worker). An empty line or end of file (the server closed it, or
 died) ends the standby without touching anything.
+
+One standby at a time: it hides the imports whenever the running run lasts longer than they take (a few
+seconds); for runs shorter than that the next standby is still importing when the slot frees.
+LLMRL_STANDBY=0 turns it off.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from llmrl_core.runs.store import RunStore
 
+STANDBY_ENV = "LLMRL_STANDBY"  # "0" turns standby workers off (a machine short of memory: each holds ~300 MB)
 STANDBY_LOG = "standby.log"  # beside the workers' logs: what a standby printed before it got a run
 
 

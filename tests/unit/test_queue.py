@@ -144,7 +144,7 @@ def test_the_manager_runs_queued_workers_one_after_another(qstore) -> None:
         assert runs[0]["ended"] <= runs[1]["started"] and runs[1]["ended"] <= runs[2]["started"]
         handed = [any(m.startswith("Handed to a worker started ahead of time") for m in qstore.read_logs(i)["message"])
                   for i in ids]
-        assert handed == [False, True, True]  # the waiting runs' workers did their imports while they waited
+        assert handed == [False, True, True]  # the waiting runs' workers were started while they waited
         assert [sum(m == "Started." for m in qstore.read_logs(i)["message"]) for i in ids] == [1, 1, 1]
         assert "runs run" in (qstore.path.parent / "workers" / f"run-{ids[2]:05d}.log").read_text()
     finally:
