@@ -157,7 +157,8 @@ def _first_sets(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def list_sweeps(store: RunStore) -> pd.DataFrame:
-    """Every sweep, newest first: id, kind, name, status, created, ended, runs, ended_runs, description."""
+    """Every sweep, newest first: id, kind, name, status, created, ended, runs (planned), runs_made (queued so far: TPE
+    adds its sets as trials finish), ended_runs, description."""
     rows = store.fetch_rows(
         "SELECT s.id, s.kind, s.name, s.status, s.created, s.ended, s.spec, COUNT(r.id), "
         f"SUM(CASE WHEN r.status IN ({','.join('?' * len(FINAL_STATUSES))}) THEN 1 ELSE 0 END) "
@@ -166,9 +167,9 @@ def list_sweeps(store: RunStore) -> pd.DataFrame:
     for r in rows:
         spec = SweepSpec.from_dict(json.loads(r[6]))
         out.append({"id": int(r[0]), "kind": r[1], "name": r[2], "status": r[3], "created": r[4], "ended": r[5],
-                    "runs": spec.n_runs, "queued_runs": int(r[7] or 0), "ended_runs": int(r[8] or 0),
+                    "runs": spec.n_runs, "runs_made": int(r[7] or 0), "ended_runs": int(r[8] or 0),
                     "description": spec.describe()})
-    return pd.DataFrame(out, columns=["id", "kind", "name", "status", "created", "ended", "runs", "queued_runs",
+    return pd.DataFrame(out, columns=["id", "kind", "name", "status", "created", "ended", "runs", "runs_made",
                                       "ended_runs", "description"])
 
 
