@@ -26,6 +26,9 @@ For each demo it prints exactly one line on stdout:
 where seconds is the whole demo (training and the before/after evaluation) on this machine. Progress and
 the health alarms an LM run raised (lm_rl/alarms: none should fire on a preset's healthy run) go to stderr.
 
+Held-out prompts: 16 per LM demo, 64 for learn-arithmetic (HELD_OUT_BY_DEMO: its 0/1 scores need more for a CI
+that can tell +0.2 from 0).
+
 Run: python bench/bench_demos.py [--only NAME,...] [--steps N] [--held-out N] [--episodes N]
      --steps overrides the LM presets' training steps (a smoke run; the default budget is the preset's).
 """
@@ -45,6 +48,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HELD_OUT = 16  # held-out prompts per LM demo (the Before/after page offers 8 by default)
+# learn-arithmetic scores each answer 0 or 1, so 16 prompts resolve only steps of 1/16 and its paired CI spans
+# about +-0.2; 64 fresh problems (greedy, 24 tokens: seconds per side) make the CI half as wide. The VADER
+# demos' rewards are continuous, and their held-out sets hold only 40 prompts anyway.
+HELD_OUT_BY_DEMO = {"learn-arithmetic": 64}
 EPISODES = 20  # evaluation episodes per side for CartPole (the agent job evaluates its eval_episodes, 20)
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes start from seeds apart from the training environments'
 
@@ -175,7 +182,8 @@ def list_demos(args: argparse.Namespace) -> dict[str, Callable[[], DemoResult]]:
     from llmrl_core.lm_rl.config import PRESETS
 
     demos: dict[str, Callable[[], DemoResult]] = {
-        name: (lambda name=name: run_lm_demo(name, args.steps, args.held_out)) for name in PRESETS}
+        name: (lambda name=name: run_lm_demo(name, args.steps, args.held_out or HELD_OUT_BY_DEMO.get(name, HELD_OUT)))
+        for name in PRESETS}
     demos["cartpole"] = lambda: run_cartpole_demo(args.episodes)
     demos["lm-agent"] = run_agent_demo
     return demos
@@ -185,7 +193,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="comma-separated demo names (default: all)")
     parser.add_argument("--steps", type=int, default=None, help="override the LM presets' training steps (smoke runs)")
-    parser.add_argument("--held-out", type=int, default=HELD_OUT, help=f"held-out prompts per LM demo (default {HELD_OUT})")
+    parser.add_argument("--held-out", type=int, default=None,
+                        help=f"held-out prompts per LM demo (default {HELD_OUT}; learn-arithmetic {HELD_OUT_BY_DEMO['learn-arithmetic']})")
     parser.add_argument("--episodes", type=int, default=EPISODES, help=f"CartPole evaluation episodes per side (default {EPISODES})")
     args = parser.parse_args()
     os.environ["LLMRL_HOME"] = os.environ.get("LLMRL_BENCH_HOME") or tempfile.mkdtemp(prefix="bench_demos_")

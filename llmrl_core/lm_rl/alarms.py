@@ -15,8 +15,9 @@ window (the last `WINDOW_FRACTION`), and need at least `MIN_STEPS` logged steps.
 |----------------------|---------------------------------------------------------------------------------------------|--------------------------------------------------|
 | diversity_collapse   | the reward rose (late mean - early mean >= REWARD_RISE_MIN_STD x early reward_std, or        | REWARD_RISE_MIN_STD = 0.5, DISTINCT_N = 2,       |
 |                      | REWARD_RISE_MIN_ABS without reward_std) while distinct-n of a step's completions fell to     | DISTINCT_DROP_RATIO = 0.6,                       |
-|                      | <= DISTINCT_DROP_RATIO of its early value, or the share of repeated completions within a     | DUPLICATE_FRACTION_MAX = 0.5                     |
-|                      | group reached DUPLICATE_FRACTION_MAX                                                         |                                                  |
+|                      | <= DISTINCT_DROP_RATIO of its early value, or the share of repeated completions within a     | DUPLICATE_FRACTION_MAX = 0.5,                    |
+|                      | group reached DUPLICATE_FRACTION_MAX; when every reward pays one right answer per prompt     | SINGLE_ANSWER_REWARDS = ('exact_answer',)        |
+|                      | (SINGLE_ANSWER_REWARDS), only distinct-n across prompts (each group's distinct completions)  |                                                  |
 | length_cap           | the late mean of completions/clipped_ratio (or the share of samples with finish_reason       | CLIPPED_RATIO_MAX = 0.5,                         |
 |                      | 'length') is >= CLIPPED_RATIO_MAX; with truncation_expected (a cap the user chose for short  | CLIPPED_RISE_MIN = 0.3                           |
 |                      | continuations, e.g. make-it-positive's 16 tokens) only when it also rose by CLIPPED_RISE_MIN |                                                  |
@@ -40,6 +41,14 @@ every sample from step 1 (clipped ratio about 1.0 throughout) and nothing is wro
 that learns to run into the cap more and more (length being rewarded): the clipped ratio rising by
 CLIPPED_RISE_MIN from the early to the late window. Without the flag a high level alone still fires, because
 a cap that cuts answers the reward needs whole (an arithmetic answer) is a real problem from step 1.
+
+The other was diversity_collapse on learn-arithmetic (issue 17: a run whose held-out accuracy rose from 0.125
+to over 0.3). Its reward (exact_answer) pays one right answer per prompt, so a policy that learns gives the
+same answer to all the samples of a prompt: repeats within a group, and a batch distinct-2 that falls with them
+(0.64 -> 0.35, 38% repeats), are what learning looks like there, not a collapse. When every weighted reward of
+a run is of a SINGLE_ANSWER_REWARDS type, the alarm therefore drops the repeats within each group and measures
+distinct-n across prompts only (each group's distinct completions once), and ignores the within-group repeat
+share: a policy that answers every prompt alike (one stock answer) still fires it.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ REWARD_RISE_MIN_ABS = 1e-3  # ... or by this much when reward_std was not logged
 DISTINCT_N = 2  # distinct-2: unique word bigrams / all word bigrams of a step's completions
 DISTINCT_DROP_RATIO = 0.6  # diversity collapsed: late distinct-n at most 60% of early distinct-n
 DUPLICATE_FRACTION_MAX = 0.5  # half the completions in a group repeat another one of that group
+SINGLE_ANSWER_REWARDS = ("exact_answer",)  # reward types that pay one right answer per prompt (a group may agree)
 CLIPPED_RATIO_MAX = 0.5  # half the completions stop at max_new_tokens rather than at end-of-sequence
 CLIPPED_RISE_MIN = 0.3  # with truncation_expected: the clipped share rose this much (early vs late window)
 ENTROPY_DROP_RATIO = 0.2  # entropy fell to a fifth of where it started
@@ -148,10 +158,27 @@ def compute_duplicate_fraction(texts: Sequence[str]) -> float:
     return (len(texts) - len(set(texts))) / len(texts) if texts else math.nan
 
 
-def compute_sample_diversity(samples: pd.DataFrame) -> pd.DataFrame:
+def pays_one_answer(config: Mapping[str, Any]) -> bool:
+    """True when every weighted reward of the run (config['rewards']) is of a SINGLE_ANSWER_REWARDS type: each
+    prompt has one right answer, so the samples of a prompt agreeing on it is learning, not a collapse."""
+    specs = [spec for spec in (config.get("rewards") or []) if isinstance(spec, Mapping)]
+    weighted = []
+    for spec in specs:
+        try:
+            weight = float(spec.get("weight", 1.0))
+        except (TypeError, ValueError):
+            weight = 1.0
+        if weight != 0:
+            weighted.append(spec)
+    return bool(weighted) and all(str(spec.get("type")) in SINGLE_ANSWER_REWARDS for spec in weighted)
+
+
+def compute_sample_diversity(samples: pd.DataFrame, across_prompts: bool = False) -> pd.DataFrame:
     """Per step: distinct-n of its completions and the mean duplicate fraction of its groups.
 
     A group is the completions of one prompt (extras['prompt_index'], else the same prompt text).
+    `across_prompts`: distinct-n over each group's distinct completions (repeats within a group counted once),
+    so it falls only when different prompts get alike completions.
     """
     by_step: dict[int, dict[str, list[str]]] = {}
     for step, prompt, completion, extras in zip(samples["step"], samples["prompt"], samples["completion"], samples["extras"]):
@@ -161,7 +188,8 @@ def compute_sample_diversity(samples: pd.DataFrame) -> pd.DataFrame:
     for step in sorted(by_step):
         groups = list(by_step[step].values())
         dup = [compute_duplicate_fraction(g) for g in groups if len(g) > 1]
-        rows.append({"step": step, "distinct": compute_batch_distinct_n(t for g in groups for t in g),
+        texts = [t for g in groups for t in (dict.fromkeys(s.strip() for s in g) if across_prompts else g)]
+        rows.append({"step": step, "distinct": compute_batch_distinct_n(texts),
                      "duplicates": float(np.mean(dup)) if dup else math.nan})
     return pd.DataFrame(rows, columns=["step", "distinct", "duplicates"])
 
@@ -221,12 +249,20 @@ def _late_examples(samples: pd.DataFrame, from_step: int | None, keep: Any = Non
 # ---------------------------------------------------------------------- the alarms
 
 
-def check_diversity_collapse(metrics: pd.DataFrame, samples: pd.DataFrame) -> Alarm | None:
-    """Reward up while completions get alike: the policy found one answer the reward likes (hacking or collapse)."""
+def check_diversity_collapse(metrics: pd.DataFrame, samples: pd.DataFrame,
+                             config: Mapping[str, Any] | None = None) -> Alarm | None:
+    """Reward up while completions get alike: the policy found one answer the reward likes (hacking or collapse).
+
+    When the rewards pay one right answer per prompt (pays_one_answer), a group agreeing is learning: only
+    completions alike across prompts count (distinct-n over each group's distinct completions, no repeat share).
+    """
     reward = _series(metrics, "reward")
     if samples.empty or reward.dropna().size < MIN_STEPS:
         return None
-    diversity = compute_sample_diversity(samples).set_index("step")
+    one_answer = pays_one_answer(config or {})
+    diversity = compute_sample_diversity(samples, across_prompts=one_answer).set_index("step")
+    if one_answer:
+        diversity["duplicates"] = math.nan  # a group agreeing on its one answer is what learning looks like
     if len(diversity) < MIN_STEPS:
         return None
     early_r, late_r = _windows(reward)
@@ -249,7 +285,7 @@ def check_diversity_collapse(metrics: pd.DataFrame, samples: pd.DataFrame) -> Al
     late = samples[samples["step"] >= (from_step or 0)]
     common = [text for text, _ in Counter(late["completion"].str.strip()).most_common(MAX_EXAMPLES)]
     saw = (f"The mean reward rose from {early_r.mean():.3g} to {late_r.mean():.3g} while distinct-{DISTINCT_N} of the "
-           f"completions went from {distinct_before:.2f} to {distinct_after:.2f}")
+           f"completions{' across prompts' if one_answer else ''} went from {distinct_before:.2f} to {distinct_after:.2f}")
     if math.isfinite(dup_after):
         saw += f" and {dup_after:.0%} of the completions in a group repeat another one of the group"
     return Alarm(
@@ -424,7 +460,7 @@ def check_alarms(metrics: pd.DataFrame | None, samples: pd.DataFrame | Sequence[
     """
     wide, frame, config = to_wide_metrics(metrics), to_samples_frame(samples), dict(config or {})
     found: list[Alarm | None] = [
-        check_diversity_collapse(wide, frame),
+        check_diversity_collapse(wide, frame, config),
         check_length_cap(wide, frame, config),
         check_entropy_collapse(wide, frame),
         check_kl_runaway(wide, frame),

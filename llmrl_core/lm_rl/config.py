@@ -338,14 +338,20 @@ PRESETS: dict[str, Preset] = {
     ),
     "learn-arithmetic": Preset(
         title="Learn arithmetic",
-        description="GRPO with an exact-answer reward on small arithmetic questions: watch the accuracy "
-                    "(rewards/exact_answer/mean); on a CPU it climbs unevenly over 60 steps, so check the "
-                    "held-out answers on Before/after.",
+        description="GRPO with an exact-answer reward on small + − × questions: 8 answers per question at "
+                    "temperature 0.7 and a gentle learning rate. The model drops long explanations for short "
+                    "'a + b = c' answers and gets more of them right: on a 2-core CPU, 30 steps (about 6 minutes) "
+                    "took greedy accuracy on 64 held-out problems from 0.12 to 0.45. The training accuracy "
+                    "(rewards/exact_answer/mean) jumps from step to step; check Before/after.",
         overrides=dict(
             name="learn arithmetic", prompt_set="arithmetic", chat="chat",
-            rewards=[{"type": "exact_answer", "weight": 1.0}], algorithm="grpo", steps=60,
-            prompts_per_step=4, num_generations=4, max_new_tokens=24, learning_rate=2e-5,
-            temperature=1.0, loss_type="dapo",
+            rewards=[{"type": "exact_answer", "weight": 1.0}], algorithm="grpo", steps=30,
+            # 8 samples per question (a group needs a right and a wrong answer to teach anything; the base model is
+            # right on 12% of the questions greedy, 5% of samples at T 1.0) at T 0.7, nearer the greedy answers
+            # Before/after scores; issue 17's tuning notes give the tries
+            prompts_per_step=4, num_generations=8, max_new_tokens=24, temperature=0.7,
+            learning_rate=1e-5,  # 5e-5 collapsed within 10 steps (every answer wrong, held-out 0.125 -> 0)
+            loss_type="dapo",
         ),
     ),
 }

@@ -95,6 +95,42 @@ def test_diversity_collapse_quiet_while_completions_stay_varied():
     assert "diversity_collapse" not in kinds(check_alarms(make_metrics(**HEALTHY), make_samples(varied), CONFIG))
 
 
+ARITHMETIC = {"max_new_tokens": 24, "beta": 0.0, "rewards": [{"type": "exact_answer", "weight": 1.0}]}
+
+
+def agreeing(step: int, i: int, per_group: int = 8) -> str:
+    """Arithmetic answers: varied at first, then the samples of each prompt agree on its (prompt's own) answer."""
+    prompt = i // per_group
+    return f"{10 + prompt} + {20 + step} = {30 + prompt + step}" if step > STEPS // 2 else varied(step, i)
+
+
+def stock_answer(step: int, i: int) -> str:
+    """Every prompt gets the same answer in the second half: a collapse whatever the reward."""
+    return "The answer is 42." if step > STEPS // 2 else varied(step, i)
+
+
+def test_pays_one_answer_reads_the_weighted_reward_types():
+    assert A.pays_one_answer(ARITHMETIC)
+    assert A.pays_one_answer({"rewards": [{"type": "exact_answer"}, {"type": "vader", "weight": 0}]})
+    assert not A.pays_one_answer({"rewards": [{"type": "exact_answer"}, {"type": "vader", "weight": 0.5}]})
+    assert not A.pays_one_answer(CONFIG) and not A.pays_one_answer({"rewards": []})
+
+
+def test_diversity_collapse_lets_a_single_answer_group_agree():
+    metrics = make_metrics(**HEALTHY)
+    samples = make_samples(agreeing, groups=4, per_group=8)
+    assert "diversity_collapse" not in kinds(check_alarms(metrics, samples, ARITHMETIC))
+    # the same completions under a reward that pays more than one answer (VADER): the repeats are a collapse
+    assert "diversity_collapse" in kinds(check_alarms(metrics, samples, CONFIG))
+
+
+def test_diversity_collapse_fires_on_a_single_answer_run_that_answers_every_prompt_alike():
+    samples = make_samples(stock_answer, groups=4, per_group=8)
+    (alarm,) = [a for a in check_alarms(make_metrics(**HEALTHY), samples, ARITHMETIC) if a.kind == "diversity_collapse"]
+    assert alarm.from_step == STEPS // 2 + 1 and "across prompts" in alarm.what_it_saw
+    assert alarm.examples[0] == "The answer is 42."
+
+
 # ---------------------------------------------------------------------- length cap
 
 
@@ -237,17 +273,23 @@ def test_read_run_alarms_reads_the_store(store):
 # Each shipped preset's healthy run, shaped like its real run on the bundled model (the series that differ
 # from HEALTHY). make-it-positive(-lora): raw continuations cut at 16 tokens, so nearly every completion hits
 # the cap from step 1 (clipped ratio 1.0, mean length 16) while the VADER reward climbs.
-# learn-arithmetic (chat, 24 tokens): the base model's answers hit the cap on 50% of 32 samples of 8 arithmetic
-# prompts (measured; it often explains before it answers). Its reward pays only an answer that states the
-# number, so a run that learns writes shorter answers: its clipped share falls (assumed here, from 50% to
-# 30%: not yet measured on a real run). One that stays at half cut fires length_cap, rightly (next test).
+# learn-arithmetic (chat, 24 tokens, 4 prompts x 8 samples at temperature 0.7, lr 1e-5, 30 steps), measured
+# (issue 17; the probe in notes/arith_tuning.md, whose steps the preset's job reproduces): early vs late quarter,
+# reward 0.18 -> 0.46, entropy 0.73 -> 0.25 nats, clipped share 0.23 -> 0.02 (the long explanations that ran into
+# the cap give way to 'a + b = c'), mean length 15.4 -> 11.9, frac_reward_zero_std about 0.58 throughout, and
+# the samples of a prompt agree on one answer more and more (38% repeats in a group, batch distinct-2 0.64 ->
+# 0.35): learning a single-answer task, which diversity_collapse lets be (pays_one_answer).
 PRESET_RUNS = {
     "make-it-positive": dict(completions__clipped_ratio=lambda t: 1.0, completions__mean_length=lambda t: 16.0,
                              kl=lambda t: 0.0),  # beta 0: the trainer logs no real KL, 0 at most
     "make-it-positive-lora": dict(completions__clipped_ratio=lambda t: 1.0, completions__mean_length=lambda t: 16.0),
-    "learn-arithmetic": dict(completions__clipped_ratio=lambda t: 0.5 - 0.2 * t,
-                             completions__mean_length=lambda t: 14.0, reward=lambda t: 0.1 + 0.3 * t,
-                             rewards__vader__mean=lambda t: 0.1 + 0.3 * t, frac_reward_zero_std=lambda t: 0.5),
+    "learn-arithmetic": dict(completions__clipped_ratio=lambda t: 0.4 - 0.39 * t, entropy=lambda t: 0.8 - 0.55 * t,
+                             completions__mean_length=lambda t: 18.0 - 6.5 * t, reward=lambda t: 0.05 + 0.45 * t,
+                             rewards__exact_answer__mean=lambda t: 0.05 + 0.45 * t, kl=lambda t: 0.0,
+                             frac_reward_zero_std=lambda t: 0.6),
+}
+PRESET_SAMPLES = {  # (text, groups, per_group) of a healthy run's stored samples, where not make_samples' default
+    "learn-arithmetic": (agreeing, 4, 8),
 }
 
 
@@ -259,7 +301,9 @@ def test_shipped_preset_healthy_run_fires_nothing(name):
     cap = config["max_new_tokens"]
     metrics = make_metrics(**{**HEALTHY, **PRESET_RUNS[name]})
     clipped = float(metrics["completions/clipped_ratio"].mean())
-    samples = make_samples(finish=lambda step, i: "length" if (i + 0.5) / 8 <= clipped else "eos")
+    text, groups, per_group = PRESET_SAMPLES.get(name, (varied, 2, 4))
+    n = groups * per_group
+    samples = make_samples(text, groups, per_group, finish=lambda step, i: "length" if (i + 0.5) / n <= clipped else "eos")
     assert check_alarms(metrics, samples, config) == [], f"preset {name!r} (max_new_tokens {cap})"
 
 
@@ -267,6 +311,30 @@ def test_every_shipped_preset_has_a_healthy_run():
     from llmrl_core.lm_rl.config import PRESETS
 
     assert set(PRESET_RUNS) == set(PRESETS)
+
+
+# learn-arithmetic with learning_rate 5e-5 (issue 17, measured): the answers turn to 'a + b is c', the reward
+# peaks at step 4 and falls to 0, every group's samples then get the same (zero) reward, and held-out accuracy
+# went from 0.125 to 0 by step 20. Per step: reward, frac_reward_zero_std, entropy.
+ARITHMETIC_COLLAPSE = (
+    [0.031, 0.156, 0.344, 0.406, 0.375, 0.125, 0.0, 0.0, 0.125, 0.031, 0.0, 0.0, 0.031] + [0.0] * 12,
+    [0.75, 0.5, 0.5, 0.75, 0.5, 0.5, 1.0, 1.0, 0.75, 0.75, 1.0, 1.0, 0.75] + [1.0] * 12,
+    [0.981, 0.594, 0.311, 0.225, 0.156, 0.119, 0.186, 0.139, 0.234, 0.201, 0.18, 0.224, 0.21, 0.108, 0.172, 0.236,
+     0.202, 0.222, 0.204, 0.185, 0.233, 0.22, 0.298, 0.256, 0.369],
+)
+
+
+def test_arithmetic_collapse_mid_run_fires_no_signal():
+    from llmrl_core.lm_rl.config import make_preset_config
+
+    reward, flat, entropy = ARITHMETIC_COLLAPSE
+    metrics = pd.DataFrame({"step": range(1, len(reward) + 1), "reward": reward, "frac_reward_zero_std": flat,
+                            "entropy": entropy, "rewards/exact_answer/mean": reward})
+    found = check_alarms(metrics, None, make_preset_config("learn-arithmetic").to_dict())
+    (alarm,) = [a for a in found if a.kind == "no_signal"]
+    assert alarm.severity == "critical" and alarm.from_step == 14 and "12 steps in a row" in alarm.what_it_saw
+    partial = metrics.head(18)  # while the run is still going: 5 flat steps in a row are enough
+    assert "no_signal" in kinds(check_alarms(partial, None, make_preset_config("learn-arithmetic").to_dict()))
 
 
 def test_arithmetic_answers_cut_at_the_cap_all_run_long_fire_length_cap():
