@@ -327,13 +327,16 @@ PRESETS: dict[str, Preset] = {
     "make-it-positive-lora": Preset(
         title="Make it positive (LoRA)",
         description="The same task training LoRA adapters only: small checkpoints, and a KL penalty to the "
-                    "base model costs no second copy.",
+                    "base model costs no second copy. On a 2-core CPU, 30 steps (about 3 minutes) took the held-out "
+                    "sentiment from 0.20 to 0.54 with the text still fluent.",
         overrides=dict(
             name="make it positive (LoRA)", prompt_set="sentence-starters", chat="raw",
-            rewards=[{"type": "vader", "weight": 1.0}], algorithm="grpo", steps=60,
+            # 30 steps, beta 0.05: with 60 steps and beta 0.02 the run ended in "wonderful wonderful amazing
+            # amazing..." at 2.3 nats per token of KL (kl_runaway fired, rightly); at 30 steps the text is fluent
+            rewards=[{"type": "vader", "weight": 1.0}], algorithm="grpo", steps=30,
             prompts_per_step=4, num_generations=4, max_new_tokens=16, use_lora=True, lora_r=16, lora_alpha=32,
             truncation_expected=True,  # cut at 16 tokens by design, as above
-            learning_rate=5e-4, beta=0.02,
+            learning_rate=5e-4, beta=0.05,
         ),
     ),
     "learn-arithmetic": Preset(

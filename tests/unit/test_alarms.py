@@ -184,6 +184,31 @@ def test_kl_runaway_fires_above_the_limit_and_on_growth():
     assert alarm.severity == "warning" and alarm.from_step == 11
 
 
+# make-it-positive-lora's KL per step, measured on the bundled model (issue 17): the 30-step preset (fluent, positive
+# text) and the old 60-step one, whose last steps were "wonderful wonderful amazing amazing ..." (first 30 steps alike).
+LORA_KL_30 = [0.0, 0.0018, 0.0046, 0.0063, 0.0082, 0.0079, 0.0158, 0.0147, 0.0272, 0.0298, 0.0426, 0.0527, 0.0756,
+              0.0553, 0.0905, 0.0762, 0.0725, 0.069, 0.0696, 0.1033, 0.0702, 0.101, 0.126, 0.1264, 0.1443, 0.1507,
+              0.1306, 0.225, 0.2009, 0.2252]
+LORA_KL_60_TAIL = [0.1418, 0.107, 0.1045, 0.1319, 0.1051, 0.172, 0.2032, 0.2201, 0.2462, 0.1988, 0.2598, 0.2434,
+                   0.4106, 0.404, 0.5025, 0.5778, 0.7641, 0.7296, 0.749, 1.0209, 0.8021, 1.1325, 1.1808, 1.3821,
+                   1.2907, 1.3693, 1.6484, 1.9261, 2.3565, 2.2553]
+
+
+def _series_metrics(kl: list[float]) -> pd.DataFrame:
+    """A healthy run's metrics with `kl` as measured, one value per step."""
+    n = len(kl)
+    rows = [{"step": step, **{name.replace("__", "/"): fn((step - 1) / (n - 1)) for name, fn in HEALTHY.items()},
+             "kl": kl[step - 1]} for step in range(1, n + 1)]
+    return pd.DataFrame(rows)
+
+
+def test_kl_runaway_reads_the_lora_presets_measured_runs():
+    assert "kl_runaway" not in kinds(check_alarms(_series_metrics(LORA_KL_30), make_samples(), CONFIG))
+    (alarm,) = [a for a in check_alarms(_series_metrics(LORA_KL_30 + LORA_KL_60_TAIL), make_samples(), CONFIG)
+                if a.kind == "kl_runaway"]
+    assert alarm.severity == "critical"
+
+
 def test_kl_runaway_quiet_for_small_or_absent_kl():
     assert "kl_runaway" not in kinds(check_alarms(make_metrics(**HEALTHY), make_samples(), CONFIG))
     no_kl = {k: v for k, v in HEALTHY.items() if k != "kl"}
