@@ -7,9 +7,7 @@ import time
 
 import pytest
 
-from llmrl_core.runs import RunStore
-from llmrl_core.runs.queue import set_max_concurrent
-from tests.support.browser import open_browser, serve_app
+from tests.support.browser import make_one_at_a_time_home, open_browser, serve_app
 
 
 def _train(page, steps: str) -> None:
@@ -22,11 +20,7 @@ def _train(page, steps: str) -> None:
 
 @pytest.mark.browser
 def test_a_second_run_waits_its_turn_and_starts_by_itself(tmp_path, workbench_home):
-    home = tmp_path / "home"  # a store of its own: the limit of 1 must not hold up other tests' runs
-    home.mkdir()
-    (home / "cache").symlink_to(workbench_home / "cache")
-    store = RunStore(home / "runs.sqlite")
-    set_max_concurrent(store, 1)  # the page's setting, as a CPU-only machine has by default
+    home, store = make_one_at_a_time_home(tmp_path, workbench_home)
     with serve_app(home) as url, open_browser() as page:
         page.goto(f"{url}/gym", wait_until="domcontentloaded")
         page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)

@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from llmrl_core.runs import RunStore
-from llmrl_core.runs.queue import set_max_concurrent
 from llmrl_core.runs.sweeps import list_sweeps, pick_best_runs, read_trials
-from tests.support.browser import open_browser, serve_app, wait_idle
+from tests.support.browser import make_one_at_a_time_home, open_browser, serve_app, wait_idle
 
 
 def _overlap(runs) -> bool:
@@ -21,11 +19,7 @@ def _overlap(runs) -> bool:
 
 @pytest.mark.browser
 def test_a_sweep_from_the_gym_page_runs_one_by_one_and_opens_the_best_in_compare(tmp_path, workbench_home):
-    home = tmp_path / "home"  # a store of its own: the limit of 1 must not hold up other tests' runs
-    home.mkdir()
-    (home / "cache").symlink_to(workbench_home / "cache")
-    store = RunStore(home / "runs.sqlite")
-    set_max_concurrent(store, 1)
+    home, store = make_one_at_a_time_home(tmp_path, workbench_home)
     with serve_app(home) as url, open_browser() as page:
         page.goto(f"{url}/gym", wait_until="domcontentloaded")
         page.get_by_role("heading", name="Gym", exact=True).wait_for(timeout=90_000)

@@ -152,3 +152,17 @@ def wait_idle(page, timeout_ms: int = 120_000) -> None:
     """Wait until the script run an action started has finished (Streamlit shows its status widget meanwhile)."""
     page.wait_for_timeout(400)  # let the rerun the last action triggered begin
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+
+
+def make_one_at_a_time_home(tmp_path: Path, workbench_home: Path) -> tuple[Path, object]:
+    """A workbench home of the test's own (sharing the converted models) whose queue runs one run at a time, and its
+    store: a limit of 1 in the shared home would hold up other tests' runs, and their runs would be counted."""
+    from llmrl_core.runs import RunStore
+    from llmrl_core.runs.queue import set_max_concurrent
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cache").symlink_to(workbench_home / "cache")
+    store = RunStore(home / "runs.sqlite")
+    set_max_concurrent(store, 1)  # the page's setting, as a CPU-only machine has by default
+    return home, store
