@@ -247,7 +247,7 @@ class _Worker:
 class _Standby:
     """A worker started ahead of time for the next waiting run's kind (runs/standby.py)."""
 
-    kind: str
+    job_kind: str  # the run kind whose job it imported
     proc: subprocess.Popen
 
 
@@ -326,7 +326,7 @@ class RunManager:
                 head = str(first["kind"])
         with self._lock:
             standby = self._standby
-            if standby is not None and standby.kind == head and standby.proc.poll() is None:
+            if standby is not None and standby.job_kind == head and standby.proc.poll() is None:
                 return
             self._standby = None
         if standby is not None:
@@ -345,13 +345,13 @@ class RunManager:
         with self._lock:
             self._standby = _Standby(head, proc)
 
-    def _hand_to_standby(self, run_id: int, kind: str, log_path: Path) -> bool:
-        """Give `run_id` to the warm worker when it waits for runs of `kind`; False when there is none to give."""
+    def _hand_to_standby(self, run_id: int, run_kind: str, log_path: Path) -> bool:
+        """Give `run_id` to the warm worker when it waits for runs of `run_kind`; False when there is none to give."""
         with self._lock:
             standby, self._standby = self._standby, None
         if standby is None:
             return False
-        if standby.kind != kind or standby.proc.poll() is not None:
+        if standby.job_kind != run_kind or standby.proc.poll() is not None:
             _end_standby(standby)
             return False
         try:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.browser import open_browser, serve_app
+from tests.support.browser import open_browser, serve_app, wait_idle
 
 PLAYER = 'iframe[title^="Agent episode player"]'
 
@@ -24,7 +24,7 @@ def _set_number(page, label: str, value: str) -> None:
     box = page.get_by_role("spinbutton", name=label, exact=True)
     box.fill(value)
     box.press("Tab")
-    page.wait_for_timeout(400)
+    wait_idle(page)  # the rerun the field started: a click during it can be lost under load
 
 
 @pytest.mark.browser

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.browser import open_browser, serve_app
+from tests.support.browser import open_browser, serve_app, wait_idle
 
 PLAYER = 'iframe[title^="Episode player: Trained"]'
 
@@ -59,7 +59,7 @@ def test_gym_training_journey(tmp_path, workbench_home):
         steps = page.get_by_role("spinbutton", name="total_steps")
         steps.fill("8000")
         steps.press("Tab")
-        page.wait_for_timeout(500)
+        wait_idle(page)  # the rerun the field started: a click during it can be lost under load
         page.get_by_role("button", name="Train", exact=True).click()
         page.get_by_text("Live: refreshing every second.").wait_for(timeout=60_000)
 

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from tests.support.browser import make_one_at_a_time_home, open_browser, serve_app
+from tests.support.browser import make_one_at_a_time_home, open_browser, serve_app, wait_idle
 
 
 def _train(page, steps: str) -> None:
     box = page.get_by_role("spinbutton", name="total_steps")
     box.fill(steps)
     box.press("Tab")
-    page.wait_for_timeout(500)
+    wait_idle(page)  # the rerun the field started: a click during it can be lost under load
     page.get_by_role("button", name="Train", exact=True).click()
 
 

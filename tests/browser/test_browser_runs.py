@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support.browser import open_browser, serve_app
+from tests.support.browser import open_browser, serve_app, wait_idle
 
 PLAYER = 'iframe[title^="Episode player: Trained"]'
 
@@ -33,7 +33,7 @@ def test_gym_run_stays_selected_and_the_sidebar_moves(tmp_path, workbench_home):
             box = page.get_by_role("spinbutton", name=label)
             box.fill(value)
             box.press("Tab")
-            page.wait_for_timeout(400)
+            wait_idle(page)  # the rerun the field started: a click during it can be lost under load
         page.get_by_role("button", name="Train", exact=True).click()
         page.get_by_text("Live: refreshing every second.").wait_for(timeout=90_000)
         heading = _heading(page)
