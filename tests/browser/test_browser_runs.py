@@ -35,7 +35,11 @@ def test_gym_run_stays_selected_and_the_sidebar_moves(tmp_path, workbench_home):
             box.press("Tab")
             wait_idle(page)  # the rerun the field started: a click during it can be lost under load
         page.get_by_role("button", name="Train", exact=True).click()
-        page.get_by_text("Live: refreshing every second.").wait_for(timeout=90_000)
+        try:
+            page.get_by_text("Live: refreshing every second.").wait_for(timeout=90_000)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "no_live_view.png"), full_page=True)  # what the page showed instead
+            raise AssertionError(page.locator("section.stMain").inner_text()[:3000]) from None
         heading = _heading(page)
         run_id = re.match(r"#(\d+)", heading).group(1)
         assert "PPO · CartPole-v1" in heading
