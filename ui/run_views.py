@@ -6,6 +6,20 @@ import streamlit as st
 
 from llmrl_core.present.common import escape_markdown
 
+COMPARE_PAGE = "pages/runs/compare.py"
+COMPARE_REQUEST_KEY = "compare_request"  # run ids another page asks Compare to open with (Compare takes it once)
+
+
+def open_in_compare(run_ids: list[int]) -> None:
+    """Switch to the Compare page holding `run_ids` (does not return)."""
+    st.session_state[COMPARE_REQUEST_KEY] = [int(r) for r in run_ids]
+    st.switch_page(COMPARE_PAGE)
+
+
+def take_compare_request() -> list[int] | None:
+    """The run ids another page asked Compare to open with (once), or None."""
+    return st.session_state.pop(COMPARE_REQUEST_KEY, None)
+
 
 def run_error_ui(run: dict, interrupted_hint: str = "") -> None:
     """A failed run's headline (escaped: it may quote model output or file contents) with its traceback

@@ -43,7 +43,7 @@ def _axis(param: Any, column: pd.Series) -> dict:
 
 def make_parallel_figure(trials: pd.DataFrame, spec: SweepSpec, metric: str, height: int = 380) -> go.Figure | None:
     """Parallel coordinates of the runs with a result (None when fewer than two have one)."""
-    scored = trials[trials["value"].map(lambda v: v == v)]
+    scored = trials[trials["value"].notna()]
     if len(scored) < 2:
         return None
     dims = [_axis(p, scored[p.name]) for p in spec.params]

@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping
 from llmrl_core.core.errors import InputError, WorkbenchError
 from llmrl_core.runs.kinds import get_kind, load_part, register_kind
 from llmrl_core.runs.store import ACTIVE_STATUSES, RunStore, is_owner_alive, make_owner, parse_owner_pid
-from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting, list_queue
+from llmrl_core.runs.queue import cancel, claim_next, enqueue, get_queue_position, has_waiting, read_queue_head
 from llmrl_core.runs.standby import STANDBY_ENV, STANDBY_LOG
 from llmrl_core.runs.sweeps import advance_sweeps, has_running_sweeps
 
@@ -319,11 +319,9 @@ class RunManager:
     def _prepare_standby(self) -> None:
         """While a run of ours waits at the head of the queue, keep one worker for its kind warm; none otherwise."""
         head = None
-        if os.environ.get(STANDBY_ENV, "1") != "0" and has_waiting(self.store):
-            waiting = list_queue(self.store)
-            first = waiting.iloc[0] if len(waiting) else None
-            if first is not None and not first["owner"] and int(first["slots"]) == 1:  # a CLI's run is its own
-                head = str(first["kind"])
+        first = read_queue_head(self.store) if os.environ.get(STANDBY_ENV, "1") != "0" else None
+        if first is not None and not first["owner"] and first["slots"] == 1:  # a CLI's run is its own
+            head = str(first["kind"])
         with self._lock:
             standby = self._standby
             if standby is not None and standby.job_kind == head and standby.proc.poll() is None:

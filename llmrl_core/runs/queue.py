@@ -110,6 +110,17 @@ def list_queue(store: RunStore) -> pd.DataFrame:
     return frame
 
 
+def read_queue_head(store: RunStore) -> dict | None:
+    """The run next in the queue as {id, kind, slots, owner}, or None when nothing waits (one indexed read: the
+    supervisor asks every pass)."""
+    rows = store.fetch_rows("SELECT id, kind, config, owner FROM runs WHERE status='queued' AND queue_pos IS NOT NULL "
+                            "ORDER BY queue_pos, id LIMIT 1")
+    if not rows:
+        return None
+    run_id, kind, config, owner = rows[0]
+    return {"id": int(run_id), "kind": kind, "slots": count_slots(config), "owner": owner or ""}
+
+
 def get_queue_position(store: RunStore, run_id: int) -> tuple[int, int] | None:
     """(position, waiting runs) of a waiting run, or None when it is not waiting."""
     queue = list_queue(store)

@@ -304,7 +304,6 @@ def _corner_values(spec: SweepSpec) -> list[dict[str, Any]]:
     corners = [first]
     for p in spec.params:
         for value in ((p.low, p.high) if p.is_range else p.values):
-            value = int(value) if p.is_range and isinstance(p.low, int) and not isinstance(p.low, bool) else value
             corners.append({**first, p.name: value})
     return corners
 

@@ -58,9 +58,6 @@ _lock = threading.Lock()
 def _insert_runs(conn: Any, sweep_id: int, spec: SweepSpec, base: Mapping[str, Any], sets: Sequence[Mapping[str, Any]],
                  first_trial: int, owner: str | None) -> list[int]:
     """Queue one run per parameter set and seed (inside the caller's write transaction); returns their ids."""
-    from llmrl_core.runs.kinds import get_kind
-
-    spec_kind = get_kind(spec.kind)
     label = spec.name or f"sweep {sweep_id}"
     last = conn.execute("SELECT MAX(queue_pos) FROM runs WHERE queue_pos IS NOT NULL").fetchone()[0] or 0
     ids = []
@@ -73,13 +70,13 @@ def _insert_runs(conn: Any, sweep_id: int, spec: SweepSpec, base: Mapping[str, A
             cur = conn.execute(
                 "INSERT INTO runs(kind, name, config, status, created, total_steps, queue_pos, owner, sweep_id, sweep_trial) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (spec.kind, name, dumps(config), "queued", time.time(), _total_steps(spec_kind, config), last, owner,
+                (spec.kind, name, dumps(config), "queued", time.time(), _total_steps(config), last, owner,
                  sweep_id, dumps({"trial": n, "values": dict(values), "seed": seed})))
             ids.append(int(cur.lastrowid))
     return ids
 
 
-def _total_steps(spec_kind: Any, config: Mapping[str, Any]) -> int | None:
+def _total_steps(config: Mapping[str, Any]) -> int | None:
     """A run's budget as the pages record it (total_steps for gym and agent runs, steps for LM runs)."""
     for key in ("total_steps", "steps"):
         if isinstance(config.get(key), int):
@@ -238,7 +235,7 @@ def summarize_sets(trials: pd.DataFrame, names: Sequence[str], higher_is_better:
 
     rows = []
     for trial, group in trials.groupby("trial", sort=True):
-        done = group[(group["status"] == "completed") & group["value"].map(lambda v: v == v)]
+        done = group[(group["status"] == "completed") & group["value"].notna()]
         values = done["value"].astype(float)
         mean = float(values.mean()) if len(values) else math.nan
         low = high = math.nan
@@ -253,7 +250,7 @@ def summarize_sets(trials: pd.DataFrame, names: Sequence[str], higher_is_better:
     frame = pd.DataFrame(rows, columns=["trial", *names, "runs", "runs_done", "mean", "low", "high", "best_run"])
     frame["is_best"] = False
     if not frame.empty:
-        scored = frame[frame["mean"].map(lambda v: v == v)]
+        scored = frame[frame["mean"].notna()]
         full = scored[scored["runs_done"] == scored["runs"]]
         pool = full if len(full) else scored
         if len(pool):
@@ -300,7 +297,7 @@ def read_sweep_view(store: RunStore, sweep_id: int) -> SweepView:
 
 def rank_sets(sets: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFrame:
     """Parameter sets with a result, best first."""
-    scored = sets[sets["mean"].map(lambda v: v == v)]
+    scored = sets[sets["mean"].notna()]
     return scored.sort_values("mean", ascending=not higher_is_better, kind="stable")
 
 
@@ -388,7 +385,7 @@ def _queue_tpe_set(store: RunStore, sweep: Mapping[str, Any], sets_made: int) ->
         if group["status"].isin(ACTIVE_STATUSES).any():
             continue
         params = {n: _as_param(group[n].iloc[0], spec.params[i]) for i, n in enumerate(names)}
-        done = group[(group["status"] == "completed") & group["value"].map(lambda v: v == v)]
+        done = group[(group["status"] == "completed") & group["value"].notna()]
         if len(done):
             state, value = optuna.trial.TrialState.COMPLETE, float(done["value"].mean())
         elif (group["status"] == "pruned").any():

@@ -13,9 +13,9 @@ from llmrl_core.runs.compare import (X_AXES, KindGroup, describe_kinds_differ, d
                                      group_runs_by_kind, list_common_metrics, read_compare_frame, summarize_finals)
 from llmrl_core.runs.kinds import find_kind
 from ui.review import report_ui
+from ui.run_views import take_compare_request
 from ui.state import get_store
 
-COMPARE_REQUEST_KEY = "compare_request"  # run ids another page asks Compare to open with (taken once)
 X_LABELS = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
 
 
@@ -23,7 +23,7 @@ def pick_runs_ui() -> list[int]:
     """The runs to compare (by default the newest run and the one before it of the same kind)."""
     runs = get_store().list_runs()
     names = runs.set_index("id")["name"].to_dict()
-    requested = st.session_state.pop(COMPARE_REQUEST_KEY, None)  # e.g. the Sweeps page's "Compare the best 3"
+    requested = take_compare_request()  # e.g. the Sweeps page's "Compare the best 3"
     if requested:
         st.session_state["cmp_runs"] = [int(r) for r in requested if int(r) in names]
     if "cmp_runs" in st.session_state:  # the widget keeps its state; a default beside it would be ignored

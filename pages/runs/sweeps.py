@@ -9,6 +9,7 @@ While a sweep runs, its view is a fragment that redraws every POLL_SECONDS.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,12 +18,11 @@ from llmrl_core.core.paths import get_home
 from llmrl_core.present.common import escape_markdown
 from llmrl_core.present.sweep import format_sets_table, format_trials_table, make_parallel_figure, write_sweep_report
 from llmrl_core.runs.sweeps import cancel_sweep, describe_best, get_sweep, list_sweeps, pick_best_runs, read_sweep_view
+from ui.run_views import open_in_compare
 from ui.state import get_store
 from ui.sweep_form import SELECTED_KEY
 
 POLL_SECONDS = 2.0
-COMPARE_PAGE = "pages/runs/compare.py"
-COMPARE_REQUEST_KEY = "compare_request"  # run ids the Compare page opens with (pages/runs/compare.py takes it once)
 
 
 def pick_sweep_ui(sweeps) -> int:
@@ -47,8 +47,7 @@ def actions_ui(sweep: dict) -> None:
         if not best:
             st.warning("No trial has completed yet, so there is nothing to compare.")
         else:
-            st.session_state[COMPARE_REQUEST_KEY] = best
-            st.switch_page(COMPARE_PAGE)
+            open_in_compare(best)
     if c_report.button("Report", key="sweep_report", icon=":material/description:",
                        help="One HTML file that opens offline: the sweep's spec, best set, plot and tables."):
         try:
@@ -64,8 +63,6 @@ def actions_ui(sweep: dict) -> None:
         st.rerun()
     report = st.session_state.get("sweep_report_path")
     if report and report[0] == sweep["id"]:
-        from pathlib import Path
-
         path = Path(report[1])
         if path.is_file():
             st.download_button("Download the sweep report (HTML)", path.read_bytes(), file_name=path.name,
